@@ -1,0 +1,62 @@
+import type { ClusterConfig } from "./clusterConfig.js";
+
+/** Leader slot of a grouping: 1 is the primary, 2 the backup. */
+export type LeaderSlot = 1 | 2;
+export const LEADER_SLOTS: readonly LeaderSlot[] = [1, 2];
+
+/**
+ * The one place that formats etcd key names. Names follow the seed so that
+ * `etcdctl get --prefix` reads naturally; every prefix that holds several keys
+ * ends in "/" so that group 1's prefix never matches group 10's keys.
+ */
+export class KeySpace {
+  readonly db: string;
+  /** Holds the next fresh node ID, as a decimal string. */
+  readonly idKey: string;
+  /** Advertised failed slots live under this prefix, one key per node ID. */
+  readonly failoverPrefix: string;
+
+  constructor(config: Pick<ClusterConfig, "dbname" | "id_key" | "failover_id_key_prefix">) {
+    this.db = config.dbname;
+    this.idKey = config.id_key;
+    this.failoverPrefix = `${config.failover_id_key_prefix}/`;
+  }
+
+  /**
+   * Reserved for candidate records of grouping `k`'s election for `slot`. A campaign is one
+   * transaction on the leader key, so no candidate queue is written here (see DESIGN.md).
+   */
+  electionPrefix(grouping: number, slot: LeaderSlot): string {
+    return `election-${this.db}-group-${grouping}-leader-${slot}/`;
+  }
+
+  /** The key a grouping's leader holds, bound to its lease; its create revision is the fencing token. */
+  leaderKey(grouping: number, slot: LeaderSlot): string {
+    return `leader-${this.db}-group-${grouping}-${slot}`;
+  }
+
+  membershipPrefix(group: number): string {
+    return `member-${this.db}-group-${group}/`;
+  }
+
+  memberKey(group: number, nodeId: number): string {
+    return `${this.membershipPrefix(group)}${nodeId}`;
+  }
+
+  failoverKey(nodeId: number): string {
+    return `${this.failoverPrefix}${nodeId}`;
+  }
+
+  /** Every key of this database that the runtime writes starts with one of these. */
+  allPrefixes(): string[] {
+    return [`leader-${this.db}-group-`, `member-${this.db}-group-`, this.failoverPrefix, this.idKey];
+  }
+
+  /** The node ID at the end of a member or failover key, or undefined when the key is not one. */
+  nodeIdOf(key: string, prefix: string): number | undefined {
+    if (!key.startsWith(prefix)) return undefined;
+    const rest = key.slice(prefix.length);
+    if (!/^(0|[1-9]\d{0,8})$/.test(rest)) return undefined;
+    return Number(rest);
+  }
+}

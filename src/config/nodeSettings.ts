@@ -1,0 +1,162 @@
+import { hostname } from "node:os";
+import { ConfigError } from "./errors.js";
+
+/** Settings of one node, beside the shared cluster config. */
+export interface NodeSettings {
+  /** Lease TTL in whole seconds (etcd leases have second granularity). */
+  leaseTtlSeconds: number;
+  /** Time between keepalives, in milliseconds; always below the TTL. */
+  keepaliveIntervalMs: number;
+  /** etcd client URLs, e.g. `http://127.0.0.1:2379`. */
+  etcdEndpoints: string[];
+  /** Human name of the node, shown in logs and leader values. */
+  nodeName: string;
+  /** `host:port` of the database server that embeds this node. */
+  address: string;
+}
+
+/** Raw values as they arrive from flags or the environment. */
+export interface RawNodeSettings {
+  leaseTtl?: string | undefined;
+  refreshInterval?: string | undefined;
+  etcd?: string | undefined;
+  node?: string | undefined;
+  address?: string | undefined;
+}
+
+/** The environment variables of the original server, by setting. */
+export const NODE_SETTINGS_ENV = {
+  leaseTtl: "LEASE_TTL",
+  refreshInterval: "REFRESH_INTERVAL",
+  etcd: "ETCD",
+  node: "NODE",
+  address: "ADDRESS",
+} as const satisfies Record<keyof RawNodeSettings, string>;
+
+export const NODE_SETTINGS_FLAGS = {
+  leaseTtl: "--lease-ttl",
+  refreshInterval: "--refresh-interval",
+  etcd: "--etcd",
+  node: "--node",
+  address: "--address",
+} as const satisfies Record<keyof RawNodeSettings, string>;
+
+export const DEFAULT_LEASE_TTL_SECONDS = 5;
+export const MIN_LEASE_TTL_SECONDS = 2;
+export const DEFAULT_ETCD_ENDPOINT = "http://127.0.0.1:2379";
+
+type Source = { value: string; from: string };
+
+function pick(
+  key: keyof RawNodeSettings,
+  flags: RawNodeSettings,
+  env: NodeJS.ProcessEnv,
+): Source | undefined {
+  const flag = flags[key];
+  if (flag !== undefined) return { value: flag, from: NODE_SETTINGS_FLAGS[key] };
+  const fromEnv = env[NODE_SETTINGS_ENV[key]];
+  if (fromEnv !== undefined && fromEnv !== "") return { value: fromEnv, from: NODE_SETTINGS_ENV[key] };
+  return undefined;
+}
+
+const HOST =
+  /^(localhost|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])$/;
+
+function parsePort(text: string): number | undefined {
+  if (!/^\d{1,5}$/.test(text)) return undefined;
+  const port = Number(text);
+  return port <= 65535 ? port : undefined;
+}
+
+/** Splits `host:port` (IPv6 in brackets); undefined when malformed. */
+export function parseHostPort(text: string): { host: string; port: number } | undefined {
+  const at = text.lastIndexOf(":");
+  if (at <= 0) return undefined;
+  const host = text.slice(0, at);
+  const port = parsePort(text.slice(at + 1));
+  if (port === undefined || !HOST.test(host)) return undefined;
+  return { host, port };
+}
+
+export function parseEtcdEndpoint(text: string): string | undefined {
+  const withScheme = /^[a-z]+:\/\//.test(text) ? text : `http://${text}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
+  if (url.port === "" || url.pathname !== "/" || url.search !== "" || url.username !== "") return undefined;
+  return `${url.protocol}//${url.host}`;
+}
+
+function parseSeconds(text: string): number | undefined {
+  if (!/^\d+(\.\d+)?$/.test(text.trim())) return undefined;
+  return Number(text);
+}
+
+/**
+ * Resolves node settings: flags first, then the environment (`LEASE_TTL`, `REFRESH_INTERVAL`,
+ * `ETCD`, `NODE`, `ADDRESS`), then defaults. Every problem is reported at once, naming its source.
+ */
+export function resolveNodeSettings(
+  flags: RawNodeSettings,
+  env: NodeJS.ProcessEnv = process.env,
+): NodeSettings {
+  const problems: string[] = [];
+
+  const ttlSource = pick("leaseTtl", flags, env);
+  let leaseTtlSeconds = DEFAULT_LEASE_TTL_SECONDS;
+  if (ttlSource) {
+    const ttl = parseSeconds(ttlSource.value);
+    if (ttl === undefined || !Number.isInteger(ttl)) {
+      problems.push(
+        `${ttlSource.from}: lease TTL must be a whole number of seconds, got "${ttlSource.value}"`,
+      );
+    } else if (ttl < MIN_LEASE_TTL_SECONDS) {
+      problems.push(
+        `${ttlSource.from}: lease TTL must be at least ${MIN_LEASE_TTL_SECONDS} s (etcd raises shorter TTLs), got ${ttl}`,
+      );
+    } else leaseTtlSeconds = ttl;
+  }
+
+  const intervalSource = pick("refreshInterval", flags, env);
+  let keepaliveIntervalMs = Math.round((leaseTtlSeconds * 1000) / 3);
+  if (intervalSource) {
+    const seconds = parseSeconds(intervalSource.value);
+    if (seconds === undefined || seconds <= 0) {
+      problems.push(
+        `${intervalSource.from}: keepalive interval must be a positive number of seconds, got "${intervalSource.value}"`,
+      );
+    } else if (seconds >= leaseTtlSeconds) {
+      problems.push(
+        `${intervalSource.from}: keepalive interval (${seconds} s) must be below the lease TTL (${leaseTtlSeconds} s)`,
+      );
+    } else keepaliveIntervalMs = Math.round(seconds * 1000);
+  }
+
+  const etcdSource = pick("etcd", flags, env);
+  const etcdEndpoints: string[] = [];
+  for (const raw of (etcdSource?.value ?? DEFAULT_ETCD_ENDPOINT).split(",")) {
+    const endpoint = parseEtcdEndpoint(raw.trim());
+    if (endpoint === undefined)
+      problems.push(`${etcdSource?.from ?? "etcd"}: malformed endpoint "${raw.trim()}"`);
+    else etcdEndpoints.push(endpoint);
+  }
+
+  const nodeSource = pick("node", flags, env);
+  const nodeName = nodeSource?.value ?? `${hostname()}-${process.pid}`;
+  if (!/^[\w.-]{1,128}$/.test(nodeName)) {
+    problems.push(`${nodeSource?.from ?? "node"}: node name must be 1-128 letters, digits, '.', '_' or '-'`);
+  }
+
+  const addressSource = pick("address", flags, env);
+  const address = addressSource?.value ?? "127.0.0.1:0";
+  if (parseHostPort(address) === undefined) {
+    problems.push(`${addressSource?.from ?? "address"}: address must be host:port, got "${address}"`);
+  }
+
+  if (problems.length > 0) throw new ConfigError("node settings", problems);
+  return { leaseTtlSeconds, keepaliveIntervalMs, etcdEndpoints, nodeName, address };
+}

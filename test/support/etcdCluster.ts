@@ -1,0 +1,379 @@
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Etcd3, type IOptions } from "etcd3";
+import { freePorts } from "./freePort.js";
+
+export interface StartEtcdOptions {
+  members?: 1 | 3;
+  /** Prefix for member names and the cluster token. */
+  name?: string;
+  /** Appended after the harness flags, so they can override them. */
+  extraArgs?: string[];
+}
+
+export interface EtcdMember {
+  readonly name: string;
+  readonly endpoint: string;
+  readonly peerUrl: string;
+  readonly dataDir: string;
+  /** Pid of the most recently spawned process, even after it exited. */
+  readonly pid: number | undefined;
+  readonly running: boolean;
+  /** SIGTERM (SIGKILL after 3 s) and wait for exit. */
+  stop(): Promise<void>;
+  /** SIGKILL and wait for exit. */
+  kill(): Promise<void>;
+  /** Stop if running, start again on the same data dir, wait for /health. */
+  restart(): Promise<void>;
+  /** The last ~200 lines of the member's stderr and stdout. */
+  logs(): string;
+}
+
+export interface EtcdCluster {
+  readonly endpoints: string[];
+  readonly members: EtcdMember[];
+  readonly rootDir: string;
+  /** A new client (default hosts: every endpoint), closed by stop(). */
+  client(options?: Partial<IOptions>): Etcd3;
+  /** Index in `members` of the current raft leader; waits for an election to settle. */
+  leaderIndex(timeoutMs?: number): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export const ETCD_NOT_FOUND_MESSAGE =
+  "etcd binary not found on PATH: install Debian's etcd-server package (apt-get install -y etcd-server)";
+
+const LOG_LINES_KEPT = 200;
+const STOP_GRACE_MS = 3_000;
+const READY_TIMEOUT_MS = 20_000;
+const LEADER_TIMEOUT_MS = 10_000;
+const POLL_INTERVAL_MS = 50;
+const HTTP_TIMEOUT_MS = 1_000;
+const CLIENT_DIAL_TIMEOUT_MS = 2_000;
+
+const TEST_FRIENDLY_ARGS = [
+  "--heartbeat-interval",
+  "50",
+  "--election-timeout",
+  "500",
+  "--logger",
+  "zap",
+  "--log-level",
+  "error",
+];
+
+const liveChildren = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const child of liveChildren) {
+    child.kill("SIGKILL");
+  }
+});
+
+function etcdBinary(): string {
+  const binary = process.env.ETCD_BIN || "etcd";
+  const probe = spawnSync(binary, ["--version"], { stdio: "ignore" });
+  if (probe.error !== undefined || probe.status !== 0) {
+    throw new Error(ETCD_NOT_FOUND_MESSAGE);
+  }
+  return binary;
+}
+
+class LineRing {
+  private readonly lines: string[] = [];
+  private partial = "";
+
+  constructor(private readonly capacity: number) {}
+
+  write(chunk: Buffer | string): void {
+    const parts = (this.partial + chunk.toString()).split("\n");
+    this.partial = parts.pop() ?? "";
+    for (const line of parts) {
+      this.lines.push(line);
+      if (this.lines.length > this.capacity) {
+        this.lines.shift();
+      }
+    }
+  }
+
+  text(): string {
+    return this.partial ? [...this.lines, this.partial].join("\n") : this.lines.join("\n");
+  }
+}
+
+async function isHealthy(endpoint: string): Promise<boolean> {
+  try {
+    const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) });
+    const body = (await response.json()) as { health?: unknown };
+    return body.health === "true" || body.health === true;
+  } catch {
+    return false;
+  }
+}
+
+interface MemberStatus {
+  header?: { member_id?: string };
+  leader?: string;
+}
+
+async function memberStatus(endpoint: string): Promise<MemberStatus | undefined> {
+  try {
+    const response = await fetch(`${endpoint}/v3/maintenance/status`, {
+      method: "POST",
+      body: "{}",
+      signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+    });
+    return response.ok ? ((await response.json()) as MemberStatus) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isLeader(status: MemberStatus | undefined): boolean {
+  return status?.leader !== undefined && status.leader !== "0" && status.leader === status.header?.member_id;
+}
+
+function formatLogs(members: readonly EtcdMember[]): string {
+  return members.map((member) => `--- ${member.name} (${member.endpoint}) ---\n${member.logs()}`).join("\n");
+}
+
+async function waitForHealth(members: readonly Member[], timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+  try {
+    await Promise.all(members.map((member) => member.waitUntilHealthy(timeoutMs)));
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`${reason}\ncaptured etcd output:\n${formatLogs(members)}`);
+  }
+}
+
+interface MemberSpec {
+  name: string;
+  endpoint: string;
+  peerUrl: string;
+  dataDir: string;
+}
+
+interface ClusterSpec {
+  binary: string;
+  token: string;
+  initialCluster: string;
+  extraArgs: string[];
+}
+
+class Member implements EtcdMember {
+  private child: ChildProcess | undefined;
+  private alive = false;
+  private exited: Promise<void> = Promise.resolve();
+  private readonly output = new LineRing(LOG_LINES_KEPT);
+
+  constructor(
+    private readonly spec: MemberSpec,
+    private readonly cluster: ClusterSpec,
+  ) {}
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get endpoint(): string {
+    return this.spec.endpoint;
+  }
+
+  get peerUrl(): string {
+    return this.spec.peerUrl;
+  }
+
+  get dataDir(): string {
+    return this.spec.dataDir;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return this.alive;
+  }
+
+  start(state: "new" | "existing"): void {
+    if (this.alive) {
+      throw new Error(`etcd member ${this.name} is already running`);
+    }
+    const child = spawn(this.cluster.binary, this.args(state), { stdio: ["ignore", "pipe", "pipe"] });
+    liveChildren.add(child);
+    this.child = child;
+    this.alive = true;
+    child.stdout?.on("data", (chunk: Buffer) => this.output.write(chunk));
+    child.stderr?.on("data", (chunk: Buffer) => this.output.write(chunk));
+    this.exited = new Promise((resolve) => {
+      const onGone = (): void => {
+        liveChildren.delete(child);
+        this.alive = false;
+        resolve();
+      };
+      child.once("close", onGone);
+      child.once("error", (error) => {
+        this.output.write(`[harness] spawn failed: ${error.message}\n`);
+        onGone();
+      });
+    });
+  }
+
+  stop(): Promise<void> {
+    return this.terminate("SIGTERM");
+  }
+
+  kill(): Promise<void> {
+    return this.terminate("SIGKILL");
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    this.start("existing");
+    await waitForHealth([this]);
+  }
+
+  logs(): string {
+    return this.output.text();
+  }
+
+  async waitUntilHealthy(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await isHealthy(this.endpoint))) {
+      if (!this.alive) {
+        throw new Error(`etcd member ${this.name} exited before ${this.endpoint}/health reported healthy`);
+      }
+      if (Date.now() > deadline) {
+        throw new Error(
+          `etcd member ${this.name} not healthy at ${this.endpoint}/health within ${timeoutMs} ms`,
+        );
+      }
+      await sleep(POLL_INTERVAL_MS);
+    }
+  }
+
+  private async terminate(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child;
+    if (!this.alive || child === undefined) {
+      return;
+    }
+    child.kill(signal);
+    const escalation = setTimeout(() => child.kill("SIGKILL"), STOP_GRACE_MS);
+    try {
+      await this.exited;
+    } finally {
+      clearTimeout(escalation);
+    }
+  }
+
+  private args(state: "new" | "existing"): string[] {
+    const { name, endpoint, peerUrl, dataDir } = this.spec;
+    return [
+      ["--name", name],
+      ["--data-dir", dataDir],
+      ["--listen-client-urls", endpoint],
+      ["--advertise-client-urls", endpoint],
+      ["--listen-peer-urls", peerUrl],
+      ["--initial-advertise-peer-urls", peerUrl],
+      ["--initial-cluster", this.cluster.initialCluster],
+      ["--initial-cluster-state", state],
+      ["--initial-cluster-token", this.cluster.token],
+      TEST_FRIENDLY_ARGS,
+      this.cluster.extraArgs,
+    ].flat();
+  }
+}
+
+class Cluster implements EtcdCluster {
+  readonly endpoints: string[];
+  private readonly clients = new Set<Etcd3>();
+
+  constructor(
+    readonly rootDir: string,
+    readonly members: Member[],
+  ) {
+    this.endpoints = members.map((member) => member.endpoint);
+  }
+
+  client(options: Partial<IOptions> = {}): Etcd3 {
+    const client = new Etcd3({ hosts: this.endpoints, dialTimeout: CLIENT_DIAL_TIMEOUT_MS, ...options });
+    this.clients.add(client);
+    return client;
+  }
+
+  async leaderIndex(timeoutMs = LEADER_TIMEOUT_MS): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const statuses = await Promise.all(
+        this.members.map((member) => (member.running ? memberStatus(member.endpoint) : undefined)),
+      );
+      const index = statuses.findIndex(isLeader);
+      if (index >= 0) {
+        return index;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`no etcd raft leader within ${timeoutMs} ms\n${formatLogs(this.members)}`);
+      }
+      await sleep(POLL_INTERVAL_MS);
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const client of this.clients) {
+      client.close();
+    }
+    this.clients.clear();
+    await Promise.all(this.members.map((member) => member.stop()));
+    await rm(this.rootDir, { recursive: true, force: true });
+  }
+}
+
+function takePort(ports: number[]): number {
+  const port = ports.shift();
+  if (port === undefined) {
+    throw new Error("ran out of free ports");
+  }
+  return port;
+}
+
+function loopbackUrl(port: number): string {
+  return `http://127.0.0.1:${port}`;
+}
+
+export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdCluster> {
+  const binary = etcdBinary();
+  const size = options.members ?? 1;
+  const prefix = options.name ?? "etcd";
+  const rootDir = await mkdtemp(join(tmpdir(), "rdeebee-etcd-"));
+  const ports = await freePorts(size * 2);
+  const specs: MemberSpec[] = Array.from({ length: size }, (_, i) => {
+    const name = `${prefix}-${i}`;
+    return {
+      name,
+      endpoint: loopbackUrl(takePort(ports)),
+      peerUrl: loopbackUrl(takePort(ports)),
+      dataDir: join(rootDir, name),
+    };
+  });
+  const clusterSpec: ClusterSpec = {
+    binary,
+    token: `${prefix}-${randomUUID()}`,
+    initialCluster: specs.map((spec) => `${spec.name}=${spec.peerUrl}`).join(","),
+    extraArgs: options.extraArgs ?? [],
+  };
+  const members = specs.map((spec) => new Member(spec, clusterSpec));
+  const cluster = new Cluster(rootDir, members);
+  try {
+    for (const member of members) {
+      member.start("new");
+    }
+    await waitForHealth(members);
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  return cluster;
+}
