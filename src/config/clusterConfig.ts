@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import yaml from "js-yaml";
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
+import { reservedKeyPrefixes } from "./keys.js";
 
 const positiveInt = z.number({ error: "must be a number" }).int("must be an integer").positive("must be > 0");
 const keyString = z
@@ -29,6 +30,16 @@ export const clusterConfigSchema = z
   .refine((c) => c.id_key !== c.failover_id_key_prefix, {
     path: ["failover_id_key_prefix"],
     message: "must differ from id_key",
+  })
+  .refine((c) => !reservedKeyPrefixes(c.dbname).some((p) => c.id_key.startsWith(p)), {
+    path: ["id_key"],
+    message:
+      "must not start with a key name the cluster reserves (leader-, election-, member-<dbname>-group-)",
+  })
+  .refine((c) => !reservedKeyPrefixes(c.dbname).some((p) => c.failover_id_key_prefix.startsWith(p)), {
+    path: ["failover_id_key_prefix"],
+    message:
+      "must not start with a key name the cluster reserves (leader-, election-, member-<dbname>-group-)",
   });
 
 /** The user-defined cluster settings of `config.yaml` (the seed's PreConfig). */
@@ -46,7 +57,8 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 /** Validate an already-parsed value; `source` names where it came from in errors. */
 export function parseClusterConfig(value: unknown, source: string): ClusterConfig {
   if (value === undefined || value === null) throw new ConfigError(source, ["file is empty"]);
-  const result = clusterConfigSchema.safeParse(value);
+  // reportInput: without it zod 4 issues carry no `input`, and every type error read as "missing".
+  const result = clusterConfigSchema.safeParse(value, { reportInput: true });
   if (!result.success) throw new ConfigError(source, result.error.issues.map(describeIssue));
   return result.data;
 }

@@ -4,6 +4,11 @@ import type { ClusterConfig } from "./clusterConfig.js";
 export type LeaderSlot = 1 | 2;
 export const LEADER_SLOTS: readonly LeaderSlot[] = [1, 2];
 
+/** Prefixes of the key names derived from `dbname`; a configured `id_key` or failover prefix must not start with one. */
+export function reservedKeyPrefixes(db: string): string[] {
+  return [`leader-${db}-group-`, `election-${db}-group-`, `member-${db}-group-`];
+}
+
 /**
  * The one place that formats etcd key names. Names follow the seed so that
  * `etcdctl get --prefix` reads naturally; every prefix that holds several keys
@@ -33,6 +38,11 @@ export class KeySpace {
   /** The key a grouping's leader holds, bound to its lease; its create revision is the fencing token. */
   leaderKey(grouping: number, slot: LeaderSlot): string {
     return `leader-${this.db}-group-${grouping}-${slot}`;
+  }
+
+  /** Both leader keys of grouping `k` start with this (and no other grouping's do). */
+  leaderPrefix(grouping: number): string {
+    return `leader-${this.db}-group-${grouping}-`;
   }
 
   membershipPrefix(group: number): string {

@@ -125,15 +125,17 @@ export function resolveNodeSettings(
   let keepaliveIntervalMs = Math.round((leaseTtlSeconds * 1000) / 3);
   if (intervalSource) {
     const seconds = parseSeconds(intervalSource.value);
-    if (seconds === undefined || seconds <= 0) {
+    // Compared in whole milliseconds, as used: 0.0001 s must not become 0 ms, nor 4.9999 s equal a 5 s TTL.
+    const ms = seconds === undefined ? undefined : Math.round(seconds * 1000);
+    if (seconds === undefined || ms === undefined || ms <= 0) {
       problems.push(
-        `${intervalSource.from}: keepalive interval must be a positive number of seconds, got "${intervalSource.value}"`,
+        `${intervalSource.from}: keepalive interval must be a positive number of seconds (at least 1 ms), got "${intervalSource.value}"`,
       );
-    } else if (seconds >= leaseTtlSeconds) {
+    } else if (ms >= leaseTtlSeconds * 1000) {
       problems.push(
         `${intervalSource.from}: keepalive interval (${seconds} s) must be below the lease TTL (${leaseTtlSeconds} s)`,
       );
-    } else keepaliveIntervalMs = Math.round(seconds * 1000);
+    } else keepaliveIntervalMs = ms;
   }
 
   const etcdSource = pick("etcd", flags, env);

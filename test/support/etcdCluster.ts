@@ -52,7 +52,8 @@ const STOP_GRACE_MS = 3_000;
 const READY_TIMEOUT_MS = 20_000;
 const LEADER_TIMEOUT_MS = 10_000;
 const POLL_INTERVAL_MS = 50;
-const HTTP_TIMEOUT_MS = 1_000;
+const PEER_LOSS_NOTICE_MS = 300;
+const HTTP_TIMEOUT_MS = 500;
 const CLIENT_DIAL_TIMEOUT_MS = 2_000;
 
 const TEST_FRIENDLY_ARGS = [
@@ -307,10 +308,7 @@ class Cluster implements EtcdCluster {
   async leaderIndex(timeoutMs = LEADER_TIMEOUT_MS): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const statuses = await Promise.all(
-        this.members.map((member) => (member.running ? memberStatus(member.endpoint) : undefined)),
-      );
-      const index = statuses.findIndex(isLeader);
+      const index = await this.currentLeaderIndex();
       if (index >= 0) {
         return index;
       }
@@ -326,8 +324,33 @@ class Cluster implements EtcdCluster {
       client.close();
     }
     this.clients.clear();
-    await Promise.all(this.members.map((member) => member.stop()));
+    await this.stopMembersLeaderLast();
     await rm(this.rootDir, { recursive: true, force: true });
+  }
+
+  private async currentLeaderIndex(): Promise<number> {
+    const statuses = await Promise.all(
+      this.members.map((member) => (member.running ? memberStatus(member.endpoint) : undefined)),
+    );
+    return statuses.findIndex(isLeader);
+  }
+
+  /**
+   * A stopping leader first hands leadership to a peer it believes alive; if that peer just died,
+   * the hand-off hangs until SIGKILL. So followers stop first, and the leader gets time to notice.
+   */
+  private async stopMembersLeaderLast(): Promise<void> {
+    const leader = this.members[await this.currentLeaderIndex()];
+    const followers = this.members.filter((member) => member !== leader && member.running);
+    for (const follower of followers) {
+      await follower.stop();
+    }
+    if (leader?.running) {
+      if (followers.length > 0) {
+        await sleep(PEER_LOSS_NOTICE_MS);
+      }
+      await leader.stop();
+    }
   }
 }
 

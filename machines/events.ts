@@ -1,0 +1,26 @@
+/** A leader key as the machines see it: who holds it, its fencing token, and whether it is this node's. */
+export interface LeaderSeat {
+  nodeId: number;
+  token: number;
+  mine: boolean;
+}
+
+/** The two leader keys of this node's grouping, as of one etcd revision. */
+export interface LeadersChanged {
+  type: "LEADERS_CHANGED";
+  primary?: LeaderSeat;
+  backup?: LeaderSeat;
+}
+
+/** Allocated slots of this grouping that have neither a live member nor an advertisement. */
+export interface MembersChanged {
+  type: "MEMBERS_CHANGED";
+  missing: readonly number[];
+}
+
+export type LeaderSlot = 1 | 2;
+
+export interface Office {
+  slot: LeaderSlot;
+  token: number;
+}

@@ -1,0 +1,58 @@
+import { assign, setup } from "xstate";
+import type { MembersChanged } from "./events.js";
+
+export type FailoverAdvertiserEvent =
+  | MembersChanged
+  | { type: "SLOTS_ADVERTISED" }
+  | { type: "ADVERTISE_FAILED"; error: string }
+  | { type: "RETRY" };
+
+/**
+ * Run by the grouping's primary: whenever allocated slots of its groups have no live member and
+ * no advertisement, it advertises them so that a new node takes them over. Changes that arrive
+ * while a batch is in flight are kept and advertised next.
+ */
+export const failoverAdvertiserMachine = setup({
+  types: {
+    context: {} as { pending: readonly number[] },
+    events: {} as FailoverAdvertiserEvent,
+  },
+  actions: {
+    advertiseSlots: (_, _params: { ids: readonly number[] }) => {},
+    scheduleRetry: () => {},
+    keepLatest: assign({
+      pending: ({ event }) => (event.type === "MEMBERS_CHANGED" ? event.missing : []),
+    }),
+  },
+  guards: {
+    hasPending: ({ context }) => context.pending.length > 0,
+  },
+}).createMachine({
+  id: "failoverAdvertiser",
+  context: { pending: [] },
+  initial: "watchingMembers",
+  states: {
+    watchingMembers: {
+      always: { guard: "hasPending", target: "advertising" },
+      on: { MEMBERS_CHANGED: { actions: "keepLatest", target: "watchingMembers", reenter: true } },
+    },
+    advertising: {
+      entry: [
+        { type: "advertiseSlots", params: ({ context }) => ({ ids: context.pending }) },
+        assign({ pending: [] }),
+      ],
+      on: {
+        MEMBERS_CHANGED: { actions: "keepLatest" },
+        SLOTS_ADVERTISED: "watchingMembers",
+        ADVERTISE_FAILED: "waitingToRetry",
+      },
+    },
+    waitingToRetry: {
+      entry: "scheduleRetry",
+      on: {
+        MEMBERS_CHANGED: { actions: "keepLatest" },
+        RETRY: "watchingMembers",
+      },
+    },
+  },
+});

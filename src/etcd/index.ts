@@ -1,0 +1,17 @@
+export {
+  type CampaignResult,
+  ClusterStore,
+  FenceLostError,
+  type FencingToken,
+  type FreshIdResult,
+} from "./clusterStore.js";
+export { type KeyEntry, type PrefixSnapshot, snapshotOf, watchPrefix } from "./prefixView.js";
+export { EtcdSession, monotonicNow, type SessionHealth, type SessionOptions } from "./session.js";
+export {
+  decodeCounter,
+  decodeValue,
+  type FailoverAd,
+  failoverAdSchema,
+  type NodeRecord,
+  nodeRecordSchema,
+} from "./values.js";

@@ -1,0 +1,170 @@
+import { performance } from "node:perf_hooks";
+import { type Etcd3, EtcdLeaseInvalidError, type Lease } from "etcd3";
+import { BehaviorSubject, distinctUntilChanged, map, type Observable } from "rxjs";
+import type { Logger } from "../logging.js";
+
+export interface SessionOptions {
+  ttlSeconds: number;
+  keepaliveIntervalMs: number;
+  /** Safety margin taken off the local deadline; defaults to max(200 ms, 10% of the TTL). */
+  marginMs?: number;
+}
+
+/**
+ * `valid`: a keepalive was acknowledged recently enough that etcd cannot have expired the lease.
+ * `expiredLocally`: the local deadline passed without an acknowledgement; etcd may expire the lease at any time.
+ * `lost`: etcd said the lease is gone (or it was revoked); the session is over.
+ */
+export type SessionHealth = "valid" | "expiredLocally" | "lost";
+
+/** Monotonic milliseconds; never jumps with the wall clock. */
+export const monotonicNow = (): number => performance.now();
+
+/**
+ * One etcd lease kept alive every interval, with a local validity deadline:
+ * send time of the last acknowledged keepalive + TTL - margin, on the monotonic clock.
+ * etcd counts the TTL from when it receives the keepalive, which is after we sent it, so the
+ * deadline passes before etcd can expire the lease. etcd3's own `lost` event comes only after
+ * about two TTLs, which is why the deadline is kept here.
+ */
+export class EtcdSession {
+  readonly leaseId: string;
+  private validUntil: number;
+  private readonly healthSubject: BehaviorSubject<SessionHealth>;
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  readonly marginMs: number;
+  lastKeepaliveRoundTripMs: number | undefined;
+
+  private constructor(
+    private readonly lease: Lease,
+    leaseId: string,
+    grantSentAt: number,
+    private readonly options: SessionOptions,
+    private readonly log: Logger,
+  ) {
+    this.leaseId = leaseId;
+    this.marginMs = options.marginMs ?? Math.max(200, options.ttlSeconds * 100);
+    this.validUntil = grantSentAt + options.ttlSeconds * 1000 - this.marginMs;
+    this.healthSubject = new BehaviorSubject<SessionHealth>("valid");
+    this.armDeadline();
+    this.scheduleKeepalive();
+  }
+
+  static async open(client: Etcd3, options: SessionOptions, log: Logger): Promise<EtcdSession> {
+    const sentAt = monotonicNow();
+    const lease = client.lease(options.ttlSeconds, { autoKeepAlive: false });
+    lease.on("lost", () => undefined); // loss is tracked by our own deadline and keepalive results
+    const leaseId = await lease.grant();
+    return new EtcdSession(lease, String(leaseId), sentAt, options, log);
+  }
+
+  get health$(): Observable<SessionHealth> {
+    return this.healthSubject.pipe(distinctUntilChanged());
+  }
+
+  get health(): SessionHealth {
+    return this.healthSubject.value;
+  }
+
+  /** True while the local deadline has not passed; check it right before acting as leader. */
+  isValid(): boolean {
+    return this.health === "valid" && monotonicNow() < this.validUntil;
+  }
+
+  /** Milliseconds left before the local deadline (negative once passed). */
+  remainingMs(): number {
+    return this.validUntil - monotonicNow();
+  }
+
+  get deadline(): number {
+    return this.validUntil;
+  }
+
+  private setHealth(health: SessionHealth): void {
+    if (this.health === "lost") return;
+    this.healthSubject.next(health);
+  }
+
+  private armDeadline(): void {
+    clearTimeout(this.deadlineTimer);
+    if (this.closed) return;
+    this.deadlineTimer = setTimeout(() => this.checkDeadline(), Math.max(0, this.remainingMs()));
+  }
+
+  private checkDeadline(): void {
+    if (this.closed) return;
+    if (this.remainingMs() <= 0) {
+      if (this.health === "valid") {
+        this.log.warn("lease deadline passed without a keepalive acknowledgement", { lease: this.leaseId });
+      }
+      this.setHealth("expiredLocally");
+    } else this.armDeadline();
+  }
+
+  private scheduleKeepalive(delayMs = this.options.keepaliveIntervalMs): void {
+    if (this.closed) return;
+    this.keepaliveTimer = setTimeout(() => void this.keepalive(), delayMs);
+  }
+
+  private async keepalive(): Promise<void> {
+    const sentAt = monotonicNow();
+    try {
+      const res = await this.lease.keepaliveOnce({
+        deadline: new Date(Date.now() + this.options.keepaliveIntervalMs),
+      });
+      if (this.closed) return;
+      const ttl = Number(res.TTL);
+      this.lastKeepaliveRoundTripMs = monotonicNow() - sentAt;
+      if (ttl <= 0) throw new EtcdLeaseInvalidError(this.leaseId);
+      this.validUntil = Math.max(this.validUntil, sentAt + ttl * 1000 - this.marginMs);
+      this.armDeadline();
+      if (monotonicNow() < this.validUntil) this.setHealth("valid");
+      this.scheduleKeepalive();
+    } catch (err) {
+      if (this.closed) return;
+      if (err instanceof EtcdLeaseInvalidError) {
+        this.log.warn("lease is gone in etcd", { lease: this.leaseId });
+        this.markLost();
+        return;
+      }
+      this.log.debug("keepalive failed, retrying", { lease: this.leaseId, error: String(err) });
+      // Retry sooner than the interval: the deadline is what matters now.
+      this.scheduleKeepalive(Math.min(this.options.keepaliveIntervalMs, 250));
+    }
+  }
+
+  private markLost(): void {
+    this.stopTimers();
+    this.setHealth("lost");
+    this.healthSubject.complete();
+  }
+
+  private stopTimers(): void {
+    this.closed = true;
+    clearTimeout(this.keepaliveTimer);
+    clearTimeout(this.deadlineTimer);
+  }
+
+  /** Revokes the lease: every key bound to it goes at once. */
+  async revoke(): Promise<void> {
+    this.stopTimers();
+    try {
+      await this.lease.revoke();
+    } finally {
+      this.markLost();
+    }
+  }
+
+  /** Stops keepalives without revoking: the lease expires after its TTL, as on a crash. */
+  abandon(): void {
+    this.lease.release();
+    this.markLost();
+  }
+
+  /** The session's health as a stream of booleans: may this node act right now. */
+  get valid$(): Observable<boolean> {
+    return this.health$.pipe(map((h) => h === "valid"));
+  }
+}
