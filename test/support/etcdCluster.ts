@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -68,11 +69,27 @@ const TEST_FRIENDLY_ARGS = [
 ];
 
 const liveChildren = new Set<ChildProcess>();
-process.on("exit", () => {
+const liveRootDirs = new Set<string>();
+
+function killChildrenAndRemoveRootDirs(): void {
   for (const child of liveChildren) {
     child.kill("SIGKILL");
   }
-});
+  for (const rootDir of liveRootDirs) {
+    rmSync(rootDir, { recursive: true, force: true, maxRetries: 3 });
+  }
+}
+
+process.on("exit", killChildrenAndRemoveRootDirs);
+// Vitest ends its fork workers with SIGTERM, which skips "exit"; re-raise so the default action still applies.
+for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+  process.once(signal, () => {
+    killChildrenAndRemoveRootDirs();
+    if (process.listenerCount(signal) === 0) {
+      process.kill(process.pid, signal);
+    }
+  });
+}
 
 function etcdBinary(): string {
   const binary = process.env.ETCD_BIN || "etcd";
@@ -326,6 +343,7 @@ class Cluster implements EtcdCluster {
     this.clients.clear();
     await this.stopMembersLeaderLast();
     await rm(this.rootDir, { recursive: true, force: true });
+    liveRootDirs.delete(this.rootDir);
   }
 
   private async currentLeaderIndex(): Promise<number> {
@@ -371,6 +389,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
   const size = options.members ?? 1;
   const prefix = options.name ?? "etcd";
   const rootDir = await mkdtemp(join(tmpdir(), "rdeebee-etcd-"));
+  liveRootDirs.add(rootDir);
   const ports = await freePorts(size * 2);
   const specs: MemberSpec[] = Array.from({ length: size }, (_, i) => {
     const name = `${prefix}-${i}`;

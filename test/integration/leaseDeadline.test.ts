@@ -1,0 +1,83 @@
+import { performance } from "node:perf_hooks";
+import type { Etcd3 } from "etcd3";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { ClusterLayout } from "../../src/config/index.js";
+import { silentLogger } from "../../src/logging.js";
+import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
+import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
+import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
+import { TcpProxy } from "../support/tcpProxy.js";
+import { waitUntil } from "../support/waitUntil.js";
+
+const CONFIG = { ...SEED_CONFIG, groups: 3 };
+const TTL_SECONDS = 2;
+
+describe("local lease deadline", () => {
+  let etcd: EtcdCluster;
+  let client: Etcd3;
+  let proxy: TcpProxy;
+  let factory: NodeFactory;
+  let cutOff: ClusterNode | undefined;
+
+  beforeEach(async () => {
+    etcd = await startEtcd();
+    client = etcd.client();
+    proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
+    factory = new NodeFactory({ endpoints: etcd.endpoints, config: CONFIG, leaseTtlSeconds: TTL_SECONDS });
+  });
+
+  afterEach(async () => {
+    await cutOff?.stop().catch(() => cutOff?.crash());
+    cutOff = undefined;
+    await factory.stopAll();
+    await proxy.close();
+    await etcd.stop();
+  });
+
+  test("a primary whose keepalives are cut steps down before etcd expires its lease, then rejoins", async () => {
+    const layout = new ClusterLayout(CONFIG);
+    const settings = { ...factory.settings("behind-proxy"), etcdEndpoints: [proxy.endpoint] };
+    cutOff = createClusterNode({ cluster: layout, settings, logger: silentLogger() });
+    await cutOff.start();
+    await waitUntil("the first node to be primary", () => cutOff?.role === "primary");
+    const others = await factory.startMany(2);
+    await waitUntil("a backup", () => others.some((n) => n.role === "backup"));
+
+    const memberKey = layout.keys.memberKey(0, cutOff.id ?? -1);
+    let suspendedAt: number | undefined;
+    let expiredAt: number | undefined;
+    const sub = cutOff.role$.subscribe((role) => {
+      if (role === "suspended" && suspendedAt === undefined) suspendedAt = performance.now();
+    });
+    const watcher = await client.watch().key(memberKey).create();
+    watcher.on("delete", () => {
+      expiredAt ??= performance.now();
+    });
+
+    proxy.setMode("blackhole");
+    await waitUntil(
+      "etcd to expire the cut-off node's lease",
+      () => expiredAt !== undefined,
+      TTL_SECONDS * 4000,
+    );
+    sub.unsubscribe();
+    await watcher.cancel();
+
+    expect(suspendedAt, "the node never suspended").toBeDefined();
+    expect(suspendedAt ?? Number.POSITIVE_INFINITY).toBeLessThan(expiredAt ?? 0);
+    await waitUntil("the backup to be promoted", () => others.some((n) => n.role === "primary"));
+
+    proxy.setMode("reset");
+    proxy.setMode("pass");
+    await waitUntil(
+      "the cut-off node to rejoin with a new session",
+      () =>
+        cutOff?.status.id !== undefined &&
+        cutOff.role !== "suspended" &&
+        cutOff.role !== "connecting" &&
+        cutOff.role !== "bootstrapping",
+      20_000,
+    );
+    expect(cutOff.role).not.toBe("primary");
+  });
+});
