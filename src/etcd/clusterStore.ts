@@ -95,12 +95,18 @@ export class ClusterStore {
    * caller wins each slot. Returns the claimed ID, or undefined when no slot could be claimed.
    */
   async claimAdvertisedSlot(record: Omit<NodeRecord, "id">, leaseId: string): Promise<number | undefined> {
-    const ads = await this.client.getAll().prefix(this.keys.failoverPrefix).exec();
+    const [ads, allocated] = await Promise.all([
+      this.client.getAll().prefix(this.keys.failoverPrefix).exec(),
+      this.allocatedCount(),
+    ]);
     const candidates = ads.kvs
       .map((kv) => ({ kv, id: this.keys.nodeIdOf(kv.key.toString(), this.keys.failoverPrefix) }))
       .filter((c): c is typeof c & { id: number } => {
-        if (c.id !== undefined && this.layout.isNodeId(c.id)) return true;
-        this.log.warn("ignoring malformed failover advertisement", { key: c.kv.key.toString() });
+        // Only an ID that was handed out can have failed; anything else is not a real advertisement.
+        if (c.id !== undefined && c.id < allocated) return true;
+        this.log.warn("ignoring failover advertisement for a slot never handed out", {
+          key: c.kv.key.toString(),
+        });
         return false;
       })
       .sort((a, b) => a.id - b.id);

@@ -259,7 +259,7 @@ export class ClusterNode {
 
   private seat(view: LeadersSnapshot["primary"]): LeaderSeat | undefined {
     if (!view) return undefined;
-    return { nodeId: view.record.id, token: view.token, mine: view.lease === this.session?.leaseId };
+    return { nodeId: view.record?.id ?? -1, token: view.token, mine: view.lease === this.session?.leaseId };
   }
 
   private leadersEvent(snapshot: LeadersSnapshot): NodeEvent {

@@ -12,7 +12,8 @@ import {
 import type { Logger } from "../logging.js";
 
 export interface LeaderView {
-  record: NodeRecord;
+  /** Undefined when the key holds a value that does not decode: held, by a node we cannot name. */
+  record?: NodeRecord;
   token: number;
   lease: string;
 }
@@ -27,11 +28,14 @@ function decodeLeader(snapshot: PrefixSnapshot, key: string, log: Logger): Leade
   const entry = snapshot.entries.get(key);
   if (!entry) return undefined;
   const decoded = decodeValue(nodeRecordSchema, entry.value);
-  if (!decoded.ok) {
-    log.warn("ignoring bad leader value", { key: entry.key, problem: decoded.problem });
-    return undefined;
-  }
-  return { record: decoded.value, token: entry.createRevision, lease: entry.lease };
+  const seat = { token: entry.createRevision, lease: entry.lease };
+  if (decoded.ok) return { ...seat, record: decoded.value };
+  // Treated as held, not vacant: campaigning for a key that exists would only fail again and again.
+  log.warn("ignoring bad leader value; the seat counts as held", {
+    key: entry.key,
+    problem: decoded.problem,
+  });
+  return seat;
 }
 
 /** The primary and backup found in a snapshot of a grouping's leader keys. */

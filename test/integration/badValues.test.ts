@@ -1,0 +1,106 @@
+import type { Etcd3 } from "etcd3";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import type { ClusterNode } from "../../src/runtime/clusterNode.js";
+import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
+import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
+import { leadershipSettled } from "../support/invariants.js";
+import { type LogRecord, recordingLogger } from "../support/recordingLogger.js";
+import { waitUntil } from "../support/waitUntil.js";
+
+const CONFIG = { ...SEED_CONFIG, groups: 3 };
+
+describe("bad values found in etcd are logged and ignored", () => {
+  let etcd: EtcdCluster;
+  let client: Etcd3;
+  let factory: NodeFactory;
+  let records: LogRecord[];
+  let nodes: ClusterNode[];
+
+  beforeEach(async () => {
+    etcd = await startEtcd();
+    client = etcd.client();
+    const recording = recordingLogger();
+    records = recording.records;
+    factory = new NodeFactory({ endpoints: etcd.endpoints, config: CONFIG, logger: recording.logger });
+    nodes = await factory.startMany(3);
+    await waitUntil("a primary and a backup", () => leadershipSettled(client, factory.layout, nodes));
+  });
+
+  afterEach(async () => {
+    await factory.stopAll();
+    await etcd.stop();
+  });
+
+  const logged = (message: string) => records.some((r) => r.message.startsWith(message));
+  const allAlive = () => nodes.every((n) => n.role !== "stopped");
+
+  test("a leader key that is not JSON counts as held until it is removed", async () => {
+    const backup = nodes.find((n) => n.role === "backup");
+    const backupKey = factory.layout.keys.leaderKey(0, 2);
+    await client.delete().key(backupKey);
+    await client.put(backupKey).value("{not json");
+    await waitUntil("the warning", () => logged("ignoring bad leader value"));
+    await waitUntil("the old backup to step down", () => backup?.role === "follower");
+    expect(nodes.filter((n) => n.role === "backup")).toHaveLength(0);
+    expect(allAlive()).toBe(true);
+
+    await client.delete().key(backupKey);
+    await waitUntil("a new backup once the bad key is gone", () =>
+      leadershipSettled(client, factory.layout, nodes),
+    );
+  });
+
+  test("member keys with bad names or values are ignored by the leaders' views", async () => {
+    await client.put(factory.layout.keys.membershipPrefix(0) + "zzz").value("{}");
+    await client
+      .put(factory.layout.keys.memberKey(1, 4))
+      .value(JSON.stringify({ id: 999, name: "x", address: "h:1" }));
+    await client.put(factory.layout.keys.memberKey(2, 7)).value("x".repeat(100_000));
+    await waitUntil(
+      "warnings for each",
+      () => logged("ignoring member key outside its group's slots") && logged("ignoring bad member value"),
+    );
+    const primary = nodes.find((n) => n.role === "primary");
+    // The view may not have caught up with the last node's registration yet; it must, and stay clean.
+    const ids = await waitUntil("the primary's view of all three members", async () => {
+      const members = primary && (await firstValue(primary));
+      const ids = [...(members?.values() ?? [])].flat().map((m) => m.id);
+      return ids.length === 3 && ids;
+    });
+    expect(ids).toEqual([0, 1, 2]);
+    expect(allAlive()).toBe(true);
+  });
+
+  test("a failover advertisement with a bad key or for a slot never handed out is not claimed", async () => {
+    await client.put(factory.layout.keys.failoverPrefix + "banana").value("1");
+    await client.put(factory.layout.keys.failoverKey(8)).value("not json");
+    const late = factory.create("late");
+    const status = await late.start();
+    expect(status.id).toBe(3);
+    expect(logged("ignoring failover advertisement for a slot never handed out")).toBe(true);
+  });
+
+  test("a node ID counter that is not a number stops new nodes from joining, logged, until it is fixed", async () => {
+    await client.put("id_key").value("banana");
+    const late = factory.create("late");
+    const joined = late.start();
+    await waitUntil("the failure to be logged", () =>
+      records.some((r) => r.message === "etcd operation failed" && String(r.error).includes("id_key")),
+    );
+    expect(late.role).toBe("bootstrapping");
+    await client.put("id_key").value("3");
+    expect((await joined).id).toBe(3);
+    expect(allAlive()).toBe(true);
+  });
+});
+
+function firstValue(node: ClusterNode) {
+  return new Promise<ReadonlyMap<number, readonly { id: number }[]>>((resolve) => {
+    const sub = node.members$.subscribe((m) => {
+      if (m.size > 0) {
+        resolve(m);
+        queueMicrotask(() => sub.unsubscribe());
+      }
+    });
+  });
+}
