@@ -1,10 +1,15 @@
 import { Command, CommanderError } from "commander";
 import { ConfigError } from "../config/index.js";
+import { EtcdUnreachableError } from "./etcdReachable.js";
 import { layoutCommand } from "./layoutCommand.js";
+import { type NodeCommandOptions, nodeCommand } from "./nodeCommand.js";
+import { DEFAULT_CONFIG, withNodeSettingsFlags } from "./nodeOptions.js";
+import { type StatusCommandOptions, statusCommand } from "./statusCommand.js";
 
-const DEFAULT_CONFIG = "config.yaml";
+/** Exit codes: 0 ok, 1 unexpected error, 2 bad config/flags, 3 etcd unreachable. */
+export const EXIT = { ok: 0, failure: 1, badInput: 2, etcdUnreachable: 3 } as const;
 
-function buildProgram(out: (text: string) => void): Command {
+function buildProgram(out: (text: string) => void, setExit: (code: number) => void): Command {
   const program = new Command("rdeebee-cluster")
     .description("Cluster runtime for RDeeBee: node IDs, groups and leaders coordinated through etcd")
     .exitOverride()
@@ -17,26 +22,41 @@ function buildProgram(out: (text: string) => void): Command {
     .option("--json", "print JSON")
     .action((opts: { config: string; json?: boolean }) => layoutCommand(opts, out));
 
+  withNodeSettingsFlags(program.command("node"))
+    .description("run one cluster node until SIGTERM/SIGINT, then leave the cluster gracefully")
+    .option("--log-level <level>", "winston log level (env LOG_LEVEL)")
+    .action(async (opts: NodeCommandOptions) => setExit(await nodeCommand(opts)));
+
+  program
+    .command("status")
+    .description("print every grouping's leaders, every group's members and missing slots, and advertised slots")
+    .option("-c, --config <file>", "cluster config file", DEFAULT_CONFIG)
+    .option("--etcd <endpoints>", "etcd endpoints, comma-separated (env ETCD)")
+    .option("--json", "print JSON")
+    .action((opts: StatusCommandOptions) => statusCommand(opts, out));
+
   return program;
 }
 
 /** Runs the CLI; returns the process exit code. */
-export async function main(
-  argv: string[],
-  out: (text: string) => void = (t) => console.log(t),
-): Promise<number> {
+export async function main(argv: string[], out: (text: string) => void = (t) => console.log(t)): Promise<number> {
+  let exitCode: number = EXIT.ok;
   try {
-    await buildProgram(out).parseAsync(argv);
-    return 0;
+    await buildProgram(out, (code) => {
+      exitCode = code;
+    }).parseAsync(argv);
+    return exitCode;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.badInput;
     if (err instanceof ConfigError) {
       process.stderr.write(`rdeebee-cluster: ${err.message}\n`);
-      return 2;
+      return EXIT.badInput;
     }
-    process.stderr.write(
-      `rdeebee-cluster: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
-    return 1;
+    if (err instanceof EtcdUnreachableError) {
+      process.stderr.write(`rdeebee-cluster: ${err.message}\n`);
+      return EXIT.etcdUnreachable;
+    }
+    process.stderr.write(`rdeebee-cluster: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return EXIT.failure;
   }
 }

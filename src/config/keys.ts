@@ -6,8 +6,12 @@ export const LEADER_SLOTS: readonly LeaderSlot[] = [1, 2];
 
 /** Prefixes of the key names derived from `dbname`; a configured `id_key` or failover prefix must not start with one. */
 export function reservedKeyPrefixes(db: string): string[] {
-  return [`leader-${db}-group-`, `election-${db}-group-`, `member-${db}-group-`];
+  return [leadersPrefixOf(db), electionsPrefixOf(db), membersPrefixOf(db)];
 }
+
+const leadersPrefixOf = (db: string) => `leader-${db}-group-`;
+const electionsPrefixOf = (db: string) => `election-${db}-group-`;
+const membersPrefixOf = (db: string) => `member-${db}-group-`;
 
 /**
  * The one place that formats etcd key names. Names follow the seed so that
@@ -32,21 +36,21 @@ export class KeySpace {
    * transaction on the leader key, so no candidate queue is written here (see DESIGN.md).
    */
   electionPrefix(grouping: number, slot: LeaderSlot): string {
-    return `election-${this.db}-group-${grouping}-leader-${slot}/`;
+    return `${electionsPrefixOf(this.db)}${grouping}-leader-${slot}/`;
   }
 
   /** The key a grouping's leader holds, bound to its lease; its create revision is the fencing token. */
   leaderKey(grouping: number, slot: LeaderSlot): string {
-    return `leader-${this.db}-group-${grouping}-${slot}`;
+    return `${this.leaderPrefix(grouping)}${slot}`;
   }
 
   /** Both leader keys of grouping `k` start with this (and no other grouping's do). */
   leaderPrefix(grouping: number): string {
-    return `leader-${this.db}-group-${grouping}-`;
+    return `${leadersPrefixOf(this.db)}${grouping}-`;
   }
 
   membershipPrefix(group: number): string {
-    return `member-${this.db}-group-${group}/`;
+    return `${membersPrefixOf(this.db)}${group}/`;
   }
 
   memberKey(group: number, nodeId: number): string {
@@ -57,9 +61,14 @@ export class KeySpace {
     return `${this.failoverPrefix}${nodeId}`;
   }
 
-  /** Every key of this database that the runtime writes starts with one of these. */
-  allPrefixes(): string[] {
-    return [`leader-${this.db}-group-`, `member-${this.db}-group-`, this.failoverPrefix, this.idKey];
+  /** Every grouping's leader keys start with this. */
+  get allLeadersPrefix(): string {
+    return leadersPrefixOf(this.db);
+  }
+
+  /** Every group's member keys start with this. */
+  get allMembersPrefix(): string {
+    return membersPrefixOf(this.db);
   }
 
   /** The node ID at the end of a member or failover key, or undefined when the key is not one. */

@@ -129,6 +129,14 @@ export class ClusterNode {
     );
   }
 
+  /** The node machine's state as a dotted path (e.g. `member.leader`), on every change. */
+  get state$(): Observable<string> {
+    return this.statusSubject.pipe(
+      map((s) => s.state),
+      distinctUntilChanged(),
+    );
+  }
+
   get role(): NodeRole {
     return this.status.role;
   }

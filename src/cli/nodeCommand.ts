@@ -1,0 +1,33 @@
+import { ClusterLayout, loadClusterConfig, resolveNodeSettings } from "../config/index.js";
+import { createLogger } from "../logging.js";
+import { createClusterNode } from "../runtime/index.js";
+import { assertEtcdReachable } from "./etcdReachable.js";
+import type { NodeSettingsFlags } from "./nodeOptions.js";
+
+export interface NodeCommandOptions extends NodeSettingsFlags {
+  logLevel?: string;
+}
+
+/**
+ * Runs one cluster node until SIGTERM or SIGINT, then stops it gracefully (resign, deregister,
+ * revoke) and resolves with exit code 0. Logs are JSON lines on stderr.
+ */
+export async function nodeCommand(options: NodeCommandOptions): Promise<number> {
+  const layout = new ClusterLayout(loadClusterConfig(options.config));
+  const settings = resolveNodeSettings(options);
+  const logger = createLogger({ level: options.logLevel });
+  await assertEtcdReachable(settings.etcdEndpoints);
+
+  const node = createClusterNode({ cluster: layout, settings, logger });
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+    process.once("SIGINT", () => resolve("SIGINT"));
+  });
+  logger.info("starting node", { node: settings.nodeName, etcd: settings.etcdEndpoints, ttl: settings.leaseTtlSeconds });
+  void node.start().catch(() => undefined);
+  const signal = await signalled;
+  logger.info("stopping node", { node: settings.nodeName, signal });
+  await node.stop();
+  logger.info("node stopped", { node: settings.nodeName });
+  return 0;
+}

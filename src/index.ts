@@ -1,0 +1,11 @@
+/** rdeebee-cluster: embed one cluster node per database node. */
+export * from "./config/index.js";
+export { ClusterStore, FenceLostError, type FencingToken, type NodeRecord } from "./etcd/index.js";
+export { createLogger, type Logger, silentLogger } from "./logging.js";
+export * from "./runtime/index.js";
+export { nodeMachine } from "../machines/node.js";
+export { bootstrapIdMachine } from "../machines/bootstrapId.js";
+export { followerMachine } from "../machines/follower.js";
+export { candidateMachine } from "../machines/candidate.js";
+export { groupLeaderMachine } from "../machines/groupLeader.js";
+export { failoverAdvertiserMachine } from "../machines/failoverAdvertiser.js";
