@@ -1,6 +1,6 @@
 import { performance } from "node:perf_hooks";
 import { type Etcd3, EtcdLeaseInvalidError, type Lease } from "etcd3";
-import { BehaviorSubject, distinctUntilChanged, map, type Observable } from "rxjs";
+import { BehaviorSubject, distinctUntilChanged, type Observable, Subject } from "rxjs";
 import type { Logger } from "../logging.js";
 
 export interface SessionOptions {
@@ -35,7 +35,8 @@ export class EtcdSession {
   private deadlineTimer: NodeJS.Timeout | undefined;
   private closed = false;
   readonly marginMs: number;
-  lastKeepaliveRoundTripMs: number | undefined;
+  /** Round-trip time of every acknowledged keepalive, in milliseconds. */
+  readonly keepaliveRoundTrips$ = new Subject<number>();
 
   private constructor(
     private readonly lease: Lease,
@@ -116,8 +117,8 @@ export class EtcdSession {
       });
       if (this.closed) return;
       const ttl = Number(res.TTL);
-      this.lastKeepaliveRoundTripMs = monotonicNow() - sentAt;
       if (ttl <= 0) throw new EtcdLeaseInvalidError(this.leaseId);
+      this.keepaliveRoundTrips$.next(monotonicNow() - sentAt);
       this.validUntil = Math.max(this.validUntil, sentAt + ttl * 1000 - this.marginMs);
       this.armDeadline();
       if (monotonicNow() < this.validUntil) this.setHealth("valid");
@@ -139,6 +140,7 @@ export class EtcdSession {
     this.stopTimers();
     this.setHealth("lost");
     this.healthSubject.complete();
+    this.keepaliveRoundTrips$.complete();
   }
 
   private stopTimers(): void {
@@ -161,10 +163,5 @@ export class EtcdSession {
   abandon(): void {
     this.lease.release();
     this.markLost();
-  }
-
-  /** The session's health as a stream of booleans: may this node act right now. */
-  get valid$(): Observable<boolean> {
-    return this.health$.pipe(map((h) => h === "valid"));
   }
 }

@@ -6,6 +6,7 @@ import {
   firstValueFrom,
   map,
   type Observable,
+  Subject,
   type Subscription,
 } from "rxjs";
 import { type Actor, createActor, type InspectionEvent } from "xstate";
@@ -72,6 +73,7 @@ export class ClusterNode {
   private readonly statusSubject: BehaviorSubject<NodeStatus>;
   private readonly leadersSubject = new BehaviorSubject<LeadersSnapshot | undefined>(undefined);
   private readonly membersSubject = new BehaviorSubject<MembersByGroup>(new Map());
+  private readonly keepaliveSubject = new Subject<number>();
   private session: EtcdSession | undefined;
   private sessionSubscription: Subscription | undefined;
   private groupingSubscriptions: Subscription[] = [];
@@ -153,6 +155,11 @@ export class ClusterNode {
   /** The current primary and backup of this node's grouping, as last seen in etcd. */
   get leaders$(): Observable<LeadersSnapshot | undefined> {
     return this.leadersSubject.asObservable();
+  }
+
+  /** Round-trip time in milliseconds of every acknowledged keepalive, across sessions. */
+  get keepaliveRoundTrips$(): Observable<number> {
+    return this.keepaliveSubject.asObservable();
   }
 
   /** Live members of every group of this node's grouping. */
@@ -408,6 +415,7 @@ export class ClusterNode {
           else if (health === "lost") this.send(generation, { type: "SESSION_LOST" });
           else this.send(generation, { type: "SESSION_VALID" });
         });
+        this.sessionSubscription.add(session.keepaliveRoundTrips$.subscribe((ms) => this.keepaliveSubject.next(ms)));
         this.send(generation, { type: "SESSION_OPENED", leaseId: session.leaseId });
       },
       (err) => {
