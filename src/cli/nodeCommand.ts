@@ -2,9 +2,10 @@ import { ClusterLayout, loadClusterConfig, resolveNodeSettings } from "../config
 import { createLogger } from "../logging.js";
 import { createClusterNode } from "../runtime/index.js";
 import { assertEtcdReachable } from "./etcdReachable.js";
+import { type InspectionFlags, inspectionSinks } from "./inspectionSinks.js";
 import type { NodeSettingsFlags } from "./nodeOptions.js";
 
-export interface NodeCommandOptions extends NodeSettingsFlags {
+export interface NodeCommandOptions extends NodeSettingsFlags, InspectionFlags {
   logLevel?: string;
 }
 
@@ -18,7 +19,8 @@ export async function nodeCommand(options: NodeCommandOptions): Promise<number> 
   const logger = createLogger({ level: options.logLevel });
   await assertEtcdReachable(settings.etcdEndpoints);
 
-  const node = createClusterNode({ cluster: layout, settings, logger });
+  const inspection = inspectionSinks(options, settings.nodeName);
+  const node = createClusterNode({ cluster: layout, settings, logger, inspect: inspection.inspect });
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGTERM", () => resolve("SIGTERM"));
     process.once("SIGINT", () => resolve("SIGINT"));
@@ -28,6 +30,7 @@ export async function nodeCommand(options: NodeCommandOptions): Promise<number> 
   const signal = await signalled;
   logger.info("stopping node", { node: settings.nodeName, signal });
   await node.stop();
+  inspection.close();
   logger.info("node stopped", { node: settings.nodeName });
   return 0;
 }

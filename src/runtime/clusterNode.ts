@@ -30,6 +30,7 @@ import {
 import { createLogger, type Logger } from "../logging.js";
 import { GroupingViews, type LeadersSnapshot, leadersOf, type MembersByGroup } from "./groupingViews.js";
 import { type NodeRole, type NodeSnapshot, roleOf, statePath } from "./roles.js";
+import { ROOT_ACTOR_ID } from "./timeline.js";
 
 export interface ClusterNodeOptions {
   /** The cluster config (or a layout already derived from it). */
@@ -103,6 +104,7 @@ export class ClusterNode {
       state: "connecting",
     });
     this.actor = createActor(this.boundMachine(), {
+      id: ROOT_ACTOR_ID,
       inspect: (event) => {
         if (event.type === "@xstate.event" && event.actorRef === this.actor)
           this.lastEvent = event.event.type;
@@ -415,7 +417,9 @@ export class ClusterNode {
           else if (health === "lost") this.send(generation, { type: "SESSION_LOST" });
           else this.send(generation, { type: "SESSION_VALID" });
         });
-        this.sessionSubscription.add(session.keepaliveRoundTrips$.subscribe((ms) => this.keepaliveSubject.next(ms)));
+        this.sessionSubscription.add(
+          session.keepaliveRoundTrips$.subscribe((ms) => this.keepaliveSubject.next(ms)),
+        );
         this.send(generation, { type: "SESSION_OPENED", leaseId: session.leaseId });
       },
       (err) => {

@@ -1,6 +1,13 @@
 import type { Etcd3 } from "etcd3";
 import type { ClusterLayout } from "../config/index.js";
-import { decodeCounter, decodeValue, failoverAdSchema, type NodeRecord, nodeRecordSchema, snapshotOf } from "../etcd/index.js";
+import {
+  decodeCounter,
+  decodeValue,
+  failoverAdSchema,
+  type NodeRecord,
+  nodeRecordSchema,
+  snapshotOf,
+} from "../etcd/index.js";
 
 export interface SeatStatus {
   id?: number;
@@ -41,7 +48,8 @@ export async function readClusterStatus(client: Etcd3, layout: ClusterLayout): P
   const problems: string[] = [];
   const counterText = first.kvs[0]?.value.toString();
   const counter = counterText === undefined ? 0 : decodeCounter(counterText);
-  if (counter === undefined) problems.push(`${keys.idKey}: not a node ID counter: ${JSON.stringify(counterText?.slice(0, 40))}`);
+  if (counter === undefined)
+    problems.push(`${keys.idKey}: not a node ID counter: ${JSON.stringify(counterText?.slice(0, 40))}`);
   const allocated = Math.min(counter ?? 0, layout.capacity);
 
   const seat = (key: string): SeatStatus | undefined => {
@@ -78,7 +86,9 @@ export async function readClusterStatus(client: Etcd3, layout: ClusterLayout): P
     }
     const decoded = decodeValue(failoverAdSchema, entry.value);
     if (!decoded.ok) problems.push(`${entry.key}: ${decoded.problem}`);
-    return [{ id, group: layout.nodeGroup(id), advertisedBy: decoded.ok ? decoded.value.advertisedBy : undefined }];
+    return [
+      { id, group: layout.nodeGroup(id), advertisedBy: decoded.ok ? decoded.value.advertisedBy : undefined },
+    ];
   });
 
   return {

@@ -1,3 +1,3 @@
-export { ClusterNode, type ClusterNodeOptions, type NodeStatus, createClusterNode } from "./clusterNode.js";
-export type { LeaderView, LeadersSnapshot, MembersByGroup } from "./groupingViews.js";
+export { ClusterNode, type ClusterNodeOptions, createClusterNode, type NodeStatus } from "./clusterNode.js";
+export type { LeadersSnapshot, LeaderView, MembersByGroup } from "./groupingViews.js";
 export { type NodeRole, roleOf, statePath } from "./roles.js";

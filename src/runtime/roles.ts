@@ -1,4 +1,5 @@
-import type { SnapshotFrom } from "xstate";
+import type { SnapshotFrom, StateValue } from "xstate";
+import type { Office } from "../../machines/events.js";
 import type { nodeMachine } from "../../machines/node.js";
 
 export type NodeRole =
@@ -14,26 +15,34 @@ export type NodeRole =
 
 export type NodeSnapshot = SnapshotFrom<typeof nodeMachine>;
 
-/** The role a person cares about, read off the node machine's state. */
-export function roleOf(snapshot: NodeSnapshot): NodeRole {
-  if (snapshot.status !== "active" || snapshot.matches("stopped")) return "stopped";
-  if (snapshot.matches({ member: "leader" }))
-    return snapshot.context.office?.slot === 1 ? "primary" : "backup";
-  if (snapshot.matches({ member: "candidate" })) return "candidate";
-  if (snapshot.matches("member")) return "follower";
-  if (snapshot.matches("bootstrapping")) return "bootstrapping";
-  if (snapshot.matches("suspended")) return "suspended";
-  if (snapshot.matches("stopping")) return "stopping";
+/** A state value as one dotted path, e.g. `member.leader`. */
+export function statePathOf(value: StateValue): string {
+  const walk = (v: StateValue): string[] =>
+    typeof v === "string"
+      ? [v]
+      : Object.entries(v).flatMap(([k, child]) =>
+          child === undefined ? [k] : walk(child).map((rest) => `${k}.${rest}`),
+        );
+  return walk(value).join(",");
+}
+
+/**
+ * The role a person cares about, from the node machine's state path and office. Works on live
+ * snapshots and on recorded ones (see `inspection.ts`) alike.
+ */
+export function roleFromState(path: string, office: Office | undefined, status = "active"): NodeRole {
+  if (status !== "active" || path === "stopped") return "stopped";
+  if (path === "member.leader") return office?.slot === 1 ? "primary" : "backup";
+  if (path === "member.candidate") return "candidate";
+  if (path.startsWith("member")) return "follower";
+  if (path === "bootstrapping" || path === "suspended" || path === "stopping") return path;
   return "connecting";
 }
 
-/** A state value as one dotted path, e.g. `member.leader`. */
 export function statePath(snapshot: NodeSnapshot): string {
-  const walk = (value: unknown): string[] =>
-    typeof value === "string"
-      ? [value]
-      : Object.entries(value as Record<string, unknown>).flatMap(([k, v]) =>
-          walk(v).map((rest) => `${k}.${rest}`),
-        );
-  return walk(snapshot.value).join(",");
+  return statePathOf(snapshot.value);
+}
+
+export function roleOf(snapshot: NodeSnapshot): NodeRole {
+  return roleFromState(statePath(snapshot), snapshot.context.office, snapshot.status);
 }
