@@ -1,0 +1,697 @@
+/**
+ * Failover benchmark: crash failover, graceful handoff and 30-node formation of the cluster
+ * runtime, against etcd3's own `Election` recipe as the baseline, all on one throwaway etcd.
+ *
+ *   npm run bench:failover -- [--ttl 2] [--trials 20] [--formation-trials 5]
+ *
+ * Progress goes to stderr, the table to stdout, the full results to
+ * bench/results/failover-<ISO date>.json. The goals are printed for information only: the
+ * benchmark exits 0 whatever the times are.
+ */
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { type Campaign, Etcd3, Lease } from "etcd3";
+import type { Subscription } from "rxjs";
+import { type ClusterConfig, parseClusterConfig } from "../src/config/index.js";
+import { MIN_LEASE_TTL_SECONDS } from "../src/config/nodeSettings.js";
+import { silentLogger } from "../src/logging.js";
+import type { ClusterNode } from "../src/runtime/clusterNode.js";
+import { NodeFactory, SEED_CONFIG } from "../test/support/clusterNodes.js";
+import { type EtcdCluster, startEtcd } from "../test/support/etcdCluster.js";
+import { fmtMs, fmtRatio, formatTable, ratio, roundMs, type Summary, summarize } from "./stats.js";
+
+/** Nodes of the failover scenarios: IDs 0..5 are groups 0 and 1, both in grouping 0. */
+const FAILOVER_NODES = 6;
+const FORMATION_NODES = 30;
+const FAILOVER_GROUPING = 0;
+/** Pause after the leaders settle and before the leader goes, plus a random part (see `settleMs`). */
+const SETTLE_BASE_MS = 200;
+const STOP_ALL_TIMEOUT_MS = 10_000;
+const DIAL_TIMEOUT_MS = 2_000;
+
+interface Options {
+  ttl: number;
+  trials: number;
+  formationTrials: number;
+}
+
+type ScenarioKey = "crash" | "etcd3-crash" | "graceful" | "etcd3-graceful" | "formation";
+
+interface TrialRecord {
+  trial: number;
+  ok: boolean;
+  /** The measured time, when the trial completed. */
+  ms?: number;
+  error?: string;
+  /** Every node as `name id=… role [state]` when the trial failed or looked odd. */
+  roles?: string[];
+  /** Side measurements and observations, not part of the summary. */
+  details?: Record<string, number | string | boolean | null>;
+}
+
+interface Scenario {
+  key: ScenarioKey;
+  label: string;
+  /** The scenario this one is compared against (ours -> etcd3's Election). */
+  baseline?: ScenarioKey;
+  /** What the goal is, in words, and the test on the summary. */
+  goal?: { text: string; met: (s: Summary) => boolean };
+  trials: TrialRecord[];
+}
+
+class TrialFailure extends Error {
+  constructor(
+    message: string,
+    readonly roles: string[] = [],
+  ) {
+    super(message);
+    this.name = "TrialFailure";
+  }
+}
+
+const anomalies: string[] = [];
+const runId = randomBytes(3).toString("hex");
+
+function progress(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
+
+function anomaly(message: string): void {
+  anomalies.push(message);
+  progress(`ANOMALY: ${message}`);
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      ttl: { type: "string", default: "2" },
+      trials: { type: "string", default: "20" },
+      "formation-trials": { type: "string", default: "5" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    process.stdout.write(
+      "usage: node dist/bench/failover.js [--ttl SECONDS] [--trials N] [--formation-trials N]\n" +
+        `  --ttl               lease TTL in whole seconds, >= ${MIN_LEASE_TTL_SECONDS} (default 2)\n` +
+        "  --trials            trials of each failover scenario (default 20)\n" +
+        "  --formation-trials  trials of the 30-node formation (default 5)\n",
+    );
+    process.exit(0);
+  }
+  const int = (flag: string, raw: string, min: number): number => {
+    if (!/^\d+$/.test(raw) || Number(raw) < min) {
+      throw new Error(`--${flag}: must be a whole number >= ${min}, got "${raw}"`);
+    }
+    return Number(raw);
+  };
+  return {
+    ttl: int("ttl", values.ttl, MIN_LEASE_TTL_SECONDS),
+    trials: int("trials", values.trials, 1),
+    formationTrials: int("formation-trials", values["formation-trials"], 1),
+  };
+}
+
+/** A config of the seed's shape whose every key is fresh, so that trials never see each other. */
+function trialConfig(tag: string): ClusterConfig {
+  const base = `bench-${runId}-${tag}`;
+  return parseClusterConfig(
+    { ...SEED_CONFIG, dbname: base, id_key: `${base}-id`, failover_id_key_prefix: `${base}-failover` },
+    `benchmark config ${tag}`,
+  );
+}
+
+/**
+ * The pause between "leaders are in place" and "the leader goes": a fixed part so that every
+ * watcher is established, and a uniform random part over one keepalive interval (TTL/3, both
+ * for the runtime and for etcd3's lease) so that the leader goes at a random phase of its
+ * keepalive cycle in both the runtime and the baseline.
+ */
+function settleMs(ttl: number): number {
+  return SETTLE_BASE_MS + Math.random() * ((ttl * 1000) / 3);
+}
+
+function describeNodes(nodes: readonly ClusterNode[]): string[] {
+  return nodes.map((n) => {
+    const s = n.status;
+    const where = s.grouping === undefined ? "" : ` grouping=${s.grouping}`;
+    return `${s.name} id=${s.id ?? "-"}${where} ${s.role} [${s.state}]`;
+  });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string, roles: () => string[]): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new TrialFailure(`timed out after ${ms} ms waiting for ${what}`, roles())),
+      ms,
+    );
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Resolves with `performance.now()` taken in the status callback in which `predicate` first
+ * holds (checked on every status change of `nodes`, and once at once); rejects after `timeoutMs`
+ * with the roles of `nodes`.
+ */
+function when(
+  nodes: readonly ClusterNode[],
+  predicate: () => boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const subscriptions: Subscription[] = [];
+    let done = false;
+    const finish = (settle: () => void) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      for (const s of subscriptions) s.unsubscribe();
+      settle();
+    };
+    const check = () => {
+      if (done || !predicate()) return;
+      const at = performance.now();
+      finish(() => resolve(at));
+    };
+    const timer = setTimeout(
+      () =>
+        finish(() =>
+          reject(
+            new TrialFailure(`timed out after ${timeoutMs} ms waiting for ${what}`, describeNodes(nodes)),
+          ),
+        ),
+      timeoutMs,
+    );
+    for (const node of nodes) subscriptions.push(node.status$.subscribe(check));
+    if (done) for (const s of subscriptions) s.unsubscribe();
+    check();
+  });
+}
+
+/** Tracks the most nodes seen holding one role at once, per grouping, while subscribed. */
+class SeatWatch {
+  maxPrimaries = 0;
+  maxBackups = 0;
+  private readonly subscriptions: Subscription[];
+
+  constructor(private readonly nodes: readonly ClusterNode[]) {
+    this.subscriptions = nodes.map((n) => n.status$.subscribe(() => this.sample()));
+  }
+
+  private sample(): void {
+    const count = new Map<string, number>();
+    for (const n of this.nodes) {
+      const { role, grouping } = n.status;
+      if ((role === "primary" || role === "backup") && grouping !== undefined) {
+        const key = `${grouping}/${role}`;
+        count.set(key, (count.get(key) ?? 0) + 1);
+      }
+    }
+    for (const [key, c] of count) {
+      if (key.endsWith("/primary")) this.maxPrimaries = Math.max(this.maxPrimaries, c);
+      else this.maxBackups = Math.max(this.maxBackups, c);
+    }
+  }
+
+  close(): void {
+    for (const s of this.subscriptions) s.unsubscribe();
+  }
+}
+
+const withRole = (nodes: readonly ClusterNode[], role: string) => nodes.filter((n) => n.role === role);
+
+/** Stops every node of `factory` gracefully; crashes whatever has not stopped after a while. */
+async function stopNodes(factory: NodeFactory, tag: string): Promise<void> {
+  const giveUp = new AbortController();
+  const stopped = await Promise.race([
+    factory.stopAll().then(() => true),
+    sleep(STOP_ALL_TIMEOUT_MS, false, { signal: giveUp.signal }).catch(() => false),
+  ]).finally(() => giveUp.abort());
+  if (!stopped) {
+    const stuck = factory.nodes.filter((n) => n.role !== "stopped");
+    anomaly(
+      `${tag}: stopAll did not finish within ${STOP_ALL_TIMEOUT_MS} ms; crashing ${stuck.length} node(s): ` +
+        describeNodes(stuck).join("; "),
+    );
+    for (const n of stuck) n.crash();
+  }
+}
+
+/** One trial of the runtime: the primary of grouping 0 crashes or stops; time to the next primary. */
+async function runtimeFailoverTrial(
+  etcd: EtcdCluster,
+  kind: "crash" | "graceful",
+  trial: number,
+  opts: Options,
+): Promise<TrialRecord> {
+  const ttlMs = opts.ttl * 1000;
+  const setupTimeout = Math.max(10_000, 5 * ttlMs);
+  const failoverTimeout = 5 * ttlMs;
+  const factory = new NodeFactory({
+    endpoints: etcd.endpoints,
+    config: trialConfig(`${kind}${trial}`),
+    leaseTtlSeconds: opts.ttl,
+    logger: silentLogger(),
+  });
+  const roles = () => describeNodes(factory.nodes);
+  let seats: SeatWatch | undefined;
+  try {
+    await withTimeout(factory.startMany(FAILOVER_NODES), setupTimeout, "every node to join", roles);
+    const nodes = [...factory.nodes];
+    const grouping = (n: ClusterNode) => n.status.grouping;
+    if (nodes.some((n) => grouping(n) !== FAILOVER_GROUPING)) {
+      throw new TrialFailure(`a node joined outside grouping ${FAILOVER_GROUPING}`, roles());
+    }
+    const seated = () => withRole(nodes, "primary").length === 1 && withRole(nodes, "backup").length === 1;
+    await when(nodes, seated, setupTimeout, "grouping 0 to have a primary and a backup");
+    await sleep(settleMs(opts.ttl));
+    const primary = withRole(nodes, "primary")[0];
+    const backup = withRole(nodes, "backup")[0];
+    if (!seated() || !primary || !backup) {
+      throw new TrialFailure("the leaders of grouping 0 changed while settling", roles());
+    }
+    seats = new SeatWatch(nodes.filter((n) => n !== primary));
+    const others = nodes.filter((n) => n !== primary);
+    const newPrimary = when(
+      others,
+      () => others.some((n) => n.role === "primary"),
+      failoverTimeout,
+      `another node to become primary after the ${kind === "crash" ? "crash" : "graceful stop"}`,
+    );
+    let stopDone: Promise<number> | undefined;
+    const t0 = performance.now();
+    if (kind === "crash") primary.crash();
+    else stopDone = primary.stop().then(() => performance.now());
+    const t1 = await newPrimary;
+    const stopAt = stopDone ? await withTimeout(stopDone, failoverTimeout, "stop() to resolve", roles) : t0;
+    const winner = others.find((n) => n.role === "primary");
+    const details: TrialRecord["details"] = {
+      formerBackupPromoted: winner === backup,
+    };
+    if (kind === "graceful") details.stopResolvedMs = roundMs(stopAt - t0);
+    // Not part of the measurement: how long until grouping 0 has a backup again.
+    try {
+      const reseated = await when(
+        others,
+        () => withRole(others, "primary").length === 1 && withRole(others, "backup").length === 1,
+        failoverTimeout,
+        "a new backup",
+      );
+      details.backupRestoredMs = roundMs(reseated - t0);
+    } catch (err) {
+      details.backupRestoredMs = null;
+      anomaly(`${kind} trial ${trial}: ${errorText(err)}; roles: ${roles().join("; ")}`);
+    }
+    details.maxPrimariesSeen = seats.maxPrimaries;
+    details.maxBackupsSeen = seats.maxBackups;
+    const record: TrialRecord = { trial, ok: true, ms: t1 - t0, details };
+    if (seats.maxPrimaries > 1 || seats.maxBackups > 1) {
+      record.roles = roles();
+      anomaly(
+        `${kind} trial ${trial}: saw ${seats.maxPrimaries} primaries / ${seats.maxBackups} backups ` +
+          "at once in grouping 0 (node-local roles)",
+      );
+    }
+    if (winner !== backup) {
+      anomaly(`${kind} trial ${trial}: the new primary ${winner?.status.name} was not the former backup`);
+    }
+    return record;
+  } catch (err) {
+    return {
+      trial,
+      ok: false,
+      error: errorText(err),
+      roles: err instanceof TrialFailure ? err.roles : roles(),
+    };
+  } finally {
+    seats?.close();
+    await stopNodes(factory, `${kind} trial ${trial}`);
+  }
+}
+
+/**
+ * Simulates a crash of an etcd3 campaign: stops its lease's keepalives without revoking
+ * (`Lease.release()`, the same call the runtime's `crash()` uses) and closes the client, so the
+ * campaign key stays until etcd expires the lease by its TTL. The lease is a private field of
+ * `Campaign` (node_modules/etcd3/lib/election.js); checked here so a changed etcd3 fails loudly.
+ */
+function crashCampaign(campaign: Campaign, client: Etcd3): void {
+  const lease = (campaign as unknown as { lease?: unknown }).lease;
+  if (!(lease instanceof Lease)) throw new Error("etcd3 Campaign has no private `lease` any more");
+  lease.release();
+  client.close();
+}
+
+/** One trial of the baseline: two etcd3 campaigns; the leader crashes or resigns; time to `elected`. */
+async function electionTrial(
+  etcd: EtcdCluster,
+  kind: "crash" | "graceful",
+  trial: number,
+  opts: Options,
+): Promise<TrialRecord> {
+  const ttlMs = opts.ttl * 1000;
+  const setupTimeout = Math.max(10_000, 5 * ttlMs);
+  const failoverTimeout = 5 * ttlMs;
+  const name = `bench-${runId}-etcd3-${kind}${trial}`;
+  const clientA = new Etcd3({ hosts: etcd.endpoints, dialTimeout: DIAL_TIMEOUT_MS });
+  const clientB = new Etcd3({ hosts: etcd.endpoints, dialTimeout: DIAL_TIMEOUT_MS });
+  const errors: string[] = [];
+  const state = { a: "campaigning", b: "not started" };
+  const roles = () => [`a: ${state.a}`, `b: ${state.b}`, ...errors];
+  let a: Campaign | undefined;
+  let b: Campaign | undefined;
+  let aGone = false;
+  try {
+    a = clientA.election(name, opts.ttl).campaign("a");
+    a.on("error", (err) => errors.push(`a error: ${errorText(err)}`));
+    await withTimeout(a.wait(), setupTimeout, "the first campaign to be elected", roles);
+    state.a = "leader";
+    b = clientB.election(name, opts.ttl).campaign("b");
+    state.b = "campaigning";
+    b.on("error", (err) => errors.push(`b error: ${errorText(err)}`));
+    let electedEarly = false;
+    const elected = new Promise<number>((resolve) => {
+      b?.once("elected", () => {
+        const at = performance.now();
+        electedEarly = !aGone;
+        state.b = "leader";
+        resolve(at);
+      });
+    });
+    // `_isWaiting`: etcd3's internal event, emitted once b found a and is about to watch its key.
+    const waiting = new Promise<void>((resolve) => b?.once("_isWaiting", () => resolve()));
+    await withTimeout(waiting, setupTimeout, "the second campaign to wait behind the first", roles);
+    state.b = "waiting";
+    await sleep(settleMs(opts.ttl));
+    if (electedEarly || state.b === "leader") {
+      throw new TrialFailure("the second campaign was elected while the first still led", roles());
+    }
+    const t0 = performance.now();
+    aGone = true;
+    if (kind === "crash") {
+      crashCampaign(a, clientA);
+      state.a = "crashed";
+    } else {
+      const resigned = a.resign();
+      state.a = "resigning";
+      await resigned;
+      state.a = "resigned";
+    }
+    const t1 = await withTimeout(elected, failoverTimeout, "the second campaign to be elected", roles);
+    return { trial, ok: true, ms: t1 - t0 };
+  } catch (err) {
+    return { trial, ok: false, error: errorText(err), roles: roles() };
+  } finally {
+    if (b)
+      await b.resign().catch((err) => anomaly(`etcd3 ${kind} trial ${trial}: b.resign: ${errorText(err)}`));
+    if (a && !aGone) await a.resign().catch(() => undefined);
+    clientA.close();
+    clientB.close();
+  }
+}
+
+/** One formation trial: 30 nodes start at once; time until every grouping is seated and all have IDs. */
+async function formationTrial(etcd: EtcdCluster, trial: number, opts: Options): Promise<TrialRecord> {
+  const timeout = Math.max(20_000, 5 * opts.ttl * 1000);
+  const factory = new NodeFactory({
+    endpoints: etcd.endpoints,
+    config: trialConfig(`formation${trial}`),
+    leaseTtlSeconds: opts.ttl,
+    logger: silentLogger(),
+  });
+  const groupings = factory.layout.groupings.length;
+  const roles = () => describeNodes(factory.nodes);
+  let seats: SeatWatch | undefined;
+  try {
+    const t0 = performance.now();
+    const started = factory.startMany(FORMATION_NODES);
+    started.catch(() => undefined); // awaited below; this only keeps an early rejection handled
+    // startMany creates and starts its nodes synchronously; etcd answers only later.
+    const nodes = [...factory.nodes];
+    seats = new SeatWatch(nodes);
+    const allJoined = () => nodes.every((n) => n.status.id !== undefined);
+    const seated = (k: number, role: string) => nodes.some((n) => n.status.grouping === k && n.role === role);
+    const formed = () =>
+      allJoined() &&
+      Array.from({ length: groupings }, (_, k) => k).every(
+        (k) => seated(k, "primary") && seated(k, "backup"),
+      );
+    const joined = when(nodes, allJoined, timeout, `all ${FORMATION_NODES} nodes to have IDs`);
+    joined.catch(() => undefined);
+    const t1 = await when(
+      nodes,
+      formed,
+      timeout,
+      `every one of the ${groupings} groupings to have a primary and a backup`,
+    );
+    await withTimeout(started, timeout, "startMany to resolve", roles);
+    const ids = nodes.map((n) => n.status.id);
+    const details: TrialRecord["details"] = {
+      allIdsMs: roundMs((await joined) - t0),
+      maxPrimariesSeen: seats.maxPrimaries,
+      maxBackupsSeen: seats.maxBackups,
+    };
+    const record: TrialRecord = { trial, ok: true, ms: t1 - t0, details };
+    if (new Set(ids).size !== ids.length) {
+      record.roles = roles();
+      anomaly(`formation trial ${trial}: duplicate node IDs: ${ids.join(",")}`);
+    }
+    if (seats.maxPrimaries > 1 || seats.maxBackups > 1) {
+      record.roles = roles();
+      anomaly(
+        `formation trial ${trial}: saw ${seats.maxPrimaries} primaries / ${seats.maxBackups} backups ` +
+          "at once in one grouping (node-local roles)",
+      );
+    }
+    return record;
+  } catch (err) {
+    return {
+      trial,
+      ok: false,
+      error: errorText(err),
+      roles: err instanceof TrialFailure ? err.roles : roles(),
+    };
+  } finally {
+    seats?.close();
+    await stopNodes(factory, `formation trial ${trial}`);
+  }
+}
+
+function logTrial(label: string, record: TrialRecord, total: number): void {
+  const head = `${label} trial ${record.trial}/${total}`;
+  if (record.ok) progress(`${head}: ${Math.round(record.ms ?? Number.NaN)} ms`);
+  else progress(`${head}: FAILED: ${record.error}\n    ${(record.roles ?? []).join("\n    ")}`);
+}
+
+function samples(s: Scenario): number[] {
+  return s.trials.flatMap((t) => (t.ok && t.ms !== undefined ? [t.ms] : []));
+}
+
+/** Finds the package root (the folder with this package's package.json) above `from`. */
+function packageRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    const manifest = join(dir, "package.json");
+    if (existsSync(manifest)) {
+      try {
+        if ((JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === "rdeebee-cluster")
+          return dir;
+      } catch {
+        // not ours; keep looking
+      }
+    }
+    if (dirname(dir) === dir) return process.cwd();
+  }
+}
+
+function etcdVersion(): string {
+  const out = spawnSync(process.env.ETCD_BIN || "etcd", ["--version"], { encoding: "utf8" });
+  return out.stdout?.split("\n")[0]?.trim() ?? "unknown";
+}
+
+function report(scenarios: Scenario[], opts: Options) {
+  const byKey = new Map(scenarios.map((s) => [s.key, s]));
+  const rows: string[][] = [];
+  const json = scenarios.map((s) => {
+    const summary = summarize(samples(s));
+    const failed = s.trials.filter((t) => !t.ok).length;
+    const base = s.baseline ? summarize(samples(byKey.get(s.baseline) as Scenario)) : undefined;
+    const r50 = base ? ratio(summary.p50, base.p50) : Number.NaN;
+    const r99 = base ? ratio(summary.p99, base.p99) : Number.NaN;
+    const met = s.goal ? failed === 0 && summary.n > 0 && s.goal.met(summary) : undefined;
+    rows.push([
+      s.label,
+      String(summary.n),
+      String(failed),
+      fmtMs(summary.p50),
+      fmtMs(summary.p99),
+      fmtMs(summary.max),
+      fmtRatio(r50),
+      fmtRatio(r99),
+      s.goal?.text ?? "—",
+      met === undefined ? "—" : met ? "met" : "not met",
+    ]);
+    return {
+      key: s.key,
+      label: s.label,
+      n: summary.n,
+      failed,
+      p50Ms: roundMs(summary.p50),
+      p99Ms: roundMs(summary.p99),
+      maxMs: roundMs(summary.max),
+      minMs: roundMs(summary.min),
+      meanMs: roundMs(summary.mean),
+      baseline: s.baseline ?? null,
+      ratioP50: Number.isFinite(r50) ? Math.round(r50 * 1000) / 1000 : null,
+      ratioP99: Number.isFinite(r99) ? Math.round(r99 * 1000) / 1000 : null,
+      goal: s.goal?.text ?? null,
+      goalMet: met ?? null,
+      trials: s.trials.map((t) => ({ ...t, ms: t.ms === undefined ? undefined : roundMs(t.ms) })),
+    };
+  });
+  const table = formatTable(
+    ["scenario", "n", "failed", "p50 ms", "p99 ms", "max ms", "p50 ratio", "p99 ratio", "goal", "result"],
+    rows,
+    [8, 9],
+  );
+  const notes = [
+    `lease TTL ${opts.ttl} s; ratios are ours / etcd3 Election (same TTL, same etcd); percentiles are nearest-rank.`,
+    "Goals are information only; a goal with failed trials is not met.",
+  ];
+  return { table: `${table}\n\n${notes.join("\n")}`, json };
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const ttlMs = opts.ttl * 1000;
+  const startedAt = new Date();
+  const scenarios: Record<ScenarioKey, Scenario> = {
+    crash: {
+      key: "crash",
+      label: "crash failover (ours)",
+      baseline: "etcd3-crash",
+      goal: { text: `p99 <= ${ttlMs + 100} ms`, met: (s) => s.p99 <= ttlMs + 100 },
+      trials: [],
+    },
+    "etcd3-crash": { key: "etcd3-crash", label: "crash failover (etcd3 Election)", trials: [] },
+    graceful: {
+      key: "graceful",
+      label: "graceful handoff (ours)",
+      baseline: "etcd3-graceful",
+      goal: { text: "p99 < 50 ms", met: (s) => s.p99 < 50 },
+      trials: [],
+    },
+    "etcd3-graceful": { key: "etcd3-graceful", label: "graceful handoff (etcd3 Election)", trials: [] },
+    formation: {
+      key: "formation",
+      label: `${FORMATION_NODES}-node formation (ours)`,
+      goal: { text: "p99 < 3000 ms", met: (s) => s.p99 < 3000 },
+      trials: [],
+    },
+  };
+  progress(
+    `failover benchmark ${runId}: ttl ${opts.ttl} s, ${opts.trials} trials per failover scenario, ` +
+      `${opts.formationTrials} formation trials`,
+  );
+  let etcd: EtcdCluster | undefined;
+  try {
+    etcd = await startEtcd({ name: `bench-${runId}` });
+    progress(`etcd at ${etcd.endpoints.join(",")}`);
+    // Ours and the baseline alternate trial by trial so that drift hits both alike.
+    for (const kind of ["crash", "graceful"] as const) {
+      const ours = scenarios[kind];
+      const theirs = scenarios[kind === "crash" ? "etcd3-crash" : "etcd3-graceful"];
+      for (let i = 1; i <= opts.trials; i++) {
+        const mine = await runtimeFailoverTrial(etcd, kind, i, opts);
+        ours.trials.push(mine);
+        logTrial(kind, mine, opts.trials);
+        const base = await electionTrial(etcd, kind, i, opts);
+        theirs.trials.push(base);
+        logTrial(`etcd3 ${kind}`, base, opts.trials);
+      }
+    }
+    for (let i = 1; i <= opts.formationTrials; i++) {
+      const record = await formationTrial(etcd, i, opts);
+      scenarios.formation.trials.push(record);
+      logTrial("formation", record, opts.formationTrials);
+    }
+  } finally {
+    await etcd?.stop();
+  }
+  const ordered = [
+    scenarios.crash,
+    scenarios["etcd3-crash"],
+    scenarios.graceful,
+    scenarios["etcd3-graceful"],
+    scenarios.formation,
+  ];
+  const { table, json } = report(ordered, opts);
+  process.stdout.write(`\n${table}\n`);
+  for (const s of ordered) {
+    for (const t of s.trials.filter((x) => !x.ok)) {
+      process.stdout.write(
+        `\nFAILED ${s.label} trial ${t.trial}: ${t.error}\n  ${(t.roles ?? []).join("\n  ")}\n`,
+      );
+    }
+  }
+  if (anomalies.length > 0) process.stdout.write(`\nanomalies:\n  ${anomalies.join("\n  ")}\n`);
+  const dir = join(packageRoot(dirname(fileURLToPath(import.meta.url))), "bench", "results");
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, `failover-${startedAt.toISOString().replaceAll(":", "-")}.json`);
+  const results = {
+    benchmark: "failover",
+    runId,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    node: process.version,
+    etcd: etcdVersion(),
+    options: {
+      ...opts,
+      failoverNodes: FAILOVER_NODES,
+      formationNodes: FORMATION_NODES,
+      settle: `${SETTLE_BASE_MS} ms + uniform [0, TTL/3) before the leader goes`,
+      perTrialTimeoutMs: 5 * ttlMs,
+    },
+    percentiles: "nearest-rank",
+    scenarios: json,
+    anomalies,
+  };
+  await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(`\nresults written to ${file}\n`);
+}
+
+process.on("unhandledRejection", (reason) => anomaly(`unhandled rejection: ${errorText(reason)}`));
+process.once("SIGINT", () => process.exit(130)); // 'exit' runs the etcd harness's kill of its children
+
+main().then(
+  () => {
+    process.exitCode = 0;
+    // Safety net: should a client handle linger, do not hang the run after the results are out.
+    setTimeout(() => {
+      progress(
+        `note: open handles remained after cleanup (${process.getActiveResourcesInfo().join(", ")}); exiting`,
+      );
+      process.exit(0);
+    }, 3_000).unref();
+  },
+  (err) => {
+    progress(`failover benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exitCode = 1;
+  },
+);
