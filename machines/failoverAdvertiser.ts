@@ -18,6 +18,7 @@ export const failoverAdvertiserMachine = setup({
     events: {} as FailoverAdvertiserEvent,
   },
   actions: {
+    readMissingSlots: () => {},
     advertiseSlots: (_, _params: { ids: readonly number[] }) => {},
     scheduleRetry: () => {},
     keepLatest: assign({
@@ -31,6 +32,8 @@ export const failoverAdvertiserMachine = setup({
   id: "failoverAdvertiser",
   context: { pending: [] },
   initial: "watchingMembers",
+  // A new primary asks for the current gaps: they may have opened before it took office.
+  entry: "readMissingSlots",
   states: {
     watchingMembers: {
       always: { guard: "hasPending", target: "advertising" },

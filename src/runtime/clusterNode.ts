@@ -84,6 +84,8 @@ export class ClusterNode {
   private generation = 0;
   /** The revision of this node's own last write; leader views older than it are stale. */
   private lastWriteRevision = 0;
+  /** The last set of failed, unadvertised slots seen in this node's grouping. */
+  private latestMissing: readonly number[] = [];
   /** The ID this node is a member under, set on entering `member` (the actor's snapshot lags within a step). */
   private memberId: number | undefined;
   private started = false;
@@ -387,6 +389,11 @@ export class ClusterNode {
           actors: {
             failoverAdvertiser: failoverAdvertiserMachine.provide({
               actions: {
+                readMissingSlots: () => {
+                  const generation = this.generation;
+                  const missing = this.latestMissing;
+                  queueMicrotask(() => this.send(generation, { type: "MEMBERS_CHANGED", missing }));
+                },
                 advertiseSlots: (_, { ids }) => this.advertiseSlots(ids),
                 scheduleRetry: () => {
                   const generation = this.generation;
@@ -453,7 +460,10 @@ export class ClusterNode {
       }),
       views.members$.subscribe({ next: (m) => this.membersSubject.next(m), error: onError }),
       views.missingSlots$.subscribe({
-        next: (missing) => this.send(generation, { type: "MEMBERS_CHANGED", missing }),
+        next: (missing) => {
+          this.latestMissing = missing;
+          this.send(generation, { type: "MEMBERS_CHANGED", missing });
+        },
         error: onError,
       }),
     ];
@@ -462,6 +472,7 @@ export class ClusterNode {
   private unwatchGrouping(): void {
     for (const s of this.groupingSubscriptions) s.unsubscribe();
     this.groupingSubscriptions = [];
+    this.latestMissing = [];
   }
 
   private awaitAdvertisedSlot(): void {
