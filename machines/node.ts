@@ -67,8 +67,13 @@ export const nodeMachine = setup({
     unwatchGrouping: () => {},
     leaveCluster: (_, _params: { id?: number; office?: Office }) => {},
     abandonSession: () => {},
+    stopAwaitingAdvertisedSlot: () => {},
     forwardToBootstrap: sendTo("bootstrapId", ({ event }) => event),
     forwardToRole: sendTo("role", ({ event }) => event),
+  },
+  guards: {
+    resumesOffice: (_, params: { kind: string }) => params.kind === "resume",
+    wonCampaign: (_, params: { kind: string }) => params.kind === "won",
   },
 }).createMachine({
   id: "node",
@@ -91,6 +96,8 @@ export const nodeMachine = setup({
       on: { RECONNECT: "connecting", STOP: "stopped" },
     },
     bootstrapping: {
+      // A stopped child runs no exit actions, so the node ends the child's wait for an advertisement.
+      exit: "stopAwaitingAdvertisedSlot",
       invoke: {
         id: "bootstrapId",
         src: "bootstrapId",
@@ -114,7 +121,7 @@ export const nodeMachine = setup({
     },
     member: {
       entry: { type: "watchGrouping", params: ({ context }) => ({ id: context.id ?? -1 }) },
-      exit: ["unwatchGrouping", assign({ office: undefined, campaignSlot: undefined })],
+      exit: ["unwatchGrouping", assign({ campaignSlot: undefined })],
       initial: "follower",
       on: {
         LEADERS_CHANGED: { actions: "forwardToRole" },
@@ -139,7 +146,7 @@ export const nodeMachine = setup({
             src: "follower",
             onDone: [
               {
-                guard: ({ event }) => event.output.kind === "resume",
+                guard: { type: "resumesOffice", params: ({ event }) => ({ kind: event.output.kind }) },
                 target: "leader",
                 actions: assign({
                   office: ({ event }) => (event.output.kind === "resume" ? event.output.office : undefined),
@@ -162,7 +169,7 @@ export const nodeMachine = setup({
             input: ({ context }) => ({ slot: context.campaignSlot ?? 2 }),
             onDone: [
               {
-                guard: ({ event }) => event.output.kind === "won",
+                guard: { type: "wonCampaign", params: ({ event }) => ({ kind: event.output.kind }) },
                 target: "leader",
                 actions: assign({
                   office: ({ event }) =>
@@ -191,6 +198,8 @@ export const nodeMachine = setup({
       },
     },
     suspended: {
+      // Whatever office the node held is no longer to be trusted; back in `member` it re-reads its keys.
+      entry: assign({ office: undefined }),
       on: {
         SESSION_VALID: "member",
         SESSION_LOST: "renewing",
@@ -198,7 +207,10 @@ export const nodeMachine = setup({
       },
     },
     renewing: {
-      entry: ["abandonSession", assign({ id: undefined, leaseId: undefined, joinedVia: undefined })],
+      entry: [
+        "abandonSession",
+        assign({ id: undefined, leaseId: undefined, joinedVia: undefined, office: undefined }),
+      ],
       always: "connecting",
     },
     stopping: {

@@ -85,7 +85,9 @@ function generate(dir: string): number {
       continue;
     }
     const svgFile = file.replace(/\.dot$/, ".svg");
-    writeFileSync(join(dir, svgFile), result.svg);
+    const svgPath = join(dir, svgFile);
+    if (existsSync(svgPath) && readFileSync(svgPath, "utf8") === result.svg) continue;
+    writeFileSync(svgPath, result.svg);
     console.log(`rendered ${shown}/${svgFile}`);
   }
   return status;

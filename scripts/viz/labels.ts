@@ -36,7 +36,9 @@ export function actionsLine(kind: "entry" | "exit", actions: readonly string[]):
   return actions.length === 0 ? [] : [`${kind} / ${actions.map(shown).join(", ")}`];
 }
 
-/** `invokes follower` (and the actor id when it differs from the logic's name). */
+/** `invokes follower`, and `as role` when the config names an actor id other than the logic's name. */
 export function invokeLine(inv: GraphInvoke): string {
-  return inv.id === inv.src ? `invokes ${inv.src}` : `invokes ${inv.src} as ${inv.id}`;
+  return inv.id === undefined || inv.id === inv.src
+    ? `invokes ${inv.src}`
+    : `invokes ${inv.src} as ${inv.id}`;
 }

@@ -7,8 +7,11 @@
 export type StateKind = "atomic" | "compound" | "parallel" | "final" | "history";
 
 export interface GraphInvoke {
-  /** The actor id the parent uses to address the child (`sendTo("role", …)`). */
-  id: string;
+  /**
+   * The actor id the parent uses to address the child (`sendTo("role", …)`); absent when the
+   * config gives none and XState generates one.
+   */
+  id?: string;
   /** The name of the invoked logic as provided in `setup({ actors })`. */
   src: string;
 }

@@ -1,5 +1,6 @@
 import type { AnyStateMachine, AnyStateNode, AnyStateNodeDefinition, AnyTransitionDefinition } from "xstate";
 import { actionName, functionName, guardName, INLINE, isDelayBookkeeping } from "./names.js";
+import { hasExplicitInvokeId } from "./walk.js";
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
@@ -58,8 +59,9 @@ function stateConfig(def: AnyStateNodeDefinition, node: AnyStateNode): JsonObjec
   };
 
   if (def.invoke.length > 0) {
-    config.invoke = def.invoke.map((inv) => {
-      const json: JsonObject = { id: inv.id, src: typeof inv.src === "string" ? inv.src : INLINE };
+    config.invoke = def.invoke.map((inv, i) => {
+      const json: JsonObject = hasExplicitInvokeId(node, i) ? { id: inv.id } : {};
+      json.src = typeof inv.src === "string" ? inv.src : INLINE;
       if (inv.systemId !== undefined) json.systemId = inv.systemId;
       if (inv.input !== undefined) json.input = toJson(inv.input, "input");
       for (const [key, prefix] of [

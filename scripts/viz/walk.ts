@@ -31,7 +31,10 @@ function walkState(node: AnyStateNode, transitions: GraphTransition[]): GraphSta
     ...(node.type === "compound" && node.initial.target[0] ? { initial: node.initial.target[0].id } : {}),
     entry: node.entry.filter((a) => !isDelayBookkeeping(a)).map(actionName),
     exit: node.exit.filter((a) => !isDelayBookkeeping(a)).map(actionName),
-    invokes: node.invoke.map((inv) => ({ id: inv.id, src: typeof inv.src === "string" ? inv.src : inv.id })),
+    invokes: node.invoke.map((inv, i) => ({
+      ...(hasExplicitInvokeId(node, i) ? { id: inv.id } : {}),
+      src: typeof inv.src === "string" ? inv.src : inv.id,
+    })),
     children: [],
   };
   transitions.push(...ownTransitions(node, state));
@@ -44,8 +47,10 @@ function walkState(node: AnyStateNode, transitions: GraphTransition[]): GraphSta
 }
 
 function ownTransitions(node: AnyStateNode, state: GraphState): GraphTransition[] {
-  const srcOfInvoke = (invokeId: string): string =>
-    state.invokes.find((inv) => inv.id === invokeId)?.src ?? invokeId;
+  const srcOfInvoke = (invokeId: string): string => {
+    const index = node.invoke.findIndex((inv) => inv.id === invokeId);
+    return state.invokes[index]?.src ?? invokeId;
+  };
   const result: GraphTransition[] = [];
   for (const [descriptor, list] of node.transitions as Map<string, AnyTransitionDefinition[]>) {
     for (const t of list) {
@@ -95,6 +100,14 @@ function toGraph(
     actions: t.actions.map(actionName),
     reenter: t.reenter,
   };
+}
+
+/** Whether the `index`-th invoke of the state's config names its actor id (else XState made one up). */
+export function hasExplicitInvokeId(node: AnyStateNode, index: number): boolean {
+  const invoke: unknown = node.config.invoke;
+  const configs: unknown[] = Array.isArray(invoke) ? invoke : invoke === undefined ? [] : [invoke];
+  const config = configs[index];
+  return typeof config === "object" && config !== null && "id" in config && config.id !== undefined;
 }
 
 /** Every state of the graph, the root first, in document order. */

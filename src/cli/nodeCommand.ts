@@ -25,7 +25,11 @@ export async function nodeCommand(options: NodeCommandOptions): Promise<number> 
     process.once("SIGTERM", () => resolve("SIGTERM"));
     process.once("SIGINT", () => resolve("SIGINT"));
   });
-  logger.info("starting node", { node: settings.nodeName, etcd: settings.etcdEndpoints, ttl: settings.leaseTtlSeconds });
+  logger.info("starting node", {
+    node: settings.nodeName,
+    etcd: settings.etcdEndpoints,
+    ttl: settings.leaseTtlSeconds,
+  });
   void node.start().catch(() => undefined);
   const signal = await signalled;
   logger.info("stopping node", { node: settings.nodeName, signal });

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { type RawNodeSettings, NODE_SETTINGS_ENV } from "../config/index.js";
+import { NODE_SETTINGS_ENV, type RawNodeSettings } from "../config/index.js";
 
 export const DEFAULT_CONFIG = "config.yaml";
 
@@ -9,7 +9,10 @@ export function withNodeSettingsFlags(command: Command): Command {
     .option("-c, --config <file>", "cluster config file", DEFAULT_CONFIG)
     .option("--etcd <endpoints>", `etcd endpoints, comma-separated (env ${NODE_SETTINGS_ENV.etcd})`)
     .option("--lease-ttl <seconds>", `lease TTL, whole seconds >= 2 (env ${NODE_SETTINGS_ENV.leaseTtl})`)
-    .option("--refresh-interval <seconds>", `keepalive interval, below the TTL (env ${NODE_SETTINGS_ENV.refreshInterval})`)
+    .option(
+      "--refresh-interval <seconds>",
+      `keepalive interval, below the TTL (env ${NODE_SETTINGS_ENV.refreshInterval})`,
+    )
     .option("--node <name>", `node name (env ${NODE_SETTINGS_ENV.node})`)
     .option("--address <host:port>", `address of the database server (env ${NODE_SETTINGS_ENV.address})`);
 }

@@ -211,14 +211,14 @@ export class ClusterNode {
   }
 
   /**
-   * Runs `build`'s operations in one transaction that commits only while this node still holds
-   * the leader key it held when called: the write path for the embedding server.
+   * Runs `build`'s operations in one transaction that commits only while this node is the
+   * grouping's primary and still holds the primary key it held when called: the write path for
+   * the embedding server. Throws NotPrimaryError without writing when the node is not the primary
+   * (or its lease is past the local deadline), FenceLostError when the key changed meanwhile.
    */
   async fencedTxn(build: Parameters<ClusterStore["fencedTxn"]>[1]) {
     const fence = this.fence;
-    if (!fence || !this.session?.isValid()) {
-      throw new Error(`node ${this.settings.nodeName} is not a leader with a valid lease`);
-    }
+    if (fence?.slot !== 1 || !this.session?.isValid()) throw new NotPrimaryError(this.status);
     return this.store.fencedTxn(fence, build);
   }
 
@@ -300,6 +300,7 @@ export class ClusterNode {
           this.session = undefined;
         },
         watchGrouping: (_, { id }) => this.watchGrouping(id),
+        stopAwaitingAdvertisedSlot: () => this.stopAwaitingAdvertisedSlot(),
         unwatchGrouping: () => this.unwatchGrouping(),
         leaveCluster: (_, params) => this.leaveCluster(params.id, params.office),
       },
@@ -327,10 +328,7 @@ export class ClusterNode {
                 (error) => ({ type: "ETCD_FAILED", error }),
               ),
             awaitAdvertisedSlot: () => this.awaitAdvertisedSlot(),
-            stopAwaitingAdvertisedSlot: () => {
-              this.slotWatch?.unsubscribe();
-              this.slotWatch = undefined;
-            },
+            stopAwaitingAdvertisedSlot: () => this.stopAwaitingAdvertisedSlot(),
             scheduleRetry: (_, { failures }) => {
               const generation = this.generation;
               this.later(backoff(failures), () => this.send(generation, { type: "RETRY" }));
@@ -488,6 +486,11 @@ export class ClusterNode {
       });
   }
 
+  private stopAwaitingAdvertisedSlot(): void {
+    this.slotWatch?.unsubscribe();
+    this.slotWatch = undefined;
+  }
+
   private advertiseSlots(ids: readonly number[]): void {
     this.effect(
       "advertiseSlots",
@@ -576,6 +579,14 @@ export class ClusterNode {
     };
     const prev = this.statusSubject.value;
     if (JSON.stringify(prev) !== JSON.stringify(status)) this.statusSubject.next(status);
+  }
+}
+
+/** Raised by `fencedTxn` on a node that is not its grouping's primary with a valid lease. */
+export class NotPrimaryError extends Error {
+  override readonly name = "NotPrimaryError";
+  constructor(readonly status: NodeStatus) {
+    super(`node ${status.name} is not the primary with a valid lease (role: ${status.role})`);
   }
 }
 
