@@ -1,12 +1,13 @@
 import { ClusterLayout, loadClusterConfig, resolveNodeSettings } from "../config/index.js";
 import { createLogger } from "../logging.js";
-import { createClusterNode } from "../runtime/index.js";
+import { createClusterNode, HistoryFileWriter } from "../runtime/index.js";
 import { assertEtcdReachable } from "./etcdReachable.js";
 import { type InspectionFlags, inspectionSinks } from "./inspectionSinks.js";
 import type { NodeSettingsFlags } from "./nodeOptions.js";
 
 export interface NodeCommandOptions extends NodeSettingsFlags, InspectionFlags {
   logLevel?: string;
+  historyFile?: string;
 }
 
 /**
@@ -20,7 +21,14 @@ export async function nodeCommand(options: NodeCommandOptions): Promise<number> 
   await assertEtcdReachable(settings.etcdEndpoints);
 
   const inspection = inspectionSinks(options, settings.nodeName);
-  const node = createClusterNode({ cluster: layout, settings, logger, inspect: inspection.inspect });
+  const history = options.historyFile ? new HistoryFileWriter(options.historyFile) : undefined;
+  const node = createClusterNode({
+    cluster: layout,
+    settings,
+    logger,
+    inspect: inspection.inspect,
+    history: history?.record,
+  });
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGTERM", () => resolve("SIGTERM"));
     process.once("SIGINT", () => resolve("SIGINT"));
@@ -35,6 +43,7 @@ export async function nodeCommand(options: NodeCommandOptions): Promise<number> 
   logger.info("stopping node", { node: settings.nodeName, signal });
   await node.stop();
   inspection.close();
+  history?.close();
   logger.info("node stopped", { node: settings.nodeName });
   return 0;
 }

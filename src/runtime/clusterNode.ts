@@ -29,6 +29,7 @@ import {
 } from "../etcd/index.js";
 import { createLogger, type Logger } from "../logging.js";
 import { GroupingViews, type LeadersSnapshot, leadersOf, type MembersByGroup } from "./groupingViews.js";
+import type { HistoryFacts, HistoryRecord, LeaderAction } from "./history.js";
 import { type NodeRole, type NodeSnapshot, roleOf, statePath } from "./roles.js";
 import { ROOT_ACTOR_ID } from "./timeline.js";
 
@@ -39,6 +40,8 @@ export interface ClusterNodeOptions {
   logger?: Logger;
   /** Receives every XState inspection event of this node's actors (see `xstate` `inspect`). */
   inspect?: (event: InspectionEvent) => void;
+  /** Receives every transition, identity and leader action, for history checking. */
+  history?: (record: HistoryRecord) => void;
 }
 
 export interface NodeStatus {
@@ -219,7 +222,16 @@ export class ClusterNode {
   async fencedTxn(build: Parameters<ClusterStore["fencedTxn"]>[1]) {
     const fence = this.fence;
     if (fence?.slot !== 1 || !this.session?.isValid()) throw new NotPrimaryError(this.status);
-    return this.store.fencedTxn(fence, build);
+    try {
+      const txn = await this.store.fencedTxn(fence, build);
+      this.recordLeader("write", fence, "ok", { revision: Number(txn.header.revision) });
+      return txn;
+    } catch (err) {
+      this.recordLeader("write", fence, err instanceof FenceLostError ? "refused" : "error", {
+        detail: String(err),
+      });
+      throw err;
+    }
   }
 
   private shutdown(): void {
@@ -270,6 +282,36 @@ export class ClusterNode {
     const id = this.memberId;
     if (id === undefined) throw new Error("node has no ID yet");
     return { id, grouping: this.layout.groupingOfNode(id) };
+  }
+
+  private recordHistory(facts: HistoryFacts): void {
+    const history = this.options.history;
+    if (!history) return;
+    history({
+      node: this.settings.nodeName,
+      mono: process.hrtime.bigint().toString(),
+      t: Date.now(),
+      lease: this.session?.leaseId,
+      deadlineMs: this.session ? Math.round(this.session.remainingMs()) : undefined,
+      ...facts,
+    } as HistoryRecord);
+  }
+
+  private recordLeader(
+    action: LeaderAction,
+    fence: FencingToken,
+    outcome: "ok" | "refused" | "error",
+    extra: { revision?: number; detail?: string } = {},
+  ): void {
+    this.recordHistory({
+      kind: "leader",
+      action,
+      grouping: fence.grouping,
+      slot: fence.slot,
+      token: fence.token,
+      outcome,
+      ...extra,
+    });
   }
 
   private noteWrite(revision: number): void {
@@ -359,8 +401,14 @@ export class ClusterNode {
                     { ...this.record, id },
                     this.leaseId,
                   );
-                  if (result.kind === "lost") return { type: "CAMPAIGN_LOST" };
+                  if (result.kind === "lost") {
+                    this.recordLeader("campaign", { grouping, slot, token: 0 }, "refused");
+                    return { type: "CAMPAIGN_LOST" };
+                  }
                   this.noteWrite(result.token);
+                  this.recordLeader("campaign", { grouping, slot, token: result.token }, "ok", {
+                    revision: result.token,
+                  });
                   return { type: "CAMPAIGN_WON", token: result.token };
                 },
                 (error) => ({ type: "ETCD_FAILED", error }),
@@ -377,8 +425,14 @@ export class ClusterNode {
                   const { id, grouping } = this.requireIdentity();
                   const fence = { grouping, slot: 2 as const, token };
                   const result = await this.store.promote(fence, { ...this.record, id }, this.leaseId);
-                  if (result.kind === "lost") return { type: "PROMOTION_FAILED" };
+                  if (result.kind === "lost") {
+                    this.recordLeader("promote", fence, "refused");
+                    return { type: "PROMOTION_FAILED" };
+                  }
                   this.noteWrite(result.token);
+                  this.recordLeader("promote", { grouping, slot: 1, token: result.token }, "ok", {
+                    revision: result.token,
+                  });
                   return { type: "PROMOTED", token: result.token };
                 },
                 () => ({ type: "PROMOTION_FAILED" }),
@@ -444,6 +498,7 @@ export class ClusterNode {
 
   private watchGrouping(id: number): void {
     this.memberId = id;
+    this.recordHistory({ kind: "identity", id, group: this.layout.nodeGroup(id) });
     const grouping = this.layout.groupingOfNode(id);
     const generation = this.generation;
     const views = new GroupingViews(this.client, this.layout, grouping, this.log);
@@ -503,10 +558,14 @@ export class ClusterNode {
           for (const slot of ids) {
             if (await this.store.advertiseFailedSlot(fence, slot, id)) {
               this.log.info("advertised failed slot", { slot, group: this.layout.nodeGroup(slot) });
+              this.recordLeader("advertise", fence, "ok", { detail: `slot ${slot}` });
             }
           }
         } catch (err) {
-          if (err instanceof FenceLostError) return { type: "FENCE_LOST" };
+          if (err instanceof FenceLostError) {
+            this.recordLeader("advertise", fence, "refused");
+            return { type: "FENCE_LOST" };
+          }
           throw err;
         }
         return { type: "SLOTS_ADVERTISED" };
@@ -527,11 +586,8 @@ export class ClusterNode {
     const session = this.session;
     const leave = async () => {
       if (id !== undefined && office) {
-        await this.store.resign({
-          grouping: this.layout.groupingOfNode(id),
-          slot: office.slot,
-          token: office.token,
-        });
+        const fence = { grouping: this.layout.groupingOfNode(id), ...office };
+        this.recordLeader("resign", fence, (await this.store.resign(fence)) ? "ok" : "refused");
       }
       if (id !== undefined && session) await this.store.deregister(id, session.leaseId);
       await session?.revoke();
@@ -550,6 +606,14 @@ export class ClusterNode {
     const role = roleOf(snapshot);
     const state = statePath(snapshot);
     if (state !== this.lastState || role !== this.lastRole) {
+      this.recordHistory({
+        kind: "transition",
+        from: this.lastState,
+        to: state,
+        role,
+        id: snapshot.context.id,
+        event: this.lastEvent,
+      });
       this.log.info("transition", {
         id: snapshot.context.id,
         role,

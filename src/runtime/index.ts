@@ -1,3 +1,5 @@
 export { ClusterNode, type ClusterNodeOptions, createClusterNode, type NodeStatus } from "./clusterNode.js";
 export type { LeadersSnapshot, LeaderView, MembersByGroup } from "./groupingViews.js";
+export { HistoryFileWriter, type HistoryRecord, type LeaderAction } from "./history.js";
+export { InspectionFileWriter, type InspectionRecord } from "./inspection.js";
 export { type NodeRole, roleOf, statePath } from "./roles.js";
