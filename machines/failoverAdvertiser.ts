@@ -14,7 +14,7 @@ export type FailoverAdvertiserEvent =
  */
 export const failoverAdvertiserMachine = setup({
   types: {
-    context: {} as { pending: readonly number[] },
+    context: {} as { pending: readonly number[]; inFlight: readonly number[] },
     events: {} as FailoverAdvertiserEvent,
   },
   actions: {
@@ -30,7 +30,7 @@ export const failoverAdvertiserMachine = setup({
   },
 }).createMachine({
   id: "failoverAdvertiser",
-  context: { pending: [] },
+  context: { pending: [], inFlight: [] },
   initial: "watchingMembers",
   // A new primary asks for the current gaps: they may have opened before it took office.
   entry: "readMissingSlots",
@@ -42,12 +42,19 @@ export const failoverAdvertiserMachine = setup({
     advertising: {
       entry: [
         { type: "advertiseSlots", params: ({ context }) => ({ ids: context.pending }) },
-        assign({ pending: [] }),
+        assign({ inFlight: ({ context }) => context.pending, pending: [] }),
       ],
       on: {
         MEMBERS_CHANGED: { actions: "keepLatest" },
-        SLOTS_ADVERTISED: "watchingMembers",
-        ADVERTISE_FAILED: "waitingToRetry",
+        SLOTS_ADVERTISED: { target: "watchingMembers", actions: assign({ inFlight: [] }) },
+        // A failed batch is retried unless a newer view of the gaps has arrived meanwhile.
+        ADVERTISE_FAILED: {
+          target: "waitingToRetry",
+          actions: assign({
+            pending: ({ context }) => (context.pending.length > 0 ? context.pending : context.inFlight),
+            inFlight: [],
+          }),
+        },
       },
     },
     waitingToRetry: {

@@ -37,6 +37,7 @@ export const groupLeaderMachine = setup({
   actors: { failoverAdvertiser: failoverAdvertiserMachine },
   actions: {
     promote: (_, _params: { token: number }) => {},
+    readLeaders: () => {},
     reportOffice: sendParent(
       ({ context }): OfficeChanged => ({ type: "OFFICE_CHANGED", slot: context.slot, token: context.token }),
     ),
@@ -61,6 +62,8 @@ export const groupLeaderMachine = setup({
       always: [{ guard: "isPrimary", target: "primary" }, { target: "backup" }],
     },
     backup: {
+      // The primary may have gone before this node took office; re-read rather than wait for a change.
+      entry: "readLeaders",
       on: {
         LEADERS_CHANGED: [
           { guard: "lostOwnSeat", target: "deposed" },

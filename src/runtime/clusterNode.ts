@@ -377,16 +377,7 @@ export class ClusterNode {
             },
           },
         }),
-        follower: followerMachine.provide({
-          actions: {
-            readLeaders: () =>
-              this.effect(
-                "readLeaders",
-                async () => this.leadersEvent(await this.readLeaders()),
-                () => ({ type: "RETRY" }),
-              ),
-          },
-        }),
+        follower: followerMachine.provide({ actions: { readLeaders: () => this.readLeadersEffect() } }),
         candidate: candidateMachine.provide({
           actions: {
             campaign: (_, { slot }) =>
@@ -417,6 +408,7 @@ export class ClusterNode {
         }),
         groupLeader: groupLeaderMachine.provide({
           actions: {
+            readLeaders: () => this.readLeadersEffect(),
             promote: (_, { token }) =>
               this.effect(
                 "promote",
@@ -485,6 +477,14 @@ export class ClusterNode {
         this.log.warn("cannot open an etcd session", { error: String(err) });
         this.send(generation, { type: "SESSION_FAILED", error: String(err) });
       },
+    );
+  }
+
+  private readLeadersEffect(): void {
+    this.effect(
+      "readLeaders",
+      async () => this.leadersEvent(await this.readLeaders()),
+      () => ({ type: "RETRY" }),
     );
   }
 
