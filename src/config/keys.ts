@@ -57,6 +57,11 @@ export class KeySpace {
     return `${this.membershipPrefix(group)}${nodeId}`;
   }
 
+  /** Where the example server commits a value written by grouping `k`'s primary (see src/server). */
+  commitRecordKey(grouping: number, key: string): string {
+    return `kv-${this.db}-grouping-${grouping}/${key}`;
+  }
+
   failoverKey(nodeId: number): string {
     return `${this.failoverPrefix}${nodeId}`;
   }

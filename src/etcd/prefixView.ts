@@ -90,8 +90,10 @@ export function watchPrefix(client: Etcd3, prefix: string, log: Logger): Observa
           if (event.type === "Put") entries.set(entry.key, entry);
           else entries.delete(entry.key);
           changed = true;
+          // Only event revisions advance the view: a catch-up response's header may be ahead of
+          // events that are still to come in later responses.
+          revision = entry.modRevision;
         }
-        revision = Math.max(revision, Number(res.header.revision));
         if (changed) emit();
       });
       w.on("error", (err) => {

@@ -1,4 +1,11 @@
-export { ClusterNode, type ClusterNodeOptions, createClusterNode, type NodeStatus } from "./clusterNode.js";
+export { FenceLostError, type FencingToken } from "../etcd/index.js";
+export {
+  ClusterNode,
+  type ClusterNodeOptions,
+  createClusterNode,
+  type NodeStatus,
+  NotPrimaryError,
+} from "./clusterNode.js";
 export type { LeadersSnapshot, LeaderView, MembersByGroup } from "./groupingViews.js";
 export { HistoryFileWriter, type HistoryRecord, type LeaderAction } from "./history.js";
 export { InspectionFileWriter, type InspectionRecord } from "./inspection.js";

@@ -1,0 +1,212 @@
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { type Logger, silentLogger } from "../logging.js";
+import type { ClusterNode } from "../runtime/index.js";
+import { ClusterView } from "./clusterView.js";
+import { HttpError, readText, sendError, sendJson } from "./httpIo.js";
+import type { KvStore, PutOutcome } from "./kvStore.js";
+import type { ServerMetrics } from "./metrics.js";
+
+export interface ServerOptions {
+  node: ClusterNode;
+  store: KvStore;
+  metrics: ServerMetrics;
+  /** 0 picks a free port; read the one chosen from `RunningServer.port`. */
+  port: number;
+  host?: string;
+  maxBodyBytes?: number;
+  log?: Logger;
+}
+
+export interface RunningServer {
+  readonly host: string;
+  readonly port: number;
+  readonly url: string;
+  /** Stops accepting connections and resolves once open ones have ended (cut after a grace period). */
+  close(): Promise<void>;
+}
+
+/** The server could not listen; `portInUse` when another process holds the port. */
+export class ListenError extends Error {
+  override readonly name = "ListenError";
+  readonly code: string | undefined;
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    cause: NodeJS.ErrnoException,
+  ) {
+    const where = `${host}:${port}`;
+    super(
+      cause.code === "EADDRINUSE"
+        ? `cannot listen on ${where}: port ${port} is already in use`
+        : cause.code === "EACCES"
+          ? `cannot listen on ${where}: no permission to use port ${port}`
+          : `cannot listen on ${where}: ${cause.message}`,
+      { cause },
+    );
+    this.code = cause.code;
+  }
+
+  get portInUse(): boolean {
+    return this.code === "EADDRINUSE";
+  }
+}
+
+export const DEFAULT_HOST = "127.0.0.1";
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
+const MAX_KEY_BYTES = 1024;
+const CLOSE_GRACE_MS = 2_000;
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
+type Routes = Record<string, Handler>;
+
+function kvKey(encoded: string): string {
+  let key: string;
+  try {
+    key = decodeURIComponent(encoded);
+  } catch {
+    throw new HttpError(400, "bad_key", `key "${encoded}" is not valid percent-encoding`);
+  }
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES)
+    throw new HttpError(400, "bad_key", `key is longer than ${MAX_KEY_BYTES} bytes`);
+  return key;
+}
+
+const REFUSAL_STATUS: Record<Exclude<PutOutcome, { ok: true }>["reason"], number> = {
+  "not-primary": 409,
+  "fence-lost": 409,
+  "lease-invalid": 409,
+  "etcd-error": 503,
+};
+
+/**
+ * The example server beside a cluster node: health, the node's view of the cluster, Prometheus
+ * metrics, and a key-value store whose writes only the grouping's primary accepts.
+ */
+export async function createServer(options: ServerOptions): Promise<RunningServer> {
+  const { node, store, metrics } = options;
+  const host = options.host ?? DEFAULT_HOST;
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const log = options.log ?? silentLogger();
+  const view = new ClusterView(node);
+  const servedBy = () => ({ node: node.settings.nodeName, id: node.id ?? null, role: node.role });
+
+  const fixedRoutes: Record<string, Routes> = {
+    "/healthz": {
+      GET: (_, res) =>
+        node.role === "stopped"
+          ? sendJson(res, 503, { error: "stopped", message: "the cluster node has stopped", ...servedBy() })
+          : sendJson(res, 200, { status: "ok", ...servedBy() }),
+    },
+    "/cluster": { GET: (_, res) => sendJson(res, 200, view.toJSON()) },
+    "/metrics": {
+      GET: async (_, res) => {
+        const text = await metrics.text();
+        res.writeHead(200, {
+          "content-type": metrics.contentType,
+          "content-length": Buffer.byteLength(text),
+        });
+        res.end(text);
+      },
+    },
+  };
+
+  const kvRoutes = (key: string): Routes => ({
+    GET: (_, res) => {
+      const entry = store.get(key);
+      if (!entry)
+        throw new HttpError(404, "not_found", `no value for key "${key}"`, { key, servedBy: servedBy() });
+      sendJson(res, 200, { key, ...entry, servedBy: servedBy() });
+    },
+    PUT: async (req, res) => {
+      const outcome = await store.put(key, await readText(req, maxBodyBytes));
+      if (outcome.ok) {
+        const { ok: _, ...written } = outcome;
+        sendJson(res, 200, { ...written, servedBy: servedBy() });
+        return;
+      }
+      const code = outcome.reason === "etcd-error" ? "etcd_unavailable" : "write_refused";
+      throw new HttpError(REFUSAL_STATUS[outcome.reason], code, outcome.message, {
+        reason: outcome.reason,
+        key,
+        servedBy: servedBy(),
+        primary: view.primary(),
+      });
+    },
+  });
+
+  const routesFor = (path: string): Routes | undefined => {
+    const fixed = fixedRoutes[path];
+    if (fixed) return fixed;
+    const kv = /^\/kv\/([^/]+)$/.exec(path);
+    return kv?.[1] ? kvRoutes(kvKey(kv[1])) : undefined;
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const path = new URL(req.url ?? "/", "http://server").pathname;
+    const routes = routesFor(path);
+    if (!routes) throw new HttpError(404, "not_found", `no route for ${path}`, { path });
+    const handler = Object.hasOwn(routes, req.method ?? "") ? routes[req.method ?? ""] : undefined;
+    if (!handler) {
+      const allow = Object.keys(routes).join(", ");
+      throw new HttpError(
+        405,
+        "method_not_allowed",
+        `${req.method} is not allowed on ${path}; use ${allow}`,
+        {
+          path,
+          allow: Object.keys(routes),
+        },
+        { allow },
+      );
+    }
+    await handler(req, res);
+  };
+
+  const server = createHttpServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+      } else if (err instanceof HttpError) {
+        sendError(res, err);
+      } else {
+        log.error("request failed", { method: req.method, url: req.url, error: String(err) });
+        sendError(res, new HttpError(500, "internal_error", "the server failed to answer this request"));
+      }
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      view.close();
+      reject(new ListenError(host, options.port, err));
+    };
+    server.once("error", onError);
+    server.listen(options.port, host, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+  server.on("error", (err) => log.error("http server error", { error: String(err) }));
+
+  const port = (server.address() as AddressInfo).port;
+  let closing: Promise<void> | undefined;
+  return {
+    host,
+    port,
+    url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    close: () => {
+      closing ??= new Promise<void>((resolve, reject) => {
+        const cut = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+        server.close((err) => {
+          clearTimeout(cut);
+          view.close();
+          if (err) reject(err);
+          else resolve();
+        });
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}
