@@ -1,11 +1,12 @@
 /** rdeebee-cluster: embed one cluster node per database node. */
+
+export { bootstrapIdMachine } from "../machines/bootstrapId.js";
+export { candidateMachine } from "../machines/candidate.js";
+export { failoverAdvertiserMachine } from "../machines/failoverAdvertiser.js";
+export { followerMachine } from "../machines/follower.js";
+export { groupLeaderMachine } from "../machines/groupLeader.js";
+export { nodeMachine } from "../machines/node.js";
 export * from "./config/index.js";
 export { ClusterStore, FenceLostError, type FencingToken, type NodeRecord } from "./etcd/index.js";
 export { createLogger, type Logger, silentLogger } from "./logging.js";
 export * from "./runtime/index.js";
-export { nodeMachine } from "../machines/node.js";
-export { bootstrapIdMachine } from "../machines/bootstrapId.js";
-export { followerMachine } from "../machines/follower.js";
-export { candidateMachine } from "../machines/candidate.js";
-export { groupLeaderMachine } from "../machines/groupLeader.js";
-export { failoverAdvertiserMachine } from "../machines/failoverAdvertiser.js";

@@ -4,7 +4,10 @@ import { Etcd3 } from "etcd3";
 export async function assertEtcdReachable(endpoints: string[], timeoutMs = 5_000): Promise<void> {
   const client = new Etcd3({ hosts: endpoints, dialTimeout: timeoutMs });
   try {
-    await client.get("rdeebee-cluster/reachability-probe").options({ deadline: new Date(Date.now() + timeoutMs) }).exec();
+    await client
+      .get("rdeebee-cluster/reachability-probe")
+      .options({ deadline: new Date(Date.now() + timeoutMs) })
+      .exec();
   } catch (err) {
     throw new EtcdUnreachableError(endpoints, err instanceof Error ? err.message : String(err));
   } finally {

@@ -10,7 +10,11 @@ export interface StatusCommandOptions {
 }
 
 const seat = (s: ClusterStatus["groupings"][number]["primary"]) =>
-  s === undefined ? "(vacant)" : s.problem ? `(bad value: ${s.problem})` : `node ${s.id} ${s.name} token ${s.token}`;
+  s === undefined
+    ? "(vacant)"
+    : s.problem
+      ? `(bad value: ${s.problem})`
+      : `node ${s.id} ${s.name} token ${s.token}`;
 
 export function formatClusterStatus(status: ClusterStatus): string {
   const lines = [`${status.dbname} at revision ${status.revision}: ${status.allocated} node IDs handed out`];
@@ -21,7 +25,9 @@ export function formatClusterStatus(status: ClusterStatus): string {
   }
   for (const g of status.groups) {
     const members = g.members.map((m) => `${m.id} (${m.name})`).join(", ") || "none";
-    lines.push(`group ${g.group}: members ${members}${g.missing.length ? `; missing ${g.missing.join(", ")}` : ""}`);
+    lines.push(
+      `group ${g.group}: members ${members}${g.missing.length ? `; missing ${g.missing.join(", ")}` : ""}`,
+    );
   }
   lines.push(`advertised failed slots: ${status.advertised.map((a) => a.id).join(", ") || "none"}`);
   for (const problem of status.problems) lines.push(`bad value: ${problem}`);
@@ -29,7 +35,10 @@ export function formatClusterStatus(status: ClusterStatus): string {
 }
 
 /** Reads etcd once and prints leaders, members, missing and advertised slots. */
-export async function statusCommand(options: StatusCommandOptions, out: (text: string) => void): Promise<void> {
+export async function statusCommand(
+  options: StatusCommandOptions,
+  out: (text: string) => void,
+): Promise<void> {
   const layout = new ClusterLayout(loadClusterConfig(options.config));
   const { etcdEndpoints } = resolveNodeSettings({ etcd: options.etcd });
   await assertEtcdReachable(etcdEndpoints);
