@@ -51,7 +51,7 @@ describe("bad values found in etcd are logged and ignored", () => {
   });
 
   test("member keys with bad names or values are ignored by the leaders' views", async () => {
-    await client.put(factory.layout.keys.membershipPrefix(0) + "zzz").value("{}");
+    await client.put(`${factory.layout.keys.membershipPrefix(0)}zzz`).value("{}");
     await client
       .put(factory.layout.keys.memberKey(1, 4))
       .value(JSON.stringify({ id: 999, name: "x", address: "h:1" }));
@@ -72,7 +72,7 @@ describe("bad values found in etcd are logged and ignored", () => {
   });
 
   test("a failover advertisement with a bad key or for a slot never handed out is not claimed", async () => {
-    await client.put(factory.layout.keys.failoverPrefix + "banana").value("1");
+    await client.put(`${factory.layout.keys.failoverPrefix}banana`).value("1");
     await client.put(factory.layout.keys.failoverKey(8)).value("not json");
     const late = factory.create("late");
     const status = await late.start();
