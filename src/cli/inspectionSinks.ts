@@ -24,7 +24,13 @@ export function inspectionSinks(flags: InspectionFlags, nodeName: string) {
   }
   return {
     inspect:
-      sinks.length === 0 ? undefined : (event: InspectionEvent) => sinks.forEach((sink) => sink(event)),
-    close: () => closers.forEach((close) => close()),
+      sinks.length === 0
+        ? undefined
+        : (event: InspectionEvent) => {
+            for (const sink of sinks) sink(event);
+          },
+    close: () => {
+      for (const close of closers) close();
+    },
   };
 }
