@@ -1,0 +1,256 @@
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import { ClusterLayout, ConfigError, loadClusterConfig, resolveNodeSettings } from "../../config/index.js";
+import { assertEtcdReachable } from "../etcdReachable.js";
+import { DEFAULT_CONFIG } from "../nodeOptions.js";
+import { EtcdStartError, type LocalEtcd, startLocalEtcd } from "./localEtcd.js";
+import { NodeProcesses } from "./nodeProcesses.js";
+import { StatusPoller } from "./statusPoller.js";
+import { KEYS_HELP, renderScreen } from "./table.js";
+import { type KeyAction, Terminal } from "./terminal.js";
+
+export interface LocalCommandOptions {
+  nodes: string;
+  config: string;
+  etcd?: string;
+  leaseTtl: string;
+}
+
+export const DEFAULT_LOCAL_NODES = 6;
+const DEFAULT_LOCAL_LEASE_TTL = 2;
+const INTERACTIVE_FRAME_MS = 100;
+const PLAIN_FRAME_MS = 500;
+const QUIT_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+function parseNodeCount(text: string, capacity: number): number {
+  const count = Number(text);
+  if (!/^\d+$/.test(text.trim()) || count < 1 || count > capacity) {
+    throw new ConfigError("--nodes", [
+      `must be a whole number from 1 to ${capacity} (groups × group_size of the config), got "${text}"`,
+    ]);
+  }
+  return count;
+}
+
+interface SessionSetup {
+  layout: ClusterLayout;
+  configPath: string;
+  leaseTtl: number;
+  endpoints: string[];
+  etcd: LocalEtcd | undefined;
+  count: number;
+}
+
+/** One run of `local`: the children, the status poller, the screen and the keys, until quit. */
+class LocalSession {
+  private readonly nodes: NodeProcesses;
+  private readonly poller: StatusPoller;
+  private readonly terminal: Terminal;
+  private selected = 0;
+  private notice: string | undefined;
+  private frameTimer: NodeJS.Timeout | undefined;
+  private lastFrameAt = 0;
+  private quitting = false;
+  private finished!: () => void;
+  private readonly onSignal = (signal: NodeJS.Signals) => void this.quit(signal);
+
+  constructor(private readonly setup: SessionSetup) {
+    this.nodes = new NodeProcesses({
+      etcd: setup.endpoints.join(","),
+      config: setup.configPath,
+      leaseTtl: setup.leaseTtl,
+    });
+    this.poller = new StatusPoller(setup.endpoints, setup.layout);
+    this.terminal = new Terminal((action) => this.onKey(action));
+  }
+
+  run(): Promise<void> {
+    const done = new Promise<void>((resolve) => {
+      this.finished = resolve;
+    });
+    for (const signal of QUIT_SIGNALS) process.on(signal, this.onSignal);
+    this.terminal.open();
+    this.nodes.changes.subscribe(() => this.scheduleFrame());
+    this.poller.status.subscribe(() => this.scheduleFrame());
+    void this.setup.etcd?.exited.then(() => this.scheduleFrame());
+    for (let i = 0; i < this.setup.count; i++) this.nodes.add();
+    this.poller.start();
+    return done;
+  }
+
+  private onKey(action: KeyAction): void {
+    if (action === "quit") {
+      void this.quit("quit key");
+      return;
+    }
+    if (this.quitting) return;
+    const list = this.nodes.list;
+    const node = list[this.selected];
+    switch (action) {
+      case "up":
+        this.selected = Math.max(0, this.selected - 1);
+        break;
+      case "down":
+        this.selected = Math.min(list.length - 1, this.selected + 1);
+        break;
+      case "add": {
+        const added = this.nodes.add();
+        this.notice = `added ${added.name} (pid ${added.pid ?? "-"})`;
+        break;
+      }
+      default:
+        if (node) this.notice = this.signalNode(action, node.name);
+    }
+    this.scheduleFrame();
+  }
+
+  private signalNode(action: "crash" | "pause" | "resume" | "stop", name: string): string {
+    const pid = this.nodes.list.find((n) => n.name === name)?.pid;
+    const ttl = this.setup.leaseTtl;
+    switch (action) {
+      case "crash":
+        return this.nodes.crash(name)
+          ? `crashed ${name} (SIGKILL to pid ${pid}); etcd notices when its lease expires, within ${ttl} s`
+          : `${name} is not running`;
+      case "pause":
+        return this.nodes.pause(name)
+          ? `paused ${name} (SIGSTOP to pid ${pid}); its keepalives stop and its lease expires within ${ttl} s`
+          : `${name} is not running, or already paused or stopping`;
+      case "resume":
+        return this.nodes.resume(name) ? `resumed ${name} (SIGCONT to pid ${pid})` : `${name} is not paused`;
+      case "stop":
+        return this.nodes.stop(name)
+          ? `stopping ${name} (SIGTERM to pid ${pid}): it resigns, deregisters and revokes its lease`
+          : `${name} is not running, or already stopping`;
+    }
+  }
+
+  private scheduleFrame(): void {
+    if (this.frameTimer !== undefined) return;
+    const minGap = this.terminal.interactive ? INTERACTIVE_FRAME_MS : PLAIN_FRAME_MS;
+    const wait = Math.max(0, this.lastFrameAt + minGap - Date.now());
+    this.frameTimer = setTimeout(() => this.drawNow(), wait);
+  }
+
+  private drawNow(): void {
+    clearTimeout(this.frameTimer);
+    this.frameTimer = undefined;
+    this.lastFrameAt = Date.now();
+    const { etcd } = this.setup;
+    this.terminal.draw(
+      renderScreen({
+        layout: this.setup.layout,
+        configPath: this.setup.configPath,
+        leaseTtl: this.setup.leaseTtl,
+        etcd: {
+          endpoint: this.setup.endpoints.join(","),
+          pid: etcd?.pid,
+          rootDir: etcd?.rootDir,
+          exitReason: etcd?.running === false && !this.quitting ? etcd.exitReason : undefined,
+        },
+        nodes: this.nodes.list,
+        selected: this.selected,
+        polled: this.poller.status.value,
+        recent: this.nodes.recent,
+        interactive: this.terminal.interactive,
+        color: this.terminal.color,
+        notice: this.notice,
+      }),
+    );
+  }
+
+  private async quit(reason: string): Promise<void> {
+    if (this.quitting) {
+      this.nodes.killAll();
+      this.notice = "second quit: SIGKILL to every node still running";
+      this.drawNow();
+      return;
+    }
+    this.quitting = true;
+    const running = this.nodes.list.filter((n) => n.running);
+    this.notice =
+      `quitting (${reason}): stopping ${running.length} nodes (SIGTERM, SIGKILL after 2 s) ...` +
+      (this.terminal.interactive ? " q or Ctrl-C again: SIGKILL now" : "");
+    this.drawNow();
+    await this.nodes.stopAll();
+    await this.poller.refresh();
+    await this.poller.close();
+    this.notice = "stopping etcd ...";
+    this.drawNow();
+    await this.setup.etcd?.stop();
+    clearTimeout(this.frameTimer);
+    this.terminal.close();
+    for (const signal of QUIT_SIGNALS) process.off(signal, this.onSignal);
+    this.nodes.dispose();
+    process.stdout.write(`${this.summary()}\n`);
+    this.finished();
+  }
+
+  private summary(): string {
+    const nodes = this.nodes.list.map((n) => `  ${n.name} (pid ${n.pid ?? "-"}): ${n.liveness}`);
+    const { etcd } = this.setup;
+    const etcdText = etcd
+      ? `  etcd (pid ${etcd.pid ?? "-"}): stopped; removed ${etcd.rootDir}`
+      : `  etcd at ${this.setup.endpoints.join(",")}: left running`;
+    return ["rdeebee-cluster local: done", ...nodes, etcdText].join("\n");
+  }
+}
+
+/**
+ * Runs a whole cluster on this machine: a throwaway etcd (unless `--etcd`), N node processes and a
+ * live table of their roles, with keys to crash, pause, resume, stop and add nodes.
+ */
+export async function localCommand(options: LocalCommandOptions): Promise<number> {
+  const configPath = resolve(options.config);
+  const layout = new ClusterLayout(loadClusterConfig(configPath));
+  const count = parseNodeCount(options.nodes, layout.capacity);
+  const settings = resolveNodeSettings({ leaseTtl: options.leaseTtl, etcd: options.etcd }, {});
+  let etcd: LocalEtcd | undefined;
+  if (options.etcd !== undefined) await assertEtcdReachable(settings.etcdEndpoints);
+  else {
+    try {
+      etcd = await startLocalEtcd();
+    } catch (err) {
+      if (!(err instanceof EtcdStartError)) throw err;
+      process.stderr.write(`rdeebee-cluster: ${err.message}\n`);
+      return 1;
+    }
+  }
+  const endpoints = etcd ? [etcd.endpoint] : settings.etcdEndpoints;
+  await new LocalSession({
+    layout,
+    configPath,
+    leaseTtl: settings.leaseTtlSeconds,
+    endpoints,
+    etcd,
+    count,
+  }).run();
+  return 0;
+}
+
+export function registerLocalCommand(program: Command, setExit: (code: number) => void): void {
+  program
+    .command("local")
+    .description("run a whole cluster on this machine in a live table: a throwaway etcd and N node processes")
+    .option(
+      "-n, --nodes <count>",
+      "node processes to start; the default 6 fills groups 0 and 1 of grouping 0 of the seed config, " +
+        "so you see a primary, a backup and four followers, and room is left for `a` (add)",
+      String(DEFAULT_LOCAL_NODES),
+    )
+    .option("-c, --config <file>", "cluster config file", DEFAULT_CONFIG)
+    .option("--etcd <endpoints>", "use this etcd (comma-separated) instead of starting a throwaway one")
+    .option(
+      "--lease-ttl <seconds>",
+      "lease TTL of every node, whole seconds >= 2; short, so that a crash shows within seconds",
+      String(DEFAULT_LOCAL_LEASE_TTL),
+    )
+    .addHelpText(
+      "after",
+      `\nKeys: ${KEYS_HELP}.\n` +
+        "Without --etcd, etcd runs from the `etcd` binary (Debian: etcd-server) on free loopback ports with a\n" +
+        "temporary data dir; quitting stops every node (SIGTERM, SIGKILL after 2 s) and the etcd, and removes\n" +
+        "the dir. When stdin is not a terminal the table is printed on every change and SIGINT/SIGTERM quits.",
+    )
+    .action(async (opts: LocalCommandOptions) => setExit(await localCommand(opts)));
+}

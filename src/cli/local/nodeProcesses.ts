@@ -1,0 +1,265 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { Subject } from "rxjs";
+import { NODE_SETTINGS_ENV } from "../../config/index.js";
+
+/** What the parent knows about a child process, independent of what etcd says. */
+export type Liveness =
+  | "starting"
+  | "alive"
+  | "paused"
+  | "stopping"
+  | "stopped"
+  | "crashed"
+  | "killed"
+  | "exited";
+
+export interface NodeView {
+  readonly name: string;
+  readonly pid: number | undefined;
+  readonly id: number | undefined;
+  /** The last role the child logged (`connecting`, `follower`, `primary`, ...). */
+  readonly role: string;
+  readonly liveness: Liveness;
+  readonly running: boolean;
+  /** The last line the child wrote that was not a transition, e.g. why it exited. */
+  readonly lastMessage: string | undefined;
+}
+
+/** A role the child logged (`kind: "role"`), or something done to or seen of its process. */
+export interface RoleChange {
+  readonly at: Date;
+  readonly node: string;
+  readonly kind: "role" | "process";
+  readonly from: string;
+  readonly to: string;
+}
+
+export interface NodeProcessesOptions {
+  etcd: string;
+  config: string;
+  leaseTtl: number;
+  /** How many role changes `recent` keeps. */
+  recentLimit?: number;
+}
+
+const BIN = fileURLToPath(new URL("../../../../bin/rdeebee-cluster.js", import.meta.url));
+const STOP_GRACE_MS = 2_000;
+
+class NodeChild implements NodeView {
+  id: number | undefined;
+  role = "starting";
+  liveness: Liveness = "starting";
+  lastMessage: string | undefined;
+  readonly exited: Promise<void>;
+  private partial = "";
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+    private readonly onLine: (node: NodeChild, line: string) => void,
+    onExit: (node: NodeChild, code: number | null, signal: NodeJS.Signals | null) => void,
+  ) {
+    child.stderr?.setEncoding("utf8");
+    child.stderr?.on("data", (chunk: string) => this.read(chunk));
+    this.exited = new Promise((resolve) => {
+      child.once("error", (err) => {
+        this.lastMessage = err.message;
+        onExit(this, null, null);
+        resolve();
+      });
+      child.once("exit", (code, signal) => {
+        onExit(this, code, signal);
+        resolve();
+      });
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null && this.child.pid !== undefined;
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    if (this.running) this.child.kill(signal);
+  }
+
+  private read(chunk: string): void {
+    const lines = (this.partial + chunk).split("\n");
+    this.partial = lines.pop() ?? "";
+    for (const line of lines) if (line.trim() !== "") this.onLine(this, line);
+  }
+}
+
+interface TransitionLine {
+  message?: unknown;
+  id?: unknown;
+  role?: unknown;
+  level?: unknown;
+}
+
+function parse(line: string): TransitionLine | undefined {
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === "object" && value !== null ? (value as TransitionLine) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Env vars of the node command that would override or clash with the flags given to children. */
+function childEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of Object.values(NODE_SETTINGS_ENV)) delete env[name];
+  delete env.LOG_LEVEL;
+  return env;
+}
+
+/**
+ * The `rdeebee-cluster node` child processes of `local`: spawns them, follows their JSON log lines
+ * on stderr to know each one's ID and role, and signals them by pid.
+ */
+export class NodeProcesses {
+  /** Emits after anything a view shows has changed. */
+  readonly changes = new Subject<void>();
+  private readonly nodes: NodeChild[] = [];
+  private readonly roleChanges: RoleChange[] = [];
+  private spawned = 0;
+  private readonly killAllNow = () => {
+    for (const node of this.nodes) node.signal("SIGKILL");
+  };
+
+  constructor(private readonly options: NodeProcessesOptions) {
+    process.on("exit", this.killAllNow);
+  }
+
+  get list(): readonly NodeView[] {
+    return this.nodes;
+  }
+
+  get recent(): readonly RoleChange[] {
+    return this.roleChanges;
+  }
+
+  add(): NodeView {
+    this.spawned += 1;
+    const name = `local-${this.spawned}`;
+    const { etcd, config, leaseTtl } = this.options;
+    const args = [BIN, "node", "--etcd", etcd, "--node", name, "--lease-ttl", String(leaseTtl)];
+    const child = spawn(process.execPath, [...args, "--config", config, "--log-level", "info"], {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: childEnv(),
+      detached: true,
+    });
+    const node = new NodeChild(
+      name,
+      child,
+      (n, line) => this.onLine(n, line),
+      (n, code, signal) => this.onExit(n, code, signal),
+    );
+    this.nodes.push(node);
+    this.changes.next();
+    return node;
+  }
+
+  /**
+   * SIGKILL: the node vanishes without leaving; etcd notices when its lease expires. Each signalling
+   * method returns false when there was nothing to signal.
+   */
+  crash(name: string): boolean {
+    return this.mark(name, "crashed", "SIGKILL");
+  }
+
+  /** SIGSTOP: the process freezes, keepalives stop, and it wakes up later on resume. */
+  pause(name: string): boolean {
+    const liveness = this.find(name)?.liveness;
+    return liveness !== "paused" && liveness !== "stopping" && this.mark(name, "paused", "SIGSTOP");
+  }
+
+  resume(name: string): boolean {
+    return this.find(name)?.liveness === "paused" && this.mark(name, "alive", "SIGCONT");
+  }
+
+  /** SIGTERM (and SIGCONT, in case it is paused): the node resigns, deregisters, revokes its lease, exits 0. */
+  stop(name: string): boolean {
+    const node = this.find(name);
+    if (node?.liveness === "stopping" || !this.mark(name, "stopping", "SIGTERM")) return false;
+    node?.signal("SIGCONT");
+    return true;
+  }
+
+  /** Stops every running child gracefully; SIGKILL for those still there after `graceMs`. */
+  async stopAll(graceMs = STOP_GRACE_MS): Promise<void> {
+    const running = this.nodes.filter((node) => node.running);
+    for (const node of running) this.stop(node.name);
+    const escalation = setTimeout(this.killAllNow, graceMs);
+    await Promise.all(running.map((node) => node.exited));
+    clearTimeout(escalation);
+  }
+
+  /** SIGKILL every child still running, e.g. on a second Ctrl-C. */
+  killAll(): void {
+    this.killAllNow();
+  }
+
+  dispose(): void {
+    process.off("exit", this.killAllNow);
+    this.changes.complete();
+  }
+
+  private find(name: string): NodeChild | undefined {
+    return this.nodes.find((node) => node.name === name);
+  }
+
+  private mark(name: string, liveness: Liveness, signal: NodeJS.Signals): boolean {
+    const node = this.find(name);
+    if (!node?.running) return false;
+    if (liveness !== "stopping") this.record(node, "process", liveness === "alive" ? "resumed" : liveness);
+    node.liveness = liveness;
+    node.signal(signal);
+    this.changes.next();
+    return true;
+  }
+
+  private onLine(node: NodeChild, line: string): void {
+    const entry = parse(line);
+    if (node.liveness === "starting") node.liveness = "alive";
+    if (entry?.message === "transition" && typeof entry.role === "string") {
+      if (typeof entry.id === "number") node.id = entry.id;
+      if (entry.role !== node.role) {
+        if (node.role !== "starting") this.record(node, "role", entry.role);
+        node.role = entry.role;
+      }
+    } else if (entry === undefined || entry.level === "warn" || entry.level === "error") {
+      node.lastMessage = typeof entry?.message === "string" ? entry.message : line.trim();
+    }
+    this.changes.next();
+  }
+
+  private record(node: NodeChild, kind: RoleChange["kind"], to: string): void {
+    this.roleChanges.push({ at: new Date(), node: node.name, kind, from: node.role, to });
+    const limit = this.options.recentLimit ?? 8;
+    if (this.roleChanges.length > limit) this.roleChanges.splice(0, this.roleChanges.length - limit);
+  }
+
+  private onExit(node: NodeChild, code: number | null, signal: NodeJS.Signals | null): void {
+    if (node.liveness === "stopping" && code === 0) {
+      if (node.role !== "stopped") this.record(node, "process", "stopped");
+      node.liveness = "stopped";
+    } else if (node.liveness === "stopping") {
+      this.record(node, "process", "killed");
+      node.liveness = "killed";
+      node.lastMessage = `did not stop within ${STOP_GRACE_MS / 1000} s after SIGTERM; killed`;
+    } else if (node.liveness !== "crashed") {
+      const liveness = code === null ? "crashed" : "exited";
+      const why = signal ? `killed by ${signal}` : `exited with code ${code}`;
+      this.record(node, "process", liveness);
+      node.liveness = liveness;
+      node.lastMessage = node.lastMessage ? `${why}: ${node.lastMessage}` : why;
+    }
+    this.changes.next();
+  }
+}
