@@ -83,16 +83,18 @@ export function watchPrefix(client: Etcd3, prefix: string, log: Logger): Observa
 
     const attach = (w: Watcher) => {
       w.on("data", (res) => {
+        // One transaction's events share a revision and arrive in one response, so duplicates are
+        // judged against the revision before this response. Only event revisions advance the view:
+        // a catch-up response's header may be ahead of events still to come in later responses.
+        const seen = revision;
         let changed = false;
         for (const event of res.events) {
           const entry = toEntry(event.kv);
-          if (entry.modRevision <= revision) continue;
+          if (entry.modRevision <= seen) continue;
           if (event.type === "Put") entries.set(entry.key, entry);
           else entries.delete(entry.key);
+          revision = Math.max(revision, entry.modRevision);
           changed = true;
-          // Only event revisions advance the view: a catch-up response's header may be ahead of
-          // events that are still to come in later responses.
-          revision = entry.modRevision;
         }
         if (changed) emit();
       });

@@ -55,6 +55,18 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
     expect([...revisions].sort((a, b) => a - b)).toEqual(revisions);
   });
 
+  test("every event of a multi-key transaction (one revision) is applied", async () => {
+    await writer.put("p/old").value("1");
+    view();
+    await waitUntil("the initial list", () => "p/old" in contents(latest()));
+    await writer
+      .if("p/old", "Create", ">", 0)
+      .then(writer.put("p/new").value("2"), writer.delete().key("p/old"), writer.put("p/other").value("3"))
+      .commit();
+    await waitUntil("the transaction", () => "p/new" in contents(latest()));
+    expect(contents(latest())).toEqual({ "p/new": "2", "p/other": "3" });
+  });
+
   test("changes made while the connection is down arrive after it comes back", async () => {
     view();
     await waitUntil("the initial list", () => snapshots.length > 0);
