@@ -18,6 +18,6 @@ export async function assertEtcdReachable(endpoints: string[], timeoutMs = 5_000
 export class EtcdUnreachableError extends Error {
   override readonly name = "EtcdUnreachableError";
   constructor(endpoints: string[], reason: string) {
-    super(`cannot reach etcd at ${endpoints.join(", ")}: ${reason}`);
+    super(`cannot reach etcd at ${endpoints.join(", ")}: ${reason.replace(/\s*Resolution note:\s*$/, "")}`);
   }
 }

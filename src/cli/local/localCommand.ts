@@ -20,7 +20,20 @@ export const DEFAULT_LOCAL_NODES = 6;
 const DEFAULT_LOCAL_LEASE_TTL = 2;
 const INTERACTIVE_FRAME_MS = 100;
 const PLAIN_FRAME_MS = 500;
+const EXIT_GUARD_MS = 2_000;
 const QUIT_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/**
+ * Everything `local` started is gone by now, so nothing should keep the process alive; if something
+ * does, say what it is and exit rather than leave the terminal hanging.
+ */
+function exitIfStillAlive(): void {
+  const resources = process.getActiveResourcesInfo().filter((r) => r !== "Timeout");
+  process.stderr.write(
+    `rdeebee-cluster local: still alive after cleanup (${resources.join(", ")}); exiting\n`,
+  );
+  process.exit(process.exitCode ?? 0);
+}
 
 function parseNodeCount(text: string, capacity: number): number {
   const count = Number(text);
@@ -184,6 +197,7 @@ class LocalSession {
     this.nodes.dispose();
     process.stdout.write(`${this.summary()}\n`);
     this.finished();
+    setTimeout(exitIfStillAlive, EXIT_GUARD_MS).unref();
   }
 
   private summary(): string {
