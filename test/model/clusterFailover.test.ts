@@ -122,9 +122,16 @@ describe("cluster failover paths from the model, against real etcd and real node
       await settled({ live: 3, etcdDown: 0, primaryAfter: "unchanged" });
 
       for (const [index, event] of path.events.entries()) {
-        const primary = cluster.holder("primary");
-        const backup = cluster.holder("backup");
-        if (!primary || !backup) throw new Error("no leaders before the step");
+        // A node may still be suspended for a moment after the last step (etcd elects a leader).
+        const [primary, backup] = await waitUntil(
+          "a primary and a backup before the step",
+          () => {
+            const p = cluster.holder("primary");
+            const b = cluster.holder("backup");
+            return p && b && ([p, b] as const);
+          },
+          SETTLE_MS,
+        );
         await apply(event, primary, backup);
         const expected = path.expected[index];
         if (!expected) throw new Error("model gave no expectation");
