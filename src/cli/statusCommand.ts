@@ -1,5 +1,5 @@
 import { Etcd3 } from "etcd3";
-import { ClusterLayout, loadClusterConfig, resolveNodeSettings } from "../config/index.js";
+import { ClusterLayout, loadClusterConfig, resolveEtcdEndpoints } from "../config/index.js";
 import { type ClusterStatus, readClusterStatus } from "../runtime/clusterStatus.js";
 import { assertEtcdReachable } from "./etcdReachable.js";
 
@@ -40,7 +40,7 @@ export async function statusCommand(
   out: (text: string) => void,
 ): Promise<void> {
   const layout = new ClusterLayout(loadClusterConfig(options.config));
-  const { etcdEndpoints } = resolveNodeSettings({ etcd: options.etcd });
+  const etcdEndpoints = resolveEtcdEndpoints(options.etcd);
   await assertEtcdReachable(etcdEndpoints);
   const client = new Etcd3({ hosts: etcdEndpoints });
   try {

@@ -12,5 +12,6 @@ export {
   NODE_SETTINGS_FLAGS,
   type NodeSettings,
   type RawNodeSettings,
+  resolveEtcdEndpoints,
   resolveNodeSettings,
 } from "./nodeSettings.js";

@@ -55,6 +55,8 @@ function pick(
   const flag = flags[key];
   if (flag !== undefined) return { value: flag, from: NODE_SETTINGS_FLAGS[key] };
   const fromEnv = env[NODE_SETTINGS_ENV[key]];
+  // npm sets NODE to the path of the node binary for every script it runs; that is not a node name.
+  if (key === "node" && fromEnv?.includes("/")) return undefined;
   if (fromEnv !== undefined && fromEnv !== "") return { value: fromEnv, from: NODE_SETTINGS_ENV[key] };
   return undefined;
 }
@@ -100,6 +102,14 @@ function parseSeconds(text: string): number | undefined {
  * Resolves node settings: flags first, then the environment (`LEASE_TTL`, `REFRESH_INTERVAL`,
  * `ETCD`, `NODE`, `ADDRESS`), then defaults. Every problem is reported at once, naming its source.
  */
+/** Only the etcd endpoints (flag, then `ETCD`, then the default), for commands that run no node. */
+export function resolveEtcdEndpoints(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): string[] {
+  return resolveNodeSettings({ etcd: flag }, { ETCD: env.ETCD }).etcdEndpoints;
+}
+
 export function resolveNodeSettings(
   flags: RawNodeSettings,
   env: NodeJS.ProcessEnv = process.env,

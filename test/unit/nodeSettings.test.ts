@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -276,7 +277,12 @@ describe("refused settings name the flag or env var they came from", () => {
     const fromFlag = problemsOf({ node: value });
     expect(fromFlag).toHaveLength(1);
     expect(fromFlag[0]).toMatch(/^--node: /);
-    if (value !== "") expect(problemsOf({}, { NODE: value })[0]).toMatch(/^NODE: /);
+    if (value !== "" && !value.includes("/")) expect(problemsOf({}, { NODE: value })[0]).toMatch(/^NODE: /);
+  });
+
+  it("ignores a NODE that is a path: npm sets NODE to the node binary for every script", () => {
+    const settings = resolveNodeSettings({}, { NODE: "/usr/local/bin/node" });
+    expect(settings.nodeName).toBe(`${hostname()}-${process.pid}`);
   });
 
   it("reports several problems together, each with its source", () => {
