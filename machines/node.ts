@@ -211,7 +211,8 @@ export const nodeMachine = setup({
         "abandonSession",
         assign({ id: undefined, leaseId: undefined, joinedVia: undefined, office: undefined }),
       ],
-      always: "connecting",
+      // Through the reconnect delay: nodes that lost their leases together do not all return at once.
+      always: "reconnecting",
     },
     stopping: {
       entry: { type: "leaveCluster", params: ({ context }) => ({ id: context.id, office: context.office }) },

@@ -44,10 +44,16 @@ export class ClusterStore {
   /**
    * Takes the next fresh ID from `id_key` and registers the member key for it, in one transaction:
    * the counter's mod revision must be unchanged and the member key absent. Concurrent callers
-   * each get a different ID; a caller that loses the race re-reads and tries the next one.
+   * each get a different ID; a caller that loses the race re-reads and tries the next one, for as
+   * long as `stillWanted` says its session is current.
    */
-  async allocateFreshId(record: Omit<NodeRecord, "id">, leaseId: string): Promise<FreshIdResult> {
+  async allocateFreshId(
+    record: Omit<NodeRecord, "id">,
+    leaseId: string,
+    stillWanted: () => boolean = () => true,
+  ): Promise<FreshIdResult> {
     for (let round = 0; round < MAX_ALLOCATION_ROUNDS; round++) {
+      if (!stillWanted()) throw new Error("fresh-ID allocation abandoned: its session is over");
       const counter = await this.client.get(this.keys.idKey).exec();
       const kv = counter.kvs[0];
       const next = kv ? decodeCounter(kv.value.toString()) : 0;

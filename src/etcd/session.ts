@@ -104,7 +104,15 @@ export class EtcdSession {
     } else this.armDeadline();
   }
 
-  private scheduleKeepalive(delayMs = this.options.keepaliveIntervalMs): void {
+  /**
+   * The next keepalive goes out after the interval, or sooner when less validity is left than the
+   * interval would leave room for (a slow grant, a slow acknowledgement): a third of what is left.
+   */
+  private nextKeepaliveDelay(): number {
+    return Math.max(0, Math.min(this.options.keepaliveIntervalMs, this.remainingMs() / 3));
+  }
+
+  private scheduleKeepalive(delayMs = this.nextKeepaliveDelay()): void {
     if (this.closed) return;
     this.keepaliveTimer = setTimeout(() => void this.keepalive(), delayMs);
   }
@@ -113,7 +121,8 @@ export class EtcdSession {
     const sentAt = monotonicNow();
     try {
       const res = await this.lease.keepaliveOnce({
-        deadline: new Date(Date.now() + this.options.keepaliveIntervalMs),
+        // A slow acknowledgement still counts while the lease is valid; only then is it a failure.
+        deadline: new Date(Date.now() + Math.max(this.options.keepaliveIntervalMs, this.remainingMs())),
       });
       if (this.closed) return;
       const ttl = Number(res.TTL);
@@ -132,7 +141,7 @@ export class EtcdSession {
       }
       this.log.debug("keepalive failed, retrying", { lease: this.leaseId, error: String(err) });
       // Retry sooner than the interval: the deadline is what matters now.
-      this.scheduleKeepalive(Math.min(this.options.keepaliveIntervalMs, 250));
+      this.scheduleKeepalive(Math.min(this.nextKeepaliveDelay(), 250));
     }
   }
 

@@ -6,8 +6,10 @@ import {
   firstValueFrom,
   map,
   type Observable,
+  of,
   Subject,
   type Subscription,
+  switchMap,
 } from "rxjs";
 import { type Actor, createActor, type InspectionEvent } from "xstate";
 import { bootstrapIdMachine } from "../../machines/bootstrapId.js";
@@ -58,6 +60,8 @@ export interface NodeStatus {
 const RETRY_BASE_MS = 50;
 const RETRY_MAX_MS = 2_000;
 const ADVERTISE_RETRY_MS = 500;
+const RECONNECT_MIN_MS = 250;
+const RECONNECT_JITTER_MS = 750;
 const LEAVE_TIMEOUT_MS = 800;
 
 const backoff = (failures: number) => Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(failures, 10));
@@ -335,11 +339,18 @@ export class ClusterNode {
     return nodeMachine.provide({
       actions: {
         openSession: () => this.openSession(),
-        scheduleReconnect: () => this.later(RETRY_MAX_MS / 4, () => this.actor.send({ type: "RECONNECT" })),
+        // Jittered, so that nodes that lost their sessions together do not all come back at once.
+        scheduleReconnect: () =>
+          this.later(RECONNECT_MIN_MS + Math.random() * RECONNECT_JITTER_MS, () =>
+            this.actor.send({ type: "RECONNECT" }),
+          ),
         abandonSession: () => {
           this.sessionSubscription?.unsubscribe();
-          this.session?.abandon();
+          // Best effort: a lease this node gave up on should not hold its keys for another TTL.
+          const session = this.session;
+          session?.revoke().catch(() => session.abandon());
           this.session = undefined;
+          this.generation += 1;
         },
         watchGrouping: (_, { id }) => this.watchGrouping(id),
         stopAwaitingAdvertisedSlot: () => this.stopAwaitingAdvertisedSlot(),
@@ -362,7 +373,12 @@ export class ClusterNode {
               this.effect(
                 "allocateFreshId",
                 async () => {
-                  const result = await this.store.allocateFreshId(this.record, this.leaseId);
+                  const generation = this.generation;
+                  const result = await this.store.allocateFreshId(
+                    this.record,
+                    this.leaseId,
+                    () => generation === this.generation,
+                  );
                   return result.kind === "full"
                     ? { type: "CLUSTER_FULL" }
                     : { type: "ID_ALLOCATED", id: result.id };
@@ -512,13 +528,21 @@ export class ClusterNode {
         error: onError,
       }),
       views.members$.subscribe({ next: (m) => this.membersSubject.next(m), error: onError }),
-      views.missingSlots$.subscribe({
-        next: (missing) => {
-          this.latestMissing = missing;
-          this.send(generation, { type: "MEMBERS_CHANGED", missing });
-        },
-        error: onError,
-      }),
+      // Only the primary advertises, so only the primary watches the ID counter and the
+      // advertisements: with every member watching them, each new ID reached all n nodes.
+      this.role$
+        .pipe(
+          map((role) => role === "primary"),
+          distinctUntilChanged(),
+          switchMap((primary) => (primary ? views.missingSlots$ : of<readonly number[]>([]))),
+        )
+        .subscribe({
+          next: (missing) => {
+            this.latestMissing = missing;
+            this.send(generation, { type: "MEMBERS_CHANGED", missing });
+          },
+          error: onError,
+        }),
     ];
   }
 

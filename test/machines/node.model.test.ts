@@ -580,6 +580,7 @@ describe("node model", () => {
         roleDone("won", { kind: "won", slot: 2, token: TOKEN[2] }),
         { type: "OFFICE_CHANGED", slot: 1, token: PROMOTED_TOKEN, route: "promoted" },
         { type: "SESSION_LOST" },
+        { type: "RECONNECT" },
         { type: "SESSION_OPENED", leaseId: "lease-2" },
         bootDone("afterWait", WAITED_ID, "failover"),
         roleDone("bothVacant", { kind: "campaign", slot: 1 }),
@@ -590,21 +591,24 @@ describe("node model", () => {
       const { log, actor } = runNodePath(scenario(events), (real) => contexts.push({ ...real.context }));
       expect(contexts[4]).toMatchObject({ id: CLAIMED_ID, office: { slot: 1, token: PROMOTED_TOKEN } });
       expect(contexts[5], "lost session: ID and lease cleared").toEqual({});
-      expect(contexts[6]).toEqual({ leaseId: "lease-2" });
-      expect(contexts[7]).toEqual({ leaseId: "lease-2", id: WAITED_ID, joinedVia: "failover" });
-      expect(actor.getSnapshot().value).toBe("connecting");
+      expect(contexts[6], "after the jittered reconnect delay").toEqual({});
+      expect(contexts[7]).toEqual({ leaseId: "lease-2" });
+      expect(contexts[8]).toEqual({ leaseId: "lease-2", id: WAITED_ID, joinedVia: "failover" });
+      // A lost session goes through the reconnect delay rather than straight back to connecting.
+      expect(actor.getSnapshot().value).toBe("reconnecting");
       expect(log.all.filter((e) => e.machine === N).map((e) => e.name)).toEqual([
         "openSession",
         "stopAwaitingAdvertisedSlot",
         "watchGrouping",
         "unwatchGrouping",
         "abandonSession",
+        "scheduleReconnect",
         "openSession",
         "stopAwaitingAdvertisedSlot",
         "watchGrouping",
         "unwatchGrouping",
         "abandonSession",
-        "openSession",
+        "scheduleReconnect",
       ]);
       expect(log.all.filter((e) => e.name === "promote")).toEqual([
         effect("groupLeader", "promote", { token: TOKEN[2] }),
