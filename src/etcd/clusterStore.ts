@@ -56,9 +56,11 @@ export class ClusterStore {
       if (!stillWanted()) throw new Error("fresh-ID allocation abandoned: its session is over");
       const counter = await this.client.get(this.keys.idKey).exec();
       const kv = counter.kvs[0];
-      const next = kv ? decodeCounter(kv.value.toString()) : 0;
+      const next = kv ? decodeCounter(kv.value.toString(), this.layout.capacity) : 0;
       if (next === undefined) {
-        throw new Error(`${this.keys.idKey}: value "${kv?.value.toString()}" is not a node ID counter`);
+        throw new Error(
+          `${this.keys.idKey}: value "${kv?.value.toString().slice(0, 64)}" is not a node ID counter (0..${this.layout.capacity})`,
+        );
       }
       if (next >= this.layout.capacity) return { kind: "full" };
       const memberKey = this.keys.memberKey(this.layout.nodeGroup(next), next);
@@ -89,10 +91,14 @@ export class ClusterStore {
     throw new Error(`no fresh ID after ${MAX_ALLOCATION_ROUNDS} rounds of contention on ${this.keys.idKey}`);
   }
 
-  /** The IDs handed out so far (every ID below the counter); 0 when the counter is absent or bad. */
+  /** The IDs handed out so far (every ID below the counter); 0 when the counter is absent or bad, so nothing is claimed. */
   async allocatedCount(): Promise<number> {
     const value = await this.client.get(this.keys.idKey).string();
-    return value === null ? 0 : (decodeCounter(value) ?? 0);
+    if (value === null) return 0;
+    const count = decodeCounter(value, this.layout.capacity);
+    if (count === undefined)
+      this.log.warn("ignoring bad node ID counter", { key: this.keys.idKey, value: value.slice(0, 64) });
+    return count ?? 0;
   }
 
   /**

@@ -42,7 +42,12 @@ export function decodeValue<T>(schema: z.ZodType<T>, text: string): Decoded<T> {
   return { ok: true, value: parsed.data };
 }
 
-/** The decimal node-ID counter under `id_key`; undefined when malformed. */
-export function decodeCounter(text: string): number | undefined {
-  return /^(0|[1-9]\d{0,8})$/.test(text) ? Number(text) : undefined;
+/**
+ * The decimal node-ID counter under `id_key`: how many IDs were handed out, so at most `capacity`.
+ * Undefined when malformed or beyond the capacity (such a value was not written by this runtime).
+ */
+export function decodeCounter(text: string, capacity: number): number | undefined {
+  if (!/^(0|[1-9]\d{0,8})$/.test(text)) return undefined;
+  const count = Number(text);
+  return count <= capacity ? count : undefined;
 }

@@ -509,7 +509,7 @@ export class ClusterNode {
     const { grouping } = this.requireIdentity();
     const prefix = this.layout.keys.leaderPrefix(grouping);
     const res = await this.client.getAll().prefix(prefix).exec();
-    return leadersOf(snapshotOf(prefix, res), this.layout.leaderKeys(grouping), this.log);
+    return leadersOf(snapshotOf(prefix, res), this.layout, grouping, this.log);
   }
 
   private watchGrouping(id: number): void {

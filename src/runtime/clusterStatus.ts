@@ -47,7 +47,7 @@ export async function readClusterStatus(client: Etcd3, layout: ClusterLayout): P
   ]);
   const problems: string[] = [];
   const counterText = first.kvs[0]?.value.toString();
-  const counter = counterText === undefined ? 0 : decodeCounter(counterText);
+  const counter = counterText === undefined ? 0 : decodeCounter(counterText, layout.capacity);
   if (counter === undefined)
     problems.push(`${keys.idKey}: not a node ID counter: ${JSON.stringify(counterText?.slice(0, 40))}`);
   const allocated = Math.min(counter ?? 0, layout.capacity);

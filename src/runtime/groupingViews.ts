@@ -1,6 +1,6 @@
 import type { Etcd3 } from "etcd3";
 import { combineLatest, distinctUntilChanged, map, type Observable, shareReplay } from "rxjs";
-import type { ClusterLayout, LeaderSlot } from "../config/index.js";
+import type { ClusterLayout } from "../config/index.js";
 import {
   decodeCounter,
   decodeValue,
@@ -24,12 +24,24 @@ export interface LeadersSnapshot {
   backup?: LeaderView;
 }
 
-function decodeLeader(snapshot: PrefixSnapshot, key: string, log: Logger): LeaderView | undefined {
+function decodeLeader(
+  snapshot: PrefixSnapshot,
+  key: string,
+  eligible: (id: number) => boolean,
+  log: Logger,
+): LeaderView | undefined {
   const entry = snapshot.entries.get(key);
   if (!entry) return undefined;
   const decoded = decodeValue(nodeRecordSchema, entry.value);
   const seat = { token: entry.createRevision, lease: entry.lease };
-  if (decoded.ok) return { ...seat, record: decoded.value };
+  if (decoded.ok && eligible(decoded.value.id)) return { ...seat, record: decoded.value };
+  if (decoded.ok) {
+    log.warn("ignoring leader value naming a node outside this grouping; the seat counts as held", {
+      key: entry.key,
+      id: decoded.value.id,
+    });
+    return seat;
+  }
   // Treated as held, not vacant: campaigning for a key that exists would only fail again and again.
   log.warn("ignoring bad leader value; the seat counts as held", {
     key: entry.key,
@@ -41,13 +53,16 @@ function decodeLeader(snapshot: PrefixSnapshot, key: string, log: Logger): Leade
 /** The primary and backup found in a snapshot of a grouping's leader keys. */
 export function leadersOf(
   snapshot: PrefixSnapshot,
-  keys: Record<LeaderSlot, string>,
+  layout: ClusterLayout,
+  grouping: number,
   log: Logger,
 ): LeadersSnapshot {
+  const keys = layout.leaderKeys(grouping);
+  const eligible = (id: number) => layout.isNodeId(id) && layout.groupingOfNode(id) === grouping;
   return {
     revision: snapshot.revision,
-    primary: decodeLeader(snapshot, keys[1], log),
-    backup: decodeLeader(snapshot, keys[2], log),
+    primary: decodeLeader(snapshot, keys[1], eligible, log),
+    backup: decodeLeader(snapshot, keys[2], eligible, log),
   };
 }
 
@@ -67,10 +82,9 @@ export class GroupingViews {
   constructor(client: Etcd3, layout: ClusterLayout, grouping: number, log: Logger) {
     const keys = layout.keys;
     const groups = layout.groupsOf(grouping);
-    const leaderKeys = layout.leaderKeys(grouping);
 
     this.leaders$ = watchPrefix(client, keys.leaderPrefix(grouping), log).pipe(
-      map((s) => leadersOf(s, leaderKeys, log)),
+      map((s) => leadersOf(s, layout, grouping, log)),
       shareReplay({ bufferSize: 1, refCount: true }),
     );
 
@@ -103,10 +117,11 @@ export class GroupingViews {
       map((s) => {
         const entry = s.entries.get(keys.idKey);
         if (!entry) return 0;
-        const count = decodeCounter(entry.value);
+        const count = decodeCounter(entry.value, layout.capacity);
+        // A bad counter counts as nothing handed out: no slot is taken for failed on its word.
         if (count === undefined)
           log.warn("ignoring bad node ID counter", { key: keys.idKey, value: entry.value.slice(0, 64) });
-        return Math.min(count ?? 0, layout.capacity);
+        return count ?? 0;
       }),
     );
     const advertised$ = watchPrefix(client, keys.failoverPrefix, log).pipe(

@@ -81,7 +81,7 @@ describe("visualizations/", () => {
     expect(mmd).toContain("state member {");
     expect(mmd).toContain("[*] --> connecting");
     expect(mmd).toContain("stopped --> [*]");
-    expect(mmd).toContain("renewing --> connecting : always");
+    expect(mmd).toContain("renewing --> reconnecting : always");
   });
 
   it("groupLeader.mmd shows promoting, the PROMOTED transition and the eventless ones", () => {
