@@ -1,0 +1,518 @@
+import type { ClusterLayout, LeaderSlot } from "../../src/config/index.js";
+import type { HistoryRecord } from "../../src/runtime/history.js";
+import type { ObservedEvent } from "./observer.js";
+
+export type Rule = "leaders" | "fencing" | "deadline" | "ids" | "slots";
+
+export interface Violation {
+  rule: Rule;
+  message: string;
+  revision?: number;
+  node?: string;
+}
+
+/** A primary key deleted, and the next primary key of the same grouping put. */
+export interface Failover {
+  grouping: number;
+  deletedRevision: number;
+  putRevision: number;
+  /** Observer receive times of the two revisions. */
+  deletedAt: number;
+  putAt: number;
+  gapMs: number;
+  from?: number;
+  to?: number;
+  cause: "expired" | "resigned";
+}
+
+export interface CheckInput {
+  layout: ClusterLayout;
+  events: readonly ObservedEvent[];
+  histories: readonly HistoryRecord[];
+  /** Revisions of writes the test made itself (planted values and their removal). */
+  foreignRevisions?: ReadonlySet<number>;
+}
+
+export interface CheckReport {
+  ok: boolean;
+  violations: Violation[];
+  failovers: Failover[];
+  counts: { events: number; revisions: number; records: number; leaderActions: number; nodes: number };
+}
+
+type KeyKind =
+  | { kind: "leader"; grouping: number; slot: LeaderSlot }
+  | { kind: "member"; id: number }
+  | { kind: "failover"; id: number }
+  | { kind: "counter" }
+  | { kind: "other" };
+
+/** One lifetime of a key: from the put that created it to the delete that ended it. */
+interface Life {
+  key: string;
+  createRevision: number;
+  lease: string;
+  value: string;
+  deletedAt?: number;
+  foreign: boolean;
+}
+
+/** One death of a member key, and the advertisements of its slot until the ID lives again. */
+interface Death {
+  id: number;
+  revision: number;
+  lease: string;
+  adPuts: number[];
+}
+
+type LeaderRecord = Extract<HistoryRecord, { kind: "leader" }>;
+
+export function classifyKey(layout: ClusterLayout, key: string): KeyKind {
+  const keys = layout.keys;
+  if (key === keys.idKey) return { kind: "counter" };
+  if (key.startsWith(keys.allLeadersPrefix)) {
+    for (let grouping = 0; grouping < layout.groupings.length; grouping++) {
+      if (key === keys.leaderKey(grouping, 1)) return { kind: "leader", grouping, slot: 1 };
+      if (key === keys.leaderKey(grouping, 2)) return { kind: "leader", grouping, slot: 2 };
+    }
+    return { kind: "other" };
+  }
+  if (key.startsWith(keys.allMembersPrefix)) {
+    for (let group = 0; group < layout.config.groups; group++) {
+      const id = keys.nodeIdOf(key, keys.membershipPrefix(group));
+      if (id !== undefined && layout.isNodeId(id) && layout.nodeGroup(id) === group)
+        return { kind: "member", id };
+    }
+    return { kind: "other" };
+  }
+  const id = keys.nodeIdOf(key, keys.failoverPrefix);
+  if (id !== undefined && layout.isNodeId(id)) return { kind: "failover", id };
+  return { kind: "other" };
+}
+
+function parseJson(text: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The node ID named by a leader or member value, if it has one. */
+export function idOf(value: string): number | undefined {
+  const id = parseJson(value)?.id;
+  return typeof id === "number" && Number.isInteger(id) ? id : undefined;
+}
+
+function tokenOf(value: string): number | undefined {
+  const token = parseJson(value)?.token;
+  return typeof token === "number" ? token : undefined;
+}
+
+function covers(life: Life, revision: number): boolean {
+  return life.createRevision <= revision && (life.deletedAt === undefined || revision < life.deletedAt);
+}
+
+function byRevision(events: readonly ObservedEvent[]): Map<number, ObservedEvent[]> {
+  const groups = new Map<number, ObservedEvent[]>();
+  for (const event of [...events].sort((a, b) => a.revision - b.revision)) {
+    const group = groups.get(event.revision);
+    if (group) group.push(event);
+    else groups.set(event.revision, [event]);
+  }
+  return groups;
+}
+
+/** Replays the observer's events in revision order and checks what must hold at every revision. */
+class Replay {
+  readonly violations: Violation[] = [];
+  readonly lives = new Map<string, Life[]>();
+  readonly deaths: Death[] = [];
+  readonly failovers: Failover[] = [];
+  readonly revisionTimes = new Map<number, number>();
+  private readonly state = new Map<string, Life>();
+  private readonly openDeaths = new Map<number, Death>();
+  private readonly everLived = new Set<number>();
+  private readonly vacatedPrimaries = new Map<
+    number,
+    { revision: number; at: number; from?: number; life: Life }
+  >();
+
+  constructor(
+    private readonly layout: ClusterLayout,
+    private readonly foreign: ReadonlySet<number>,
+    private readonly resignedTokens: ReadonlySet<number>,
+  ) {}
+
+  run(events: readonly ObservedEvent[]): void {
+    for (const [revision, group] of byRevision(events)) {
+      this.revisionTimes.set(revision, Math.min(...group.map((e) => e.receivedAt)));
+      const foreign = this.foreign.has(revision);
+      const before = new Map(group.map((e) => [e.key, this.state.get(e.key)]));
+      for (const event of group) this.apply(event, foreign);
+      if (foreign) continue;
+      const kinds = group.map((e) => ({
+        event: e,
+        kind: classifyKey(this.layout, e.key),
+        prior: before.get(e.key),
+      }));
+      this.checkLeaders(revision, kinds);
+      this.checkMembers(revision, kinds);
+      this.checkSlots(revision, kinds);
+      this.trackFailovers(revision, kinds);
+    }
+  }
+
+  private apply(event: ObservedEvent, foreign: boolean): void {
+    if (event.type === "delete") {
+      const life = this.state.get(event.key);
+      if (life) life.deletedAt = event.revision;
+      this.state.delete(event.key);
+      return;
+    }
+    const current = this.state.get(event.key);
+    if (current && current.createRevision === event.createRevision) {
+      current.value = event.value;
+      current.lease = event.lease;
+      return;
+    }
+    const life: Life = {
+      key: event.key,
+      createRevision: event.createRevision,
+      lease: event.lease,
+      value: event.value,
+      foreign,
+    };
+    this.state.set(event.key, life);
+    const lives = this.lives.get(event.key);
+    if (lives) lives.push(life);
+    else this.lives.set(event.key, [life]);
+  }
+
+  private fail(rule: Rule, revision: number, message: string): void {
+    this.violations.push({ rule, revision, message });
+  }
+
+  private liveMember(id: number): Life | undefined {
+    return this.state.get(this.layout.keys.memberKey(this.layout.nodeGroup(id), id));
+  }
+
+  /** Primary and backup of a grouping are different nodes; every leader is a live member under its lease. */
+  private checkLeaders(revision: number, kinds: Touched[]): void {
+    const groupings = new Set(kinds.flatMap(({ kind }) => (kind.kind === "leader" ? [kind.grouping] : [])));
+    for (const grouping of groupings) {
+      const keys = this.layout.leaderKeys(grouping);
+      const primary = this.state.get(keys[1]);
+      const backup = this.state.get(keys[2]);
+      if (!primary || !backup) continue;
+      const [p, b] = [idOf(primary.value), idOf(backup.value)];
+      if ((p !== undefined && p === b) || (primary.lease !== "0" && primary.lease === backup.lease))
+        this.fail(
+          "leaders",
+          revision,
+          `grouping ${grouping}: primary and backup are both node ${p} (lease ${primary.lease})`,
+        );
+    }
+    for (const { event, kind } of kinds) {
+      if (kind.kind !== "leader" || event.type !== "put") continue;
+      const id = idOf(event.value);
+      const member = id === undefined || !this.layout.isNodeId(id) ? undefined : this.liveMember(id);
+      if (!member || member.lease !== event.lease)
+        this.fail(
+          "leaders",
+          revision,
+          `${event.key} put for node ${id} (lease ${event.lease}), which is not a live member under that lease`,
+        );
+    }
+  }
+
+  /** A member key keeps its lease while it lives, names its own ID, and one lease holds one member key. */
+  private checkMembers(revision: number, kinds: Touched[]): void {
+    let touched = false;
+    for (const { event, kind, prior } of kinds) {
+      if (kind.kind !== "member") continue;
+      touched = true;
+      if (event.type !== "put") continue;
+      if (prior && prior.lease !== event.lease)
+        this.fail(
+          "ids",
+          revision,
+          `member key of ID ${kind.id} moved from lease ${prior.lease} to ${event.lease} while live`,
+        );
+      if (idOf(event.value) !== kind.id)
+        this.fail("ids", revision, `${event.key} holds ${JSON.stringify(event.value.slice(0, 80))}`);
+    }
+    if (!touched) return;
+    const idsByLease = new Map<string, number[]>();
+    for (const [key, life] of this.state) {
+      const kind = classifyKey(this.layout, key);
+      if (kind.kind !== "member" || life.foreign) continue;
+      idsByLease.set(life.lease, [...(idsByLease.get(life.lease) ?? []), kind.id]);
+    }
+    for (const [lease, ids] of idsByLease)
+      if (ids.length > 1)
+        this.fail("ids", revision, `lease ${lease} holds member keys of IDs ${ids.join(", ")}`);
+  }
+
+  /**
+   * A dead member's slot is advertised at most once per death, only while it has no member; an ID
+   * lives again only by fresh allocation (first time) or by a claim that deletes its advertisement.
+   */
+  private checkSlots(revision: number, kinds: Touched[]): void {
+    const counterBumped = kinds.some(({ kind, event }) => kind.kind === "counter" && event.type === "put");
+    const adDeleted = new Set(
+      kinds.flatMap(({ kind, event }) =>
+        kind.kind === "failover" && event.type === "delete" ? [kind.id] : [],
+      ),
+    );
+    const memberCreated = new Set(
+      kinds.flatMap(({ kind, event, prior }) =>
+        kind.kind === "member" && event.type === "put" && !prior ? [kind.id] : [],
+      ),
+    );
+    for (const { event, kind, prior } of kinds) {
+      if (kind.kind === "member" && event.type === "delete" && prior) {
+        const death: Death = { id: kind.id, revision, lease: prior.lease, adPuts: [] };
+        this.deaths.push(death);
+        this.openDeaths.set(kind.id, death);
+      } else if (kind.kind === "member" && event.type === "put" && !prior) {
+        if (!this.everLived.has(kind.id) && !counterBumped)
+          this.fail("ids", revision, `ID ${kind.id} registered without a fresh allocation`);
+        if (this.everLived.has(kind.id) && !adDeleted.has(kind.id))
+          this.fail("slots", revision, `ID ${kind.id} reused without claiming its advertisement`);
+        this.openDeaths.delete(kind.id);
+        this.everLived.add(kind.id);
+      } else if (kind.kind === "failover" && event.type === "put") {
+        const death = this.openDeaths.get(kind.id);
+        if (this.liveMember(kind.id))
+          this.fail("slots", revision, `slot ${kind.id} advertised while its member is live`);
+        else if (!death) this.fail("slots", revision, `slot ${kind.id} advertised but it never failed`);
+        else death.adPuts.push(revision);
+      } else if (kind.kind === "failover" && event.type === "delete" && !memberCreated.has(kind.id)) {
+        this.fail("slots", revision, `advertisement of slot ${kind.id} deleted without a claim`);
+      }
+    }
+  }
+
+  private trackFailovers(revision: number, kinds: Touched[]): void {
+    for (const { event, kind, prior } of kinds) {
+      if (kind.kind !== "leader" || kind.slot !== 1) continue;
+      if (event.type === "delete" && prior) {
+        this.vacatedPrimaries.set(kind.grouping, {
+          revision,
+          at: event.receivedAt,
+          from: idOf(prior.value),
+          life: prior,
+        });
+      } else if (event.type === "put" && !prior) {
+        const vacated = this.vacatedPrimaries.get(kind.grouping);
+        this.vacatedPrimaries.delete(kind.grouping);
+        if (!vacated) continue;
+        this.failovers.push({
+          grouping: kind.grouping,
+          deletedRevision: vacated.revision,
+          putRevision: revision,
+          deletedAt: vacated.at,
+          putAt: event.receivedAt,
+          gapMs: event.receivedAt - vacated.at,
+          from: vacated.from,
+          to: idOf(event.value),
+          cause: this.resignedTokens.has(vacated.life.createRevision) ? "resigned" : "expired",
+        });
+      }
+    }
+  }
+}
+
+type Touched = { event: ObservedEvent; kind: KeyKind; prior: Life | undefined };
+
+function leaderRecords(histories: readonly HistoryRecord[]): LeaderRecord[] {
+  return histories.filter((r): r is LeaderRecord => r.kind === "leader");
+}
+
+/** Every acknowledged leader action committed while its leader key existed with its token. */
+function checkFencing(input: CheckInput, replay: Replay): Violation[] {
+  const { layout } = input;
+  const violations: Violation[] = [];
+  const adsMatched = new Set<ObservedEvent>();
+  const fail = (record: LeaderRecord, message: string, revision?: number) =>
+    violations.push({
+      rule: "fencing",
+      node: record.node,
+      revision,
+      message: `${record.node} ${record.action}: ${message}`,
+    });
+  for (const record of leaderRecords(input.histories)) {
+    if (record.outcome !== "ok" || record.token === undefined) continue;
+    const key = layout.keys.leaderKey(record.grouping, record.slot);
+    const lives = replay.lives.get(key) ?? [];
+    const office = lives.find((life) => life.createRevision === record.token);
+    if (record.action === "campaign" || record.action === "promote") {
+      if (!office || record.revision !== record.token)
+        fail(record, `no ${key} created at revision ${record.token}`, record.revision);
+      else if (record.lease !== undefined && office.lease !== record.lease)
+        fail(
+          record,
+          `${key} created under lease ${office.lease}, not the node's ${record.lease}`,
+          record.token,
+        );
+    } else if (record.action === "write") {
+      if (record.revision === undefined || !office || !covers(office, record.revision))
+        fail(
+          record,
+          `committed at ${record.revision} while ${key} did not have create revision ${record.token}`,
+          record.revision,
+        );
+    } else if (record.action === "resign") {
+      if (!office || office.deletedAt === undefined)
+        fail(record, `${key} with token ${record.token} was never deleted`);
+    } else if (record.action === "advertise") {
+      const slot = Number(/slot (\d+)/.exec(record.detail ?? "")?.[1]);
+      const candidates = input.events.filter(
+        (e) =>
+          e.type === "put" &&
+          !adsMatched.has(e) &&
+          e.key === layout.keys.failoverKey(slot) &&
+          tokenOf(e.value) === record.token,
+      );
+      const ad = candidates.sort(
+        (a, b) => Math.abs(a.receivedAt - record.t) - Math.abs(b.receivedAt - record.t),
+      )[0];
+      if (!ad) fail(record, `no advertisement of slot ${slot} with token ${record.token} in etcd`);
+      else {
+        adsMatched.add(ad);
+        if (!office || !covers(office, ad.revision))
+          fail(
+            record,
+            `slot ${slot} advertised at ${ad.revision} while ${key} did not have create revision ${record.token}`,
+            ad.revision,
+          );
+      }
+    }
+  }
+  return violations;
+}
+
+/** Per node and grouping, the tokens of acknowledged actions never decrease. */
+function checkTokenOrder(histories: readonly HistoryRecord[]): Violation[] {
+  const scopes = new Map<string, LeaderRecord[]>();
+  for (const record of leaderRecords(histories)) {
+    if (record.outcome !== "ok" || record.token === undefined) continue;
+    const scope = `${record.node}/${record.grouping}`;
+    scopes.set(scope, [...(scopes.get(scope) ?? []), record]);
+  }
+  const violations: Violation[] = [];
+  for (const records of scopes.values()) {
+    records.sort((a, b) => (BigInt(a.mono) < BigInt(b.mono) ? -1 : BigInt(a.mono) > BigInt(b.mono) ? 1 : 0));
+    records.forEach((record, i) => {
+      const previous = records[i - 1];
+      if (previous && (previous.token ?? 0) > (record.token ?? 0))
+        violations.push({
+          rule: "fencing",
+          node: record.node,
+          message: `${record.node} ${record.action} with token ${record.token} after ${previous.action} with token ${previous.token}`,
+        });
+    });
+  }
+  return violations;
+}
+
+/** No acknowledged leader action at or after the node's local deadline. */
+function checkDeadlines(histories: readonly HistoryRecord[]): Violation[] {
+  return leaderRecords(histories)
+    .filter((r) => r.outcome === "ok" && r.deadlineMs !== undefined && r.deadlineMs <= 0)
+    .map((r) => ({
+      rule: "deadline" as const,
+      node: r.node,
+      revision: r.revision,
+      message: `${r.node} ${r.action} (token ${r.token}) acknowledged ${-(r.deadlineMs ?? 0)} ms after its local deadline`,
+    }));
+}
+
+/** Every identity matches a member key under the node's lease, and no member key serves two nodes. */
+function checkIdentities(input: CheckInput, replay: Replay): Violation[] {
+  const violations: Violation[] = [];
+  const nodesByLife = new Map<Life, Set<string>>();
+  for (const record of input.histories) {
+    if (record.kind !== "identity") continue;
+    const key = input.layout.keys.memberKey(record.group, record.id);
+    const life = (replay.lives.get(key) ?? []).find((l) => l.lease === record.lease);
+    if (!life) {
+      violations.push({
+        rule: "ids",
+        node: record.node,
+        message: `${record.node} took ID ${record.id} under lease ${record.lease}, but no such member key was ever written`,
+      });
+      continue;
+    }
+    nodesByLife.set(life, new Set([...(nodesByLife.get(life) ?? []), record.node]));
+  }
+  for (const [life, nodes] of nodesByLife)
+    if (nodes.size > 1)
+      violations.push({
+        rule: "ids",
+        revision: life.createRevision,
+        message: `${life.key} (created at ${life.createRevision}) claimed by ${[...nodes].join(" and ")}`,
+      });
+  return violations;
+}
+
+/** Each death's slot is advertised at most once, and at least once when the member was not stopped gracefully. */
+function checkDeaths(input: CheckInput, replay: Replay): Violation[] {
+  const gracefulLeases = new Set(
+    input.histories.flatMap((r) =>
+      r.kind === "transition" && r.to === "stopping" && r.lease ? [r.lease] : [],
+    ),
+  );
+  return replay.deaths.flatMap((death): Violation[] => {
+    if (death.adPuts.length > 1)
+      return [
+        {
+          rule: "slots",
+          revision: death.revision,
+          message: `slot ${death.id} advertised ${death.adPuts.length} times (revisions ${death.adPuts.join(", ")}) after one death`,
+        },
+      ];
+    if (death.adPuts.length === 0 && !gracefulLeases.has(death.lease))
+      return [
+        {
+          rule: "slots",
+          revision: death.revision,
+          message: `slot ${death.id} expired at revision ${death.revision} (lease ${death.lease}) and was never advertised`,
+        },
+      ];
+    return [];
+  });
+}
+
+/** Checks the observer's events and the nodes' histories against the safety rules of DESIGN.md. */
+export function checkHistory(input: CheckInput): CheckReport {
+  const resignedTokens = new Set(
+    leaderRecords(input.histories).flatMap((r) =>
+      r.action === "resign" && r.outcome === "ok" && r.token !== undefined ? [r.token] : [],
+    ),
+  );
+  const replay = new Replay(input.layout, input.foreignRevisions ?? new Set(), resignedTokens);
+  replay.run(input.events);
+  const violations = [
+    ...replay.violations,
+    ...checkFencing(input, replay),
+    ...checkTokenOrder(input.histories),
+    ...checkDeadlines(input.histories),
+    ...checkIdentities(input, replay),
+    ...checkDeaths(input, replay),
+  ];
+  return {
+    ok: violations.length === 0,
+    violations,
+    failovers: replay.failovers,
+    counts: {
+      events: input.events.length,
+      revisions: replay.revisionTimes.size,
+      records: input.histories.length,
+      leaderActions: leaderRecords(input.histories).length,
+      nodes: new Set(input.histories.map((r) => r.node)).size,
+    },
+  };
+}

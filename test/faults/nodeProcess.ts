@@ -1,0 +1,205 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { NODE_SETTINGS_ENV } from "../../src/config/index.js";
+import type { HistoryRecord } from "../../src/runtime/history.js";
+import { type ProxyMode, type ProxyModeOptions, TcpProxy } from "../support/tcpProxy.js";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const BIN = join(ROOT, "bin", "rdeebee-cluster.js");
+const STOP_GRACE_MS = 5_000;
+
+export interface NodeProcessOptions {
+  name: string;
+  /** Client URLs of the etcd members; the node reaches each through its own proxy. */
+  etcdEndpoints: readonly string[];
+  config: string;
+  historyFile: string;
+  leaseTtlSeconds: number;
+}
+
+export interface LogLine {
+  level?: string;
+  message?: string;
+  [field: string]: unknown;
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+const live = new Set<NodeProcess>();
+
+function killLiveByPid(): void {
+  for (const node of live) node.signalPid("SIGKILL");
+}
+
+process.on("exit", killLiveByPid);
+
+/** SIGKILLs, by pid, every node process still running; for test cleanup. */
+export async function killAllNodeProcesses(): Promise<void> {
+  const running = [...live];
+  killLiveByPid();
+  await Promise.all(running.map((node) => node.exited));
+}
+
+function childEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of [...Object.values(NODE_SETTINGS_ENV), "LOG_LEVEL"]) delete env[name];
+  return env;
+}
+
+function parseLine(line: string): LogLine {
+  try {
+    const value: unknown = JSON.parse(line);
+    if (typeof value === "object" && value !== null) return value as LogLine;
+  } catch {}
+  return { level: "raw", message: line };
+}
+
+/**
+ * One `rdeebee-cluster node` process, reaching every etcd member through its own TCP proxy and
+ * appending its history to a file. Its stderr JSON lines are kept. Signals go to its pid only.
+ */
+export class NodeProcess {
+  readonly lines: LogLine[] = [];
+  readonly exited: Promise<Exit>;
+  private exitStatus: Exit | undefined;
+  private paused = false;
+  private partial = "";
+
+  private constructor(
+    readonly options: NodeProcessOptions,
+    readonly proxies: readonly TcpProxy[],
+    private readonly child: ChildProcess,
+  ) {
+    live.add(this);
+    child.stderr?.setEncoding("utf8");
+    child.stderr?.on("data", (chunk: string) => this.read(chunk));
+    this.exited = new Promise((resolve) => {
+      child.once("exit", (code, signal) => {
+        this.exitStatus = { code, signal };
+        live.delete(this);
+        resolve(this.exitStatus);
+      });
+    });
+  }
+
+  static async spawn(options: NodeProcessOptions): Promise<NodeProcess> {
+    if (!existsSync(join(ROOT, "dist", "src", "cli", "main.js")))
+      throw new Error("dist/ is missing: build with `npx tsc -p tsconfig.json` first");
+    const proxies = await Promise.all(options.etcdEndpoints.map((e) => TcpProxy.forEndpoint(e)));
+    const args = [
+      BIN,
+      "node",
+      ["--etcd", proxies.map((p) => p.endpoint).join(",")],
+      ["--node", options.name],
+      ["--lease-ttl", String(options.leaseTtlSeconds)],
+      ["--history-file", options.historyFile],
+      ["--config", options.config],
+      ["--log-level", "info"],
+    ].flat();
+    const child = spawn(process.execPath, args, {
+      cwd: ROOT,
+      env: childEnv(),
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    return new NodeProcess(options, proxies, child);
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get running(): boolean {
+    return this.exitStatus === undefined;
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  get exit(): Exit | undefined {
+    return this.exitStatus;
+  }
+
+  /** The role of the last `transition` line, or `starting`. */
+  get role(): string {
+    for (let i = this.lines.length - 1; i >= 0; i--) {
+      const line = this.lines[i];
+      if (line?.message === "transition" && typeof line.role === "string") return line.role;
+    }
+    return "starting";
+  }
+
+  signalPid(signal: NodeJS.Signals): void {
+    if (this.running && this.child.pid !== undefined) process.kill(this.child.pid, signal);
+  }
+
+  async kill9(): Promise<Exit> {
+    this.signalPid("SIGKILL");
+    return this.exited;
+  }
+
+  pause(): void {
+    this.signalPid("SIGSTOP");
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.signalPid("SIGCONT");
+    this.paused = false;
+  }
+
+  /** SIGTERM (after SIGCONT, in case it is paused), SIGKILL if it has not exited after a grace period. */
+  async stop(graceMs = STOP_GRACE_MS): Promise<Exit> {
+    this.resume();
+    this.signalPid("SIGTERM");
+    const escalation = setTimeout(() => this.signalPid("SIGKILL"), graceMs);
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(escalation);
+    }
+  }
+
+  /** Puts every proxy between this node and etcd into `mode`. */
+  setNetwork(mode: ProxyMode, options?: ProxyModeOptions): void {
+    for (const proxy of this.proxies) proxy.setMode(mode, options);
+  }
+
+  async closeProxies(): Promise<void> {
+    await Promise.all(this.proxies.map((p) => p.close()));
+  }
+
+  warnings(): LogLine[] {
+    return this.lines.filter((l) => l.level === "warn" || l.level === "error");
+  }
+
+  /** The history file's records; a line cut short by `kill -9` is dropped. */
+  history(): HistoryRecord[] {
+    if (!existsSync(this.options.historyFile)) return [];
+    return readFileSync(this.options.historyFile, "utf8")
+      .split("\n")
+      .flatMap((line) => {
+        if (line.trim() === "") return [];
+        try {
+          return [JSON.parse(line) as HistoryRecord];
+        } catch {
+          return [];
+        }
+      });
+  }
+
+  private read(chunk: string): void {
+    const parts = (this.partial + chunk).split("\n");
+    this.partial = parts.pop() ?? "";
+    for (const line of parts) if (line.trim() !== "") this.lines.push(parseLine(line));
+  }
+}
