@@ -121,8 +121,9 @@ export class EtcdSession {
     const sentAt = monotonicNow();
     try {
       const res = await this.lease.keepaliveOnce({
-        // A slow acknowledgement still counts while the lease is valid; only then is it a failure.
-        deadline: new Date(Date.now() + Math.max(this.options.keepaliveIntervalMs, this.remainingMs())),
+        // A slow acknowledgement still counts (a loaded process or etcd), but not so late that no
+        // retry on a fresh stream fits before the local deadline.
+        deadline: new Date(Date.now() + Math.max(this.options.keepaliveIntervalMs, this.remainingMs() / 2)),
       });
       if (this.closed) return;
       const ttl = Number(res.TTL);
