@@ -1,16 +1,4 @@
-/**
- * Failover benchmark: crash failover, graceful handoff and 30-node formation of the cluster
- * runtime, against etcd3's own `Election` recipe as the baseline, all on one throwaway etcd.
- *
- *   npm run bench:failover -- [--ttl 2] [--trials 20] [--formation-trials 5]
- *
- * Progress goes to stderr, the table to stdout, the full results to
- * bench/results/failover-<ISO date>.json. The goals are printed for information only: the
- * benchmark exits 0 whatever the times are.
- */
-import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -26,6 +14,7 @@ import type { ClusterNode } from "../src/runtime/clusterNode.js";
 import { NodeFactory, SEED_CONFIG } from "../test/support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../test/support/etcdCluster.js";
 import { fmtMs, fmtRatio, formatTable, ratio, roundMs, type Summary, summarize } from "./stats.js";
+import { etcdVersion, packageRoot, whenStatus } from "./support.js";
 
 /** Nodes of the failover scenarios: IDs 0..5 are groups 0 and 1, both in grouping 0. */
 const FAILOVER_NODES = 6;
@@ -164,45 +153,13 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string, roles: ()
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/**
- * Resolves with `performance.now()` taken in the status callback in which `predicate` first
- * holds (checked on every status change of `nodes`, and once at once); rejects after `timeoutMs`
- * with the roles of `nodes`.
- */
-function when(
-  nodes: readonly ClusterNode[],
-  predicate: () => boolean,
-  timeoutMs: number,
-  what: string,
-): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const subscriptions: Subscription[] = [];
-    let done = false;
-    const finish = (settle: () => void) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      for (const s of subscriptions) s.unsubscribe();
-      settle();
-    };
-    const check = () => {
-      if (done || !predicate()) return;
-      const at = performance.now();
-      finish(() => resolve(at));
-    };
-    const timer = setTimeout(
-      () =>
-        finish(() =>
-          reject(
-            new TrialFailure(`timed out after ${timeoutMs} ms waiting for ${what}`, describeNodes(nodes)),
-          ),
-        ),
-      timeoutMs,
-    );
-    for (const node of nodes) subscriptions.push(node.status$.subscribe(check));
-    if (done) for (const s of subscriptions) s.unsubscribe();
-    check();
-  });
+function when(nodes: readonly ClusterNode[], predicate: () => boolean, timeoutMs: number, what: string) {
+  return whenStatus(
+    nodes,
+    predicate,
+    timeoutMs,
+    () => new TrialFailure(`timed out after ${timeoutMs} ms waiting for ${what}`, describeNodes(nodes)),
+  );
 }
 
 /** Tracks the most nodes seen holding one role at once, per grouping, while subscribed. */
@@ -502,27 +459,6 @@ function logTrial(label: string, record: TrialRecord, total: number): void {
 
 function samples(s: Scenario): number[] {
   return s.trials.flatMap((t) => (t.ok && t.ms !== undefined ? [t.ms] : []));
-}
-
-/** Finds the package root (the folder with this package's package.json) above `from`. */
-function packageRoot(from: string): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    const manifest = join(dir, "package.json");
-    if (existsSync(manifest)) {
-      try {
-        if ((JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === "rdeebee-cluster")
-          return dir;
-      } catch {
-        // not ours; keep looking
-      }
-    }
-    if (dirname(dir) === dir) return process.cwd();
-  }
-}
-
-function etcdVersion(): string {
-  const out = spawnSync(process.env.ETCD_BIN || "etcd", ["--version"], { encoding: "utf8" });
-  return out.stdout?.split("\n")[0]?.trim() ?? "unknown";
 }
 
 function report(scenarios: Scenario[], opts: Options) {

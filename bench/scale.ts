@@ -1,19 +1,4 @@
-/**
- * Scale benchmark: 10, 100 and 1,000 cluster nodes in this one process against one throwaway
- * etcd. Per size: time to form, etcd requests per second in steady state (from etcd's own
- * Prometheus counters), memory per node, crash failover of grouping 0's primary, and the
- * event-loop delay while the nodes idle. Every size has its own dbname, id_key and failover
- * prefix, so sizes never see each other's keys.
- *
- *   npm run bench:scale -- [--sizes 10,100,1000] [--ttl 2] [--window 10] [--trials 5] [--batch auto]
- *
- * Progress goes to stderr, the tables to stdout, the results to bench/results/scale-<date>.json
- * and a plot to bench/results/scale-<date>.svg. Every phase has a timeout: a size that cannot
- * form reports how far it got. The benchmark exits 0 whatever the numbers are.
- */
-import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg, totalmem } from "node:os";
 import { dirname, join } from "node:path";
@@ -45,6 +30,7 @@ import {
 import { Timeline, type TimelinePoint } from "./scale/timeline.js";
 import { CountingLogger, errorText, FormationTracker, when, withTimeout } from "./scale/tracking.js";
 import { fmtMs, fmtRatio, formatTable, ratio, roundMs, summarize } from "./stats.js";
+import { etcdVersion, packageRoot } from "./support.js";
 
 const GROUP_SIZE = 3;
 const READS = 3;
@@ -589,27 +575,6 @@ async function runSize(
     progress(`${n} nodes: stopped in ${result.stop.ms} ms`);
   }
   return result;
-}
-
-/** Finds the package root (the folder with this package's package.json) above `from`. */
-function packageRoot(from: string): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    const manifest = join(dir, "package.json");
-    if (existsSync(manifest)) {
-      try {
-        if ((JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === "rdeebee-cluster")
-          return dir;
-      } catch {
-        // not ours; keep looking
-      }
-    }
-    if (dirname(dir) === dir) return process.cwd();
-  }
-}
-
-function etcdVersion(): string {
-  const out = spawnSync(process.env.ETCD_BIN || "etcd", ["--version"], { encoding: "utf8" });
-  return out.stdout?.split("\n")[0]?.trim() ?? "unknown";
 }
 
 /** The numbers of one size that the table, the growth ratios and the plot show. */

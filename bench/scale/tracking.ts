@@ -5,6 +5,7 @@ import type { Subscription } from "rxjs";
 import winston from "winston";
 import type { Logger } from "../../src/logging.js";
 import type { ClusterNode, NodeStatus } from "../../src/runtime/clusterNode.js";
+import { whenStatus } from "../support.js";
 
 export class PhaseTimeout extends Error {
   constructor(message: string) {
@@ -138,39 +139,19 @@ export class FormationTracker {
   }
 }
 
-/**
- * Resolves with `performance.now()` taken in the status callback in which `predicate` first holds
- * (checked on every status change of `nodes`, and once at once); rejects after `timeoutMs`.
- */
+/** `whenStatus` with a PhaseTimeout naming what was awaited. */
 export function when(
   nodes: readonly ClusterNode[],
   predicate: () => boolean,
   timeoutMs: number,
   what: string,
 ): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const subscriptions: Subscription[] = [];
-    let done = false;
-    const finish = (settle: () => void) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      for (const s of subscriptions) s.unsubscribe();
-      settle();
-    };
-    const check = () => {
-      if (done || !predicate()) return;
-      const at = performance.now();
-      finish(() => resolve(at));
-    };
-    const timer = setTimeout(
-      () => finish(() => reject(new PhaseTimeout(`timed out after ${timeoutMs} ms waiting for ${what}`))),
-      timeoutMs,
-    );
-    for (const node of nodes) subscriptions.push(node.status$.subscribe(check));
-    if (done) for (const s of subscriptions) s.unsubscribe();
-    check();
-  });
+  return whenStatus(
+    nodes,
+    predicate,
+    timeoutMs,
+    () => new PhaseTimeout(`timed out after ${timeoutMs} ms waiting for ${what}`),
+  );
 }
 
 /** Races `promise` against a timer; the timer is cleared either way. */
