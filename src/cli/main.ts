@@ -1,8 +1,8 @@
 import { Command, CommanderError } from "commander";
 import { ConfigError } from "../config/index.js";
+import { EtcdUnreachableError } from "../runtime/index.js";
 import { ListenError } from "../server/httpServer.js";
 import { type ServeCommandOptions, serveCommand } from "../server/serveCommand.js";
-import { EtcdUnreachableError } from "./etcdReachable.js";
 import { layoutCommand } from "./layoutCommand.js";
 import { registerLocalCommand } from "./local/localCommand.js";
 import { type NodeCommandOptions, nodeCommand } from "./nodeCommand.js";

@@ -1,7 +1,6 @@
 import { ClusterLayout, loadClusterConfig, resolveNodeSettings } from "../config/index.js";
 import { createLogger } from "../logging.js";
-import { createClusterNode, HistoryFileWriter } from "../runtime/index.js";
-import { assertEtcdReachable } from "./etcdReachable.js";
+import { assertEtcdReachable, createClusterNode, HistoryFileWriter } from "../runtime/index.js";
 import { type InspectionFlags, inspectionSinks } from "./inspectionSinks.js";
 import type { NodeSettingsFlags } from "./nodeOptions.js";
 

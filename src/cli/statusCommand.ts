@@ -1,7 +1,6 @@
-import { Etcd3 } from "etcd3";
 import { ClusterLayout, loadClusterConfig, resolveEtcdEndpoints } from "../config/index.js";
 import { type ClusterStatus, readClusterStatus } from "../runtime/clusterStatus.js";
-import { assertEtcdReachable } from "./etcdReachable.js";
+import { assertEtcdReachable, connectEtcd } from "../runtime/index.js";
 
 export interface StatusCommandOptions {
   config: string;
@@ -42,7 +41,7 @@ export async function statusCommand(
   const layout = new ClusterLayout(loadClusterConfig(options.config));
   const etcdEndpoints = resolveEtcdEndpoints(options.etcd);
   await assertEtcdReachable(etcdEndpoints);
-  const client = new Etcd3({ hosts: etcdEndpoints });
+  const client = connectEtcd(etcdEndpoints);
   try {
     const status = await readClusterStatus(client, layout);
     out(options.json ? JSON.stringify(status, null, 2) : formatClusterStatus(status));

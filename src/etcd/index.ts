@@ -1,3 +1,4 @@
+export { assertEtcdReachable, connectEtcd, type Etcd3, EtcdUnreachableError } from "./client.js";
 export {
   type CampaignResult,
   ClusterStore,

@@ -1,4 +1,3 @@
-import { Etcd3 } from "etcd3";
 import {
   BehaviorSubject,
   distinctUntilChanged,
@@ -22,6 +21,8 @@ import { type NodeEvent, nodeMachine } from "../../machines/node.js";
 import { type ClusterConfig, ClusterLayout, type NodeSettings } from "../config/index.js";
 import {
   ClusterStore,
+  connectEtcd,
+  type Etcd3,
   EtcdSession,
   FenceLostError,
   type FencingToken,
@@ -105,7 +106,7 @@ export class ClusterNode {
       options.cluster instanceof ClusterLayout ? options.cluster : new ClusterLayout(options.cluster);
     this.settings = options.settings;
     this.log = (options.logger ?? createLogger()).child({ node: options.settings.nodeName });
-    this.client = new Etcd3({ hosts: options.settings.etcdEndpoints, dialTimeout: 2_000 });
+    this.client = connectEtcd(options.settings.etcdEndpoints);
     this.store = new ClusterStore(this.client, this.layout, this.log);
     this.statusSubject = new BehaviorSubject<NodeStatus>({
       name: options.settings.nodeName,

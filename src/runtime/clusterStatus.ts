@@ -1,5 +1,5 @@
-import type { Etcd3 } from "etcd3";
 import type { ClusterLayout } from "../config/index.js";
+import type { Etcd3 } from "../etcd/index.js";
 import {
   decodeCounter,
   decodeValue,

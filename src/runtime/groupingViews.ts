@@ -1,6 +1,6 @@
-import type { Etcd3 } from "etcd3";
 import { combineLatest, distinctUntilChanged, map, type Observable, shareReplay } from "rxjs";
 import type { ClusterLayout } from "../config/index.js";
+import type { Etcd3 } from "../etcd/index.js";
 import {
   decodeCounter,
   decodeValue,

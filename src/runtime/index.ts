@@ -1,4 +1,11 @@
-export { FenceLostError, type FencingToken } from "../etcd/index.js";
+export {
+  assertEtcdReachable,
+  connectEtcd,
+  type Etcd3,
+  EtcdUnreachableError,
+  FenceLostError,
+  type FencingToken,
+} from "../etcd/index.js";
 export {
   ClusterNode,
   type ClusterNodeOptions,

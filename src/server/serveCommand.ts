@@ -1,4 +1,3 @@
-import { assertEtcdReachable } from "../cli/etcdReachable.js";
 import type { NodeSettingsFlags } from "../cli/nodeOptions.js";
 import {
   ClusterLayout,
@@ -7,6 +6,7 @@ import {
   NODE_SETTINGS_ENV,
   resolveNodeSettings,
 } from "../config/index.js";
+import { assertEtcdReachable } from "../etcd/index.js";
 import { createLogger } from "../logging.js";
 import { createClusterNode } from "../runtime/index.js";
 import { createServer, DEFAULT_HOST } from "./httpServer.js";

@@ -62,7 +62,7 @@ describe("failover against a real etcd", () => {
     const { nodes, primary, backup } = await formed(6);
     const crashedAt = performance.now();
     primary.crash();
-    await waitUntil("the backup to become primary", () => backup.role === "primary", TTL_SECONDS * 1000 * 4);
+    await waitUntil("the backup to become primary", () => backup.role === "primary", TTL_SECONDS * 10_000);
     const failoverMs = performance.now() - crashedAt;
     await waitUntil("a new backup", () => leadershipSettled(client, factory.layout, nodes));
     // Timing goals are measured in bench/failover.ts; here only: not before etcd could expire the lease.
@@ -78,7 +78,7 @@ describe("failover against a real etcd", () => {
     const ad = await waitUntil(
       "the failed slot to be advertised",
       () => client.get(adKey).json(),
-      TTL_SECONDS * 4000,
+      TTL_SECONDS * 10_000,
     );
     expect(ad).toMatchObject({ id: victimId, group: factory.layout.nodeGroup(victimId) });
 
@@ -97,7 +97,7 @@ describe("failover against a real etcd", () => {
     await waitUntil(
       "the advertisement",
       () => client.get(factory.layout.keys.failoverKey(victimId)).string(),
-      8000,
+      20_000,
     );
 
     const racers = [factory.create("racer-a"), factory.create("racer-b")];

@@ -58,7 +58,7 @@ describe("local lease deadline", () => {
     await waitUntil(
       "etcd to expire the cut-off node's lease",
       () => expiredAt !== undefined,
-      TTL_SECONDS * 4000,
+      TTL_SECONDS * 10_000,
     );
     sub.unsubscribe();
     await watcher.cancel();

@@ -151,7 +151,7 @@ describe("rdeebee-cluster node processes against a real etcd", () => {
           ? s
           : undefined;
       },
-      TTL_SECONDS * 4000,
+      TTL_SECONDS * 15_000,
     );
     const third = nodes.find((n) => n !== primary && n !== backup);
     expect(after.groupings[0]?.backup?.name).toBe(third?.name);
@@ -166,7 +166,7 @@ describe("rdeebee-cluster node processes against a real etcd", () => {
     const ad = await waitFor(
       `the crashed primary's slot ${deadId} under failover_id/`,
       async () => (await client.get(layout.keys.failoverKey(deadId ?? -1)).json()) ?? undefined,
-      TTL_SECONDS * 5000,
+      TTL_SECONDS * 15_000,
     );
     expect(ad).toMatchObject({ id: deadId, group: layout.nodeGroup(deadId ?? 0) });
   });
@@ -179,7 +179,7 @@ describe("rdeebee-cluster node processes against a real etcd", () => {
     const ad = await waitFor(
       `the follower's slot ${deadId} under failover_id/`,
       async () => (await client.get(layout.keys.failoverKey(deadId ?? -1)).json()) ?? undefined,
-      TTL_SECONDS * 5000,
+      TTL_SECONDS * 15_000,
     );
     expect(ad).toMatchObject({ id: deadId, group: layout.nodeGroup(deadId ?? 0) });
   });

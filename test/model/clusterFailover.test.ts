@@ -8,7 +8,7 @@ import { ModelCluster, TTL_SECONDS } from "./clusterHarness.js";
 import type { ClusterModelEvent } from "./clusterModel.js";
 import { clusterModelPaths, type ModelPath } from "./clusterPaths.js";
 
-const SETTLE_MS = TTL_SECONDS * 1000 * 5;
+const SETTLE_MS = TTL_SECONDS * 1000 * 10;
 
 /**
  * Runs every generated path of the cluster model against real nodes and a real three-member etcd,

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { ClusterLayout, ConfigError, loadClusterConfig, resolveNodeSettings } from "../../config/index.js";
-import { assertEtcdReachable } from "../etcdReachable.js";
+import { assertEtcdReachable } from "../../runtime/index.js";
 import { DEFAULT_CONFIG } from "../nodeOptions.js";
 import { EtcdStartError, type LocalEtcd, startLocalEtcd } from "./localEtcd.js";
 import { NodeProcesses } from "./nodeProcesses.js";

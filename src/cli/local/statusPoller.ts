@@ -1,7 +1,7 @@
-import { Etcd3 } from "etcd3";
 import { BehaviorSubject } from "rxjs";
 import type { ClusterLayout } from "../../config/index.js";
 import { type ClusterStatus, readClusterStatus } from "../../runtime/clusterStatus.js";
+import { connectEtcd, type Etcd3 } from "../../runtime/index.js";
 
 export interface PolledStatus {
   status?: ClusterStatus;
@@ -36,8 +36,7 @@ export class StatusPoller {
     private readonly layout: ClusterLayout,
     private readonly intervalMs = 500,
   ) {
-    this.client = new Etcd3({
-      hosts: endpoints,
+    this.client = connectEtcd(endpoints, {
       dialTimeout: 1_000,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
     });

@@ -1,8 +1,17 @@
-import { Etcd3 } from "etcd3";
+import { Etcd3, type IOptions } from "etcd3";
+
+export type { Etcd3 } from "etcd3";
+
+const DIAL_TIMEOUT_MS = 2_000;
+
+/** A client for the given endpoints; every etcd connection of the runtime and the CLI is made here. */
+export function connectEtcd(endpoints: string[], options: Omit<IOptions, "hosts"> = {}): Etcd3 {
+  return new Etcd3({ dialTimeout: DIAL_TIMEOUT_MS, ...options, hosts: endpoints });
+}
 
 /** Fails with a message naming the endpoints when etcd does not answer within `timeoutMs`. */
 export async function assertEtcdReachable(endpoints: string[], timeoutMs = 5_000): Promise<void> {
-  const client = new Etcd3({ hosts: endpoints, dialTimeout: timeoutMs });
+  const client = connectEtcd(endpoints, { dialTimeout: timeoutMs });
   try {
     await client
       .get("rdeebee-cluster/reachability-probe")
