@@ -426,7 +426,9 @@ export class ClusterNode {
         groupLeader: groupLeaderMachine.provide({
           actions: {
             readLeaders: () => this.readLeadersEffect(),
-            promote: (_, { token }) =>
+            promote: (_, { token }) => {
+              // The child's state changes without a new node snapshot: recompute the role.
+              queueMicrotask(() => this.onSnapshot(this.actor.getSnapshot()));
               this.effect(
                 "promote",
                 async () => {
@@ -445,7 +447,8 @@ export class ClusterNode {
                   return { type: "PROMOTED", token: result.token };
                 },
                 () => ({ type: "PROMOTION_FAILED" }),
-              ),
+              );
+            },
           },
           actors: {
             failoverAdvertiser: failoverAdvertiserMachine.provide({

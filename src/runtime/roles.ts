@@ -43,6 +43,13 @@ export function statePath(snapshot: NodeSnapshot): string {
   return statePathOf(snapshot.value);
 }
 
+/**
+ * Live role: as `roleFromState`, except that a backup whose promotion is in flight counts as a
+ * candidate. Its promotion may already have committed, and a follower may already hold the backup
+ * seat it vacated, so it must not claim to be backup (nor yet primary) until the result is in.
+ */
 export function roleOf(snapshot: NodeSnapshot): NodeRole {
-  return roleFromState(statePath(snapshot), snapshot.context.office, snapshot.status);
+  const role = roleFromState(statePath(snapshot), snapshot.context.office, snapshot.status);
+  const leader = snapshot.children.role?.getSnapshot() as { value?: unknown } | undefined;
+  return role === "backup" && leader?.value === "promoting" ? "candidate" : role;
 }
