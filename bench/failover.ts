@@ -14,7 +14,7 @@ import type { ClusterNode } from "../src/runtime/clusterNode.js";
 import { NodeFactory, SEED_CONFIG } from "../test/support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../test/support/etcdCluster.js";
 import { fmtMs, fmtRatio, formatTable, ratio, roundMs, type Summary, summarize } from "./stats.js";
-import { etcdVersion, packageRoot, whenStatus } from "./support.js";
+import { errorText, etcdVersion, packageRoot, runBenchmark, whenStatus } from "./support.js";
 
 /** Nodes of the failover scenarios: IDs 0..5 are groups 0 and 1, both in grouping 0. */
 const FAILOVER_NODES = 6;
@@ -75,10 +75,6 @@ function progress(message: string): void {
 function anomaly(message: string): void {
   anomalies.push(message);
   progress(`ANOMALY: ${message}`);
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function parseOptions(argv: string[]): Options {
@@ -612,22 +608,4 @@ async function main(): Promise<void> {
   process.stdout.write(`\nresults written to ${file}\n`);
 }
 
-process.on("unhandledRejection", (reason) => anomaly(`unhandled rejection: ${errorText(reason)}`));
-process.once("SIGINT", () => process.exit(130)); // 'exit' runs the etcd harness's kill of its children
-
-main().then(
-  () => {
-    process.exitCode = 0;
-    // Safety net: should a client handle linger, do not hang the run after the results are out.
-    setTimeout(() => {
-      progress(
-        `note: open handles remained after cleanup (${process.getActiveResourcesInfo().join(", ")}); exiting`,
-      );
-      process.exit(0);
-    }, 3_000).unref();
-  },
-  (err) => {
-    progress(`failover benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exitCode = 1;
-  },
-);
+runBenchmark("failover benchmark", main, progress, anomaly);

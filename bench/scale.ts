@@ -30,7 +30,7 @@ import {
 import { Timeline, type TimelinePoint } from "./scale/timeline.js";
 import { CountingLogger, errorText, FormationTracker, when, withTimeout } from "./scale/tracking.js";
 import { fmtMs, fmtRatio, formatTable, ratio, roundMs, summarize } from "./stats.js";
-import { etcdVersion, packageRoot } from "./support.js";
+import { etcdVersion, packageRoot, runBenchmark } from "./support.js";
 
 const GROUP_SIZE = 3;
 const READS = 3;
@@ -839,21 +839,4 @@ async function main(): Promise<void> {
   process.stdout.write(`\nresults written to ${jsonFile}\nplot written to ${svgFile}\n`);
 }
 
-process.on("unhandledRejection", (reason) => anomaly(`unhandled rejection: ${errorText(reason)}`));
-process.once("SIGINT", () => process.exit(130)); // 'exit' runs the etcd harness's kill of its children
-
-main().then(
-  () => {
-    process.exitCode = 0;
-    setTimeout(() => {
-      progress(
-        `note: open handles remained after cleanup (${process.getActiveResourcesInfo().join(", ")}); exiting`,
-      );
-      process.exit(0);
-    }, 3_000).unref();
-  },
-  (err) => {
-    progress(`scale benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exitCode = 1;
-  },
-);
+runBenchmark("scale benchmark", main, progress, anomaly);

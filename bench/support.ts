@@ -58,3 +58,37 @@ export function whenStatus(
     check();
   });
 }
+
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Runs a benchmark's `main`: exit code 0 once it is done (whatever it measured), 1 if it threw;
+ * unhandled rejections become anomalies in its report; Ctrl-C exits so that the etcd harness's
+ * exit hook stops its children; a lingering client handle cannot hang the run.
+ */
+export function runBenchmark(
+  name: string,
+  main: () => Promise<void>,
+  progress: (line: string) => void,
+  anomaly: (line: string) => void,
+): void {
+  process.on("unhandledRejection", (reason) => anomaly(`unhandled rejection: ${errorText(reason)}`));
+  process.once("SIGINT", () => process.exit(130));
+  main().then(
+    () => {
+      process.exitCode = 0;
+      setTimeout(() => {
+        progress(
+          `note: open handles remained after cleanup (${process.getActiveResourcesInfo().join(", ")}); exiting`,
+        );
+        process.exit(0);
+      }, 3_000).unref();
+    },
+    (err) => {
+      progress(`${name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -14,9 +14,7 @@ export class PhaseTimeout extends Error {
   }
 }
 
-export function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+export { errorText } from "../support.js";
 
 /**
  * Incremental formation state of `nodes` (one grouping count per grouping, updated per status
