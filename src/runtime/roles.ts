@@ -44,12 +44,19 @@ export function statePath(snapshot: NodeSnapshot): string {
 }
 
 /**
- * Live role: as `roleFromState`, except that a backup whose promotion is in flight counts as a
- * candidate. Its promotion may already have committed, and a follower may already hold the backup
- * seat it vacated, so it must not claim to be backup (nor yet primary) until the result is in.
+ * Live role: as `roleFromState`, but a leader's office is read from the groupLeader child, which
+ * owns it (the node's copy follows one event later). A backup whose promotion is in flight counts
+ * as a candidate: the promotion may already have committed, and a follower may already hold the
+ * backup seat it vacated, so it is neither backup nor yet primary until the result is in.
  */
 export function roleOf(snapshot: NodeSnapshot): NodeRole {
   const role = roleFromState(statePath(snapshot), snapshot.context.office, snapshot.status);
-  const leader = snapshot.children.role?.getSnapshot() as { value?: unknown } | undefined;
-  return role === "backup" && leader?.value === "promoting" ? "candidate" : role;
+  if (role !== "primary" && role !== "backup") return role;
+  const leader = snapshot.children.role?.getSnapshot() as
+    | { value?: unknown; context?: Partial<Office> }
+    | undefined;
+  if (leader?.value === "promoting") return "candidate";
+  if (leader?.context?.slot === 1) return "primary";
+  if (leader?.context?.slot === 2) return "backup";
+  return role;
 }

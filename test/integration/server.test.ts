@@ -232,8 +232,12 @@ describe("example server beside a cluster node, over real HTTP and a real etcd",
       const samples = await metricsOf(backup);
       return sum(samplesOf(samples, "rdeebee_failover_duration_seconds_count")) >= 1 && samples;
     });
+    // A promotion in flight is reported as candidate: backup -> candidate -> primary.
     expect(
-      sum(samplesOf(promoted, "rdeebee_role_transitions_total", { from: "backup", to: "primary" })),
+      sum(samplesOf(promoted, "rdeebee_role_transitions_total", { from: "backup", to: "candidate" })),
+    ).toBe(1);
+    expect(
+      sum(samplesOf(promoted, "rdeebee_role_transitions_total", { from: "candidate", to: "primary" })),
     ).toBe(1);
   });
 
