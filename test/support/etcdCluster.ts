@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Etcd3, type IOptions } from "etcd3";
+import { QUIET_FAST_ARGS } from "../../src/cli/local/localEtcd.js";
 import { freePorts } from "./freePort.js";
 
 export interface StartEtcdOptions {
@@ -56,17 +57,6 @@ const POLL_INTERVAL_MS = 50;
 const PEER_LOSS_NOTICE_MS = 300;
 const HTTP_TIMEOUT_MS = 500;
 const CLIENT_DIAL_TIMEOUT_MS = 2_000;
-
-const TEST_FRIENDLY_ARGS = [
-  "--heartbeat-interval",
-  "50",
-  "--election-timeout",
-  "500",
-  "--logger",
-  "zap",
-  "--log-level",
-  "error",
-];
 
 const liveChildren = new Set<ChildProcess>();
 const liveRootDirs = new Set<string>();
@@ -299,7 +289,7 @@ class Member implements EtcdMember {
       ["--initial-cluster", this.cluster.initialCluster],
       ["--initial-cluster-state", state],
       ["--initial-cluster-token", this.cluster.token],
-      TEST_FRIENDLY_ARGS,
+      QUIET_FAST_ARGS,
       this.cluster.extraArgs,
     ].flat();
   }
