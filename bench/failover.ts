@@ -14,7 +14,16 @@ import type { ClusterNode } from "../src/runtime/clusterNode.js";
 import { NodeFactory, SEED_CONFIG } from "../test/support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../test/support/etcdCluster.js";
 import { fmtMs, fmtRatio, formatTable, ratio, roundMs, type Summary, summarize } from "./stats.js";
-import { errorText, etcdVersion, packageRoot, runBenchmark, whenStatus } from "./support.js";
+import {
+  anomalies,
+  anomaly,
+  errorText,
+  etcdVersion,
+  packageRoot,
+  progress,
+  runBenchmark,
+  whenStatus,
+} from "./support.js";
 
 /** Nodes of the failover scenarios: IDs 0..5 are groups 0 and 1, both in grouping 0. */
 const FAILOVER_NODES = 6;
@@ -65,17 +74,7 @@ class TrialFailure extends Error {
   }
 }
 
-const anomalies: string[] = [];
 const runId = randomBytes(3).toString("hex");
-
-function progress(message: string): void {
-  process.stderr.write(`${message}\n`);
-}
-
-function anomaly(message: string): void {
-  anomalies.push(message);
-  progress(`ANOMALY: ${message}`);
-}
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
@@ -608,4 +607,4 @@ async function main(): Promise<void> {
   process.stdout.write(`\nresults written to ${file}\n`);
 }
 
-runBenchmark("failover benchmark", main, progress, anomaly);
+runBenchmark("failover benchmark", main);

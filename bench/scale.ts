@@ -30,7 +30,7 @@ import {
 import { Timeline, type TimelinePoint } from "./scale/timeline.js";
 import { CountingLogger, errorText, FormationTracker, when, withTimeout } from "./scale/tracking.js";
 import { fmtMs, fmtRatio, formatTable, ratio, roundMs, summarize } from "./stats.js";
-import { etcdVersion, packageRoot, runBenchmark } from "./support.js";
+import { anomalies, anomaly, etcdVersion, packageRoot, progress, runBenchmark } from "./support.js";
 
 const GROUP_SIZE = 3;
 const READS = 3;
@@ -139,16 +139,6 @@ interface SizeResult {
 const runId = randomBytes(3).toString("hex");
 const CPUS = availableParallelism();
 const loadavg1 = () => Math.round((loadavg()[0] ?? Number.NaN) * 100) / 100;
-const anomalies: string[] = [];
-
-function progress(message: string): void {
-  process.stderr.write(`${message}\n`);
-}
-
-function anomaly(message: string): void {
-  anomalies.push(message);
-  progress(`ANOMALY: ${message}`);
-}
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
@@ -839,4 +829,4 @@ async function main(): Promise<void> {
   process.stdout.write(`\nresults written to ${jsonFile}\nplot written to ${svgFile}\n`);
 }
 
-runBenchmark("scale benchmark", main, progress, anomaly);
+runBenchmark("scale benchmark", main);

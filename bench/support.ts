@@ -59,6 +59,18 @@ export function whenStatus(
   });
 }
 
+/** Progress lines go to stderr; anomalies are also kept for the benchmark's report. */
+export const anomalies: string[] = [];
+
+export function progress(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
+
+export function anomaly(message: string): void {
+  anomalies.push(message);
+  progress(`ANOMALY: ${message}`);
+}
+
 export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -68,12 +80,7 @@ export function errorText(err: unknown): string {
  * unhandled rejections become anomalies in its report; Ctrl-C exits so that the etcd harness's
  * exit hook stops its children; a lingering client handle cannot hang the run.
  */
-export function runBenchmark(
-  name: string,
-  main: () => Promise<void>,
-  progress: (line: string) => void,
-  anomaly: (line: string) => void,
-): void {
+export function runBenchmark(name: string, main: () => Promise<void>): void {
   process.on("unhandledRejection", (reason) => anomaly(`unhandled rejection: ${errorText(reason)}`));
   process.once("SIGINT", () => process.exit(130));
   main().then(
