@@ -79,10 +79,6 @@ export class EtcdSession {
     return this.validUntil - monotonicNow();
   }
 
-  get deadline(): number {
-    return this.validUntil;
-  }
-
   private setHealth(health: SessionHealth): void {
     if (this.health === "lost") return;
     this.healthSubject.next(health);
