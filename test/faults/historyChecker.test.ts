@@ -1,7 +1,16 @@
 import { describe, expect, test } from "vitest";
+import { ClusterLayout } from "../../src/config/index.js";
 import type { HistoryRecord } from "../../src/runtime/history.js";
-import { FAULT_LAYOUT } from "./faultCluster.js";
-import { checkHistory, type Rule } from "./historyChecker.js";
+import { FAULT_CONFIG, FAULT_LAYOUT } from "./faultCluster.js";
+import {
+  type CheckInput,
+  checkHistory,
+  type FinalMember,
+  type ProcessFate,
+  type Rule,
+  VACANCY_GRACE_MS,
+  type WriteAttempt,
+} from "./historyChecker.js";
 import type { ObservedEvent, ObservedKeyValue } from "./observer.js";
 
 const keys = FAULT_LAYOUT.keys;
@@ -12,19 +21,31 @@ const node = (id: number) => JSON.stringify({ id, name: `n${id}`, address: "h:1"
 
 type Op = { put: string; value: string; lease?: string } | { del: string };
 
-/** Builds observer events one transaction (one revision) at a time, 10 ms apart. */
+/** Builds observer events one transaction (one revision) at a time, 10 ms apart unless told to wait. */
 class EtcdLog {
   readonly events: ObservedEvent[] = [];
   private revision = 1;
+  private clock = 10;
   private readonly live = new Map<string, ObservedKeyValue>();
+
+  /** Observer time of the next transaction, in ms. */
+  get now(): number {
+    return this.clock + 10;
+  }
+
+  /** The next transaction is seen `ms` later than it would have been. */
+  wait(ms: number): void {
+    this.clock += ms;
+  }
 
   txn(...ops: Op[]): number {
     this.revision += 1;
+    this.clock += 10;
     const revision = this.revision;
+    const receivedAt = this.clock;
     for (const op of ops) {
       const key = "put" in op ? op.put : op.del;
       const prev = this.live.get(key);
-      const receivedAt = revision * 10;
       if ("put" in op) {
         const kv = {
           value: op.value,
@@ -223,5 +244,229 @@ describe("history checker", () => {
       foreignRevisions: new Set([planted, removed]),
     });
     expect(report.violations).toEqual([]);
+  });
+});
+
+const check = (input: Omit<CheckInput, "layout">) => checkHistory({ layout: FAULT_LAYOUT, ...input });
+
+describe("process exits", () => {
+  const fate = (name: string, fields: Partial<ProcessFate>): ProcessFate => ({
+    name,
+    killed: false,
+    stopped: false,
+    ...fields,
+  });
+
+  test("only processes the scenario killed may be gone; stopped ones exit 0", () => {
+    const report = check({
+      events: [],
+      histories: [],
+      processes: [
+        fate("killed", { killed: true, exit: { code: null, signal: "SIGKILL" } }),
+        fate("stopped", { stopped: true, exit: { code: 0, signal: null } }),
+        fate("running", {}),
+        fate("crashed", { exit: { code: 1, signal: null } }),
+        fate("hung", { stopped: true, exit: { code: null, signal: "SIGKILL" } }),
+      ],
+    });
+    expect(report.violations.map((v) => [v.rule, v.node])).toEqual([
+      ["exits", "crashed"],
+      ["exits", "hung"],
+    ]);
+  });
+});
+
+describe("member keys at the end", () => {
+  const m = (id: number, lease: string, name: string): FinalMember => ({ key: member(id), lease, name });
+
+  test("one member key per live node passes", () => {
+    const finalMembership = { members: [m(0, "10", "a"), m(1, "11", "b")], liveNodes: ["a", "b"] };
+    expect(check({ events: [], histories: [], finalMembership }).violations).toEqual([]);
+  });
+
+  test("a lease with two member keys, and a live node with none", () => {
+    const finalMembership = {
+      members: [m(0, "10", "a"), m(3, "10", "a"), m(1, "11", "b")],
+      liveNodes: ["a", "b", "c"],
+    };
+    expect(check({ events: [], histories: [], finalMembership }).violations.map((v) => v.message)).toEqual([
+      expect.stringContaining("lease 10 holds 2 member keys"),
+      expect.stringContaining("live node a holds 2 member keys"),
+      expect.stringContaining("live node c holds 0 member keys"),
+    ]);
+  });
+});
+
+describe("fenced write outcomes", () => {
+  const RECORD = keys.commitRecordKey(0, "k");
+  const commit = (value: string, token: number) => JSON.stringify({ value, node: "n0", token });
+  const attempt = (value: string, status: number, revision?: number): WriteAttempt => ({
+    node: "n0",
+    key: RECORD,
+    value,
+    status,
+    revision,
+  });
+
+  /** Node 0 primary; writes v1 and v2 committed under its token; its primary key goes; v3 put under its old token. */
+  function writes() {
+    const log = new EtcdLog();
+    log.join(0, "10");
+    const token = log.txn({ put: PRIMARY, value: node(0), lease: "10" });
+    const v1 = log.txn({ put: RECORD, value: commit("v1", token) });
+    const v2 = log.txn({ put: RECORD, value: commit("v2", token) });
+    log.txn({ del: PRIMARY });
+    const v3 = log.txn({ put: RECORD, value: commit("v3", token) });
+    return { log, v1, v2, v3 };
+  }
+
+  test("committed in etcd iff the server said so; unknown either way", () => {
+    const { log, v1, v2 } = writes();
+    const report = check({
+      events: log.events,
+      histories: [],
+      writes: [attempt("v1", 200, v1), attempt("v2", 503), attempt("never", 504), attempt("lost", 0)],
+    });
+    expect(report.violations).toEqual([]);
+    expect(v2).toBeGreaterThan(v1);
+  });
+
+  test("refused but committed, committed but absent, committed at another revision, an unclassified status", () => {
+    const { log, v1, v2 } = writes();
+    const report = check({
+      events: log.events,
+      histories: [],
+      writes: [
+        attempt("v1", 409),
+        attempt("absent", 200, v2 + 100),
+        attempt("v2", 200, v1),
+        attempt("never", 500),
+      ],
+    });
+    expect(report.violations.map((v) => [v.rule, v.message])).toEqual([
+      ["writes", expect.stringContaining("reported refused (HTTP 409) but etcd committed it")],
+      ["writes", expect.stringContaining("reported committed (HTTP 200) but etcd never held it")],
+      ["writes", expect.stringContaining(`reported committed at revision ${v1}, but etcd has it at ${v2}`)],
+      ["writes", expect.stringContaining("answered HTTP 500")],
+    ]);
+  });
+
+  test("a record committed under a token whose primary key was gone", () => {
+    const { log, v3 } = writes();
+    const report = check({ events: log.events, histories: [], writes: [attempt("v3", 200, v3)] });
+    expect(report.violations.map((v) => v.message)).toEqual([
+      expect.stringContaining(`committed at ${v3} under token`),
+    ]);
+  });
+});
+
+describe("vacant primary seat with a live backup", () => {
+  const TTL = 2_000;
+  const BOUND = 2 * TTL + VACANCY_GRACE_MS;
+
+  /** Node 0 primary, node 1 ("n1") backup; the primary key goes; node 1 is promoted `vacantMs` later. */
+  function vacancy(vacantMs: number) {
+    const log = new EtcdLog();
+    log.join(0, "10");
+    log.join(1, "11");
+    log.txn({ put: PRIMARY, value: node(0), lease: "10" });
+    log.txn({ put: BACKUP, value: node(1), lease: "11" });
+    const from = log.now;
+    log.txn({ del: PRIMARY });
+    log.wait(vacantMs - 10);
+    log.txn({ put: PRIMARY, value: node(1), lease: "11" }, { del: BACKUP });
+    return { log, from };
+  }
+
+  test("within TTL + re-read interval + grace passes, and is measured", () => {
+    const { log } = vacancy(BOUND - 100);
+    const report = check({ events: log.events, histories: [], vacancy: { ttlMs: TTL } });
+    expect(report.violations).toEqual([]);
+    expect(report.vacancies).toEqual([
+      expect.objectContaining({ grouping: 0, ms: BOUND - 100, backup: "n1" }),
+    ]);
+  });
+
+  test("longer than the bound is a violation", () => {
+    const { log } = vacancy(BOUND + 100);
+    const report = check({ events: log.events, histories: [], vacancy: { ttlMs: TTL } });
+    expect(rulesOf(report)).toEqual(["vacancy"]);
+  });
+
+  test("time in which the scenario impaired that backup, or etcd, is not counted; another node's is", () => {
+    const { log, from } = vacancy(BOUND + 1_000);
+    const impaired = (node?: string) => [{ from: from + 100, to: from + 1_600, node, what: "cut" }];
+    const judge = (node?: string) =>
+      rulesOf(
+        check({ events: log.events, histories: [], vacancy: { ttlMs: TTL }, impairments: impaired(node) }),
+      );
+    expect(judge("n1")).toEqual([]);
+    expect(judge(undefined)).toEqual([]);
+    expect(judge("n0")).toEqual(["vacancy"]);
+  });
+
+  test("still vacant when the harness began stopping: measured to then; vacancies after it are not judged", () => {
+    const log = new EtcdLog();
+    log.join(0, "10");
+    log.join(1, "11");
+    log.txn({ put: PRIMARY, value: node(0), lease: "10" });
+    log.txn({ put: BACKUP, value: node(1), lease: "11" });
+    const from = log.now;
+    log.txn({ del: PRIMARY });
+    const late = (endedAt: number) =>
+      check({ events: log.events, histories: [], vacancy: { ttlMs: TTL, endedAt } });
+    expect(rulesOf(late(from + BOUND + 500))).toEqual(["vacancy"]);
+    expect(rulesOf(late(from + BOUND - 500))).toEqual([]);
+    expect(late(from - 5).vacancies).toEqual([]);
+  });
+});
+
+describe("two nodes acting as primary at once", () => {
+  /** A record at `ms` on the shared monotonic clock, with `deadlineMs` left. */
+  const at = (ms: number, deadlineMs: number, r: HistoryRecord): HistoryRecord => ({
+    ...r,
+    mono: String(BigInt(ms) * 1_000_000n),
+    t: ms,
+    deadlineMs,
+  });
+  const become = (name: string, id: number, role: string, ms: number, deadlineMs: number) =>
+    at(
+      ms,
+      deadlineMs,
+      record(name, `${id}`, { kind: "transition", from: "x", to: "y", role, id, event: "E" }),
+    );
+  const write = (name: string, ms: number, deadlineMs: number) =>
+    at(ms, deadlineMs, leader(name, "0", { action: "write", slot: 1, token: 1, outcome: "refused" }));
+
+  test("a node acts until it leaves primary or its deadline passes, whichever first", () => {
+    const histories = [
+      become("a", 0, "primary", 1_000, 1_500),
+      become("a", 0, "follower", 5_000, 1_500),
+      become("b", 1, "primary", 3_000, 1_500),
+    ];
+    expect(check({ events: [], histories }).violations).toEqual([]);
+  });
+
+  test("a primary whose deadline has not passed when another enters", () => {
+    const histories = [
+      become("a", 0, "primary", 1_000, 1_500),
+      become("b", 1, "primary", 2_000, 1_500),
+      become("a", 0, "follower", 5_000, 0),
+    ];
+    expect(check({ events: [], histories }).violations).toEqual([
+      expect.objectContaining({ rule: "overlap", message: expect.stringContaining("a and b both acted") }),
+    ]);
+  });
+
+  test("a deadline extended while primary (a later record) counts; other groupings do not", () => {
+    const extended = [
+      become("a", 0, "primary", 1_000, 1_500),
+      write("a", 2_200, 1_500),
+      become("b", 1, "primary", 3_000, 1_500),
+    ];
+    expect(rulesOf(check({ events: [], histories: extended }))).toEqual(["overlap"]);
+    const twoGroupings = new ClusterLayout({ ...FAULT_CONFIG, groups: 6 });
+    const elsewhere = [become("a", 0, "primary", 1_000, 9_000), become("c", 9, "primary", 2_000, 9_000)];
+    expect(checkHistory({ layout: twoGroupings, events: [], histories: elsewhere }).violations).toEqual([]);
   });
 });

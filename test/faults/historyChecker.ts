@@ -2,7 +2,17 @@ import type { ClusterLayout, LeaderSlot } from "../../src/config/index.js";
 import type { HistoryRecord } from "../../src/runtime/history.js";
 import type { ObservedEvent } from "./observer.js";
 
-export type Rule = "leaders" | "fencing" | "deadline" | "ids" | "slots";
+export type Rule =
+  | "leaders"
+  | "fencing"
+  | "deadline"
+  | "ids"
+  | "slots"
+  | "exits"
+  | "members"
+  | "writes"
+  | "vacancy"
+  | "overlap";
 
 export interface Violation {
   rule: Rule;
@@ -25,18 +35,107 @@ export interface Failover {
   cause: "expired" | "resigned";
 }
 
+/** How one node process ended, as the harness saw it. */
+export interface ProcessFate {
+  name: string;
+  /** Exit code and signal; undefined while it runs. */
+  exit?: { code: number | null; signal: string | null };
+  /** The scenario killed it on purpose (`kill -9`). */
+  killed: boolean;
+  /** The harness stopped it with SIGTERM at the end: it must exit with code 0. */
+  stopped: boolean;
+}
+
+/** One member key as read from etcd at the end. */
+export interface FinalMember {
+  key: string;
+  lease: string;
+  /** The node name in its value, if the value names one. */
+  name?: string;
+}
+
+/** Member keys read from etcd once the cluster settled at the end, and the processes alive then. */
+export interface FinalMembership {
+  members: readonly FinalMember[];
+  liveNodes: readonly string[];
+}
+
+/** One fenced write through the example server, and what the server answered. */
+export interface WriteAttempt {
+  node: string;
+  /** The etcd key the server commits the write under (`commitRecordKey`). */
+  key: string;
+  /** Unique per attempt: how the committed record is recognised in etcd. */
+  value: string;
+  /** HTTP status of the answer; 0 when none came (connection lost, client timeout). */
+  status: number;
+  /** The revision the server reported for a committed write. */
+  revision?: number;
+}
+
+export type WriteOutcome = "committed" | "refused" | "unknown";
+
+/** What a fenced write's HTTP status claims: 2xx committed, 409 refused, 503/504 or no answer unknown. */
+export function writeOutcomeOf(status: number): WriteOutcome | undefined {
+  if (status >= 200 && status < 300) return "committed";
+  if (status === 409) return "refused";
+  if (status === 0 || status === 503 || status === 504) return "unknown";
+  return undefined;
+}
+
+/**
+ * A span of wall-clock time in which the scenario itself kept a backup from acting: etcd down (no
+ * `node`) or that node paused or cut off. Subtracted from vacancies whose backup it concerns.
+ */
+export interface Impairment {
+  from: number;
+  to: number;
+  node?: string;
+  what: string;
+}
+
+export interface VacancyTiming {
+  ttlMs: number;
+  /** The interval at which a node re-reads the leader keys; the rule takes it to be one TTL. */
+  rereadMs?: number;
+  /** Allowance for process scheduling on a loaded machine. */
+  graceMs?: number;
+  /** Wall time at which the harness began stopping nodes: later vacancies are not judged. */
+  endedAt?: number;
+}
+
+/** Process scheduling on a loaded 2-core machine: a node may run this late on top of TTL + re-read. */
+export const VACANCY_GRACE_MS = 1_500;
+
 export interface CheckInput {
   layout: ClusterLayout;
   events: readonly ObservedEvent[];
   histories: readonly HistoryRecord[];
   /** Revisions of writes the test made itself (planted values and their removal). */
   foreignRevisions?: ReadonlySet<number>;
+  processes?: readonly ProcessFate[];
+  finalMembership?: FinalMembership;
+  writes?: readonly WriteAttempt[];
+  /** Given: a vacant primary seat with a live backup is bounded by TTL + re-read interval + grace. */
+  vacancy?: VacancyTiming;
+  impairments?: readonly Impairment[];
+}
+
+/** A span in which a grouping's primary seat was vacant while its backup key was held. */
+export interface Vacancy {
+  grouping: number;
+  fromRevision: number;
+  toRevision?: number;
+  /** Observer time, minus the impairments that concern the backup. */
+  ms: number;
+  backup?: string;
 }
 
 export interface CheckReport {
   ok: boolean;
   violations: Violation[];
   failovers: Failover[];
+  vacancies: Vacancy[];
   counts: { events: number; revisions: number; records: number; leaderActions: number; nodes: number };
 }
 
@@ -66,6 +165,16 @@ interface Death {
 }
 
 type LeaderRecord = Extract<HistoryRecord, { kind: "leader" }>;
+
+/** A vacancy as replayed: observer times of its first and (once closed) last revision. */
+interface OpenVacancy {
+  grouping: number;
+  fromRevision: number;
+  from: number;
+  to?: number;
+  toRevision?: number;
+  backup?: string;
+}
 
 export function classifyKey(layout: ClusterLayout, key: string): KeyKind {
   const keys = layout.keys;
@@ -138,6 +247,8 @@ class Replay {
     number,
     { revision: number; at: number; from?: number; life: Life }
   >();
+  readonly vacancies: OpenVacancy[] = [];
+  private readonly openVacancies = new Map<number, OpenVacancy>();
 
   constructor(
     private readonly layout: ClusterLayout,
@@ -161,6 +272,34 @@ class Replay {
       this.checkMembers(revision, kinds);
       this.checkSlots(revision, kinds);
       this.trackFailovers(revision, kinds);
+      this.trackVacancies(revision, kinds);
+    }
+  }
+
+  /** Opens a vacancy when a grouping has a backup key but no primary key, closes it when that ends. */
+  private trackVacancies(revision: number, kinds: Touched[]): void {
+    const groupings = new Set(kinds.flatMap(({ kind }) => (kind.kind === "leader" ? [kind.grouping] : [])));
+    const at = this.revisionTimes.get(revision) ?? 0;
+    for (const grouping of groupings) {
+      const keys = this.layout.leaderKeys(grouping);
+      const backup = this.state.get(keys[2]);
+      const vacant = !this.state.has(keys[1]) && backup !== undefined && !backup.foreign;
+      const open = this.openVacancies.get(grouping);
+      if (open && !vacant) {
+        open.to = at;
+        open.toRevision = revision;
+        this.openVacancies.delete(grouping);
+      } else if (!open && vacant) {
+        const name = parseJson(backup.value)?.name;
+        const vacancy = {
+          grouping,
+          fromRevision: revision,
+          from: at,
+          backup: typeof name === "string" ? name : undefined,
+        };
+        this.vacancies.push(vacancy);
+        this.openVacancies.set(grouping, vacancy);
+      }
     }
   }
 
@@ -486,7 +625,234 @@ function checkDeaths(input: CheckInput, replay: Replay): Violation[] {
   });
 }
 
-/** Checks the observer's events and the nodes' histories against the safety rules of DESIGN.md. */
+/** Only processes the scenario killed may be gone; the ones the harness stopped exit with code 0. */
+function checkExits(processes: readonly ProcessFate[]): Violation[] {
+  return processes.flatMap((p): Violation[] => {
+    if (p.killed || !p.exit) return [];
+    if (p.stopped && p.exit.code === 0) return [];
+    const how = `code ${p.exit.code}, signal ${p.exit.signal}`;
+    return [
+      {
+        rule: "exits",
+        node: p.name,
+        message: p.stopped
+          ? `${p.name} did not stop cleanly on SIGTERM (${how})`
+          : `${p.name} exited (${how}) although the scenario did not kill it`,
+      },
+    ];
+  });
+}
+
+/** At the end, one lease holds at most one member key, and every live node holds exactly one. */
+function checkFinalMembership({ members, liveNodes }: FinalMembership): Violation[] {
+  const violations: Violation[] = [];
+  const byLease = new Map<string, string[]>();
+  for (const m of members) byLease.set(m.lease, [...(byLease.get(m.lease) ?? []), m.key]);
+  for (const [lease, keys] of byLease)
+    if (keys.length > 1)
+      violations.push({
+        rule: "members",
+        message: `at the end, lease ${lease} holds ${keys.length} member keys: ${keys.join(", ")}`,
+      });
+  for (const node of liveNodes) {
+    const keys = members.filter((m) => m.name === node).map((m) => m.key);
+    if (keys.length !== 1)
+      violations.push({
+        rule: "members",
+        node,
+        message: `at the end, live node ${node} holds ${keys.length} member keys${keys.length ? `: ${keys.join(", ")}` : ""}`,
+      });
+  }
+  return violations;
+}
+
+/** The grouping whose commit records live under `key`, if any. */
+function groupingOfRecordKey(layout: ClusterLayout, key: string): number | undefined {
+  const grouping = layout.groupings.findIndex((_, k) => key.startsWith(layout.keys.commitRecordKey(k, "")));
+  return grouping < 0 ? undefined : grouping;
+}
+
+/**
+ * A write reported committed is in etcd (at the reported revision, under the token of the primary
+ * key that existed then); one reported refused is not; unknown may be either, but must be said.
+ */
+function checkWrites(input: CheckInput, replay: Replay): Violation[] {
+  const violations: Violation[] = [];
+  const fail = (attempt: WriteAttempt, message: string, revision?: number) =>
+    violations.push({
+      rule: "writes",
+      node: attempt.node,
+      revision,
+      message: `write of ${attempt.key}=${attempt.value} via ${attempt.node}: ${message}`,
+    });
+  for (const attempt of input.writes ?? []) {
+    const commits = input.events.filter(
+      (e) => e.type === "put" && e.key === attempt.key && parseJson(e.value)?.value === attempt.value,
+    );
+    const revisions = commits.map((e) => e.revision);
+    const outcome = writeOutcomeOf(attempt.status);
+    if (outcome === undefined)
+      fail(
+        attempt,
+        `answered HTTP ${attempt.status}: neither committed (2xx), refused (409) nor unknown (503/504)`,
+      );
+    else if (outcome === "committed" && commits.length === 0)
+      fail(attempt, `reported committed (HTTP ${attempt.status}) but etcd never held it`, attempt.revision);
+    else if (
+      outcome === "committed" &&
+      attempt.revision !== undefined &&
+      !revisions.includes(attempt.revision)
+    )
+      fail(
+        attempt,
+        `reported committed at revision ${attempt.revision}, but etcd has it at ${revisions.join(", ")}`,
+      );
+    else if (outcome === "refused" && commits.length > 0)
+      fail(
+        attempt,
+        `reported refused (HTTP 409) but etcd committed it at revision ${revisions.join(", ")}`,
+        revisions[0],
+      );
+    const grouping = groupingOfRecordKey(input.layout, attempt.key);
+    for (const commit of commits) {
+      const token = tokenOf(commit.value);
+      const primary =
+        grouping === undefined ? [] : (replay.lives.get(input.layout.keys.leaderKey(grouping, 1)) ?? []);
+      const office = primary.find((life) => life.createRevision === token);
+      if (!office || !covers(office, commit.revision))
+        fail(
+          attempt,
+          `committed at ${commit.revision} under token ${token}, but the primary key then had another create revision`,
+          commit.revision,
+        );
+    }
+  }
+  return violations;
+}
+
+/** Milliseconds of [from, to] covered by the impairments that concern `node` (or everyone). */
+function impairedMs(
+  from: number,
+  to: number,
+  node: string | undefined,
+  impairments: readonly Impairment[],
+): number {
+  const spans = impairments
+    .filter((i) => i.node === undefined || i.node === node)
+    .map((i) => [Math.max(from, i.from), Math.min(to, i.to)] as const)
+    .filter(([a, b]) => b > a)
+    .sort((x, y) => x[0] - y[0]);
+  let covered = 0;
+  let reached = from;
+  for (const [a, b] of spans) {
+    const start = Math.max(a, reached);
+    if (b > start) covered += b - start;
+    reached = Math.max(reached, b);
+  }
+  return covered;
+}
+
+/**
+ * A vacant primary seat with a live backup lasts at most TTL (the backup's lease may need that to
+ * be seen valid) + the re-read interval (a missed delete is found by the next re-read) + grace.
+ */
+function measureVacancies(
+  input: CheckInput,
+  replay: Replay,
+): { vacancies: Vacancy[]; violations: Violation[] } {
+  const timing = input.vacancy;
+  if (!timing) return { vacancies: [], violations: [] };
+  const lastSeen = Math.max(0, ...replay.revisionTimes.values());
+  const endedAt = timing.endedAt ?? lastSeen;
+  const boundMs = timing.ttlMs + (timing.rereadMs ?? timing.ttlMs) + (timing.graceMs ?? VACANCY_GRACE_MS);
+  const vacancies: Vacancy[] = [];
+  const violations: Violation[] = [];
+  for (const v of replay.vacancies) {
+    if (v.from >= endedAt) continue;
+    const to = Math.min(v.to ?? endedAt, endedAt);
+    const ms = to - v.from - impairedMs(v.from, to, v.backup, input.impairments ?? []);
+    vacancies.push({
+      grouping: v.grouping,
+      fromRevision: v.fromRevision,
+      toRevision: v.toRevision,
+      ms,
+      backup: v.backup,
+    });
+    if (ms > boundMs)
+      violations.push({
+        rule: "vacancy",
+        revision: v.fromRevision,
+        node: v.backup,
+        message: `grouping ${v.grouping}: primary seat vacant with backup ${v.backup} held for ${Math.round(ms)} ms from revision ${v.fromRevision}${v.toRevision === undefined ? " (still vacant at the end)" : ` to ${v.toRevision}`}; bound ${boundMs} ms`,
+      });
+  }
+  return { vacancies, violations };
+}
+
+/** One stretch in which a node acted as its grouping's primary, on the shared monotonic clock (ms). */
+interface PrimaryTerm {
+  node: string;
+  grouping: number;
+  from: number;
+  to: number;
+}
+
+const monoMs = (record: HistoryRecord) => Number(record.mono) / 1e6;
+
+/**
+ * Per node: from entering primary until it leaves primary or its local deadline passes, whichever
+ * comes first. The deadline is the latest one the node recorded while primary (a keepalive may
+ * have extended it since it entered).
+ */
+export function primaryTerms(layout: ClusterLayout, histories: readonly HistoryRecord[]): PrimaryTerm[] {
+  const byNode = new Map<string, HistoryRecord[]>();
+  for (const r of histories) byNode.set(r.node, [...(byNode.get(r.node) ?? []), r]);
+  const terms: PrimaryTerm[] = [];
+  for (const [node, records] of byNode) {
+    records.sort((a, b) => (BigInt(a.mono) < BigInt(b.mono) ? -1 : BigInt(a.mono) > BigInt(b.mono) ? 1 : 0));
+    let open: { grouping: number; from: number; deadline: number } | undefined;
+    for (const r of records) {
+      const at = monoMs(r);
+      if (open && r.kind === "transition" && r.role !== "primary") {
+        terms.push({ node, grouping: open.grouping, from: open.from, to: Math.min(at, open.deadline) });
+        open = undefined;
+      } else if (open && r.deadlineMs !== undefined) {
+        open.deadline = Math.max(open.deadline, at + r.deadlineMs);
+      } else if (
+        !open &&
+        r.kind === "transition" &&
+        r.role === "primary" &&
+        r.id !== undefined &&
+        layout.isNodeId(r.id)
+      ) {
+        open = { grouping: layout.groupingOfNode(r.id), from: at, deadline: at + (r.deadlineMs ?? 0) };
+      }
+    }
+    if (open) terms.push({ node, grouping: open.grouping, from: open.from, to: open.deadline });
+  }
+  return terms;
+}
+
+/** No two nodes act as primary of one grouping at overlapping times. */
+function checkPrimaryOverlap(layout: ClusterLayout, histories: readonly HistoryRecord[]): Violation[] {
+  const terms = primaryTerms(layout, histories).filter((t) => t.to > t.from);
+  const violations: Violation[] = [];
+  for (let i = 0; i < terms.length; i++)
+    for (let j = i + 1; j < terms.length; j++) {
+      const [a, b] = [terms[i], terms[j]];
+      if (!a || !b || a.node === b.node || a.grouping !== b.grouping) continue;
+      const overlap = Math.min(a.to, b.to) - Math.max(a.from, b.from);
+      if (overlap > 0)
+        violations.push({
+          rule: "overlap",
+          node: b.node,
+          message: `grouping ${a.grouping}: ${a.node} and ${b.node} both acted as primary for ${overlap.toFixed(1)} ms`,
+        });
+    }
+  return violations;
+}
+
+/** Checks the observer's events, the nodes' histories and what the harness saw against the safety rules. */
 export function checkHistory(input: CheckInput): CheckReport {
   const resignedTokens = new Set(
     leaderRecords(input.histories).flatMap((r) =>
@@ -495,6 +861,7 @@ export function checkHistory(input: CheckInput): CheckReport {
   );
   const replay = new Replay(input.layout, input.foreignRevisions ?? new Set(), resignedTokens);
   replay.run(input.events);
+  const vacancy = measureVacancies(input, replay);
   const violations = [
     ...replay.violations,
     ...checkFencing(input, replay),
@@ -502,11 +869,17 @@ export function checkHistory(input: CheckInput): CheckReport {
     ...checkDeadlines(input.histories),
     ...checkIdentities(input, replay),
     ...checkDeaths(input, replay),
+    ...checkExits(input.processes ?? []),
+    ...(input.finalMembership ? checkFinalMembership(input.finalMembership) : []),
+    ...checkWrites(input, replay),
+    ...vacancy.violations,
+    ...checkPrimaryOverlap(input.layout, input.histories),
   ];
   return {
     ok: violations.length === 0,
     violations,
     failovers: replay.failovers,
+    vacancies: vacancy.vacancies,
     counts: {
       events: input.events.length,
       revisions: replay.revisionTimes.size,
