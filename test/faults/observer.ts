@@ -36,8 +36,10 @@ function keyValueOf(kv: IKeyValue): ObservedKeyValue {
 
 /**
  * Watches every key from revision 1 with previous values, and keeps each event with its revision
- * and receive time, in memory and as JSON lines. etcd3 resumes the watch from the last revision
- * it saw after a reconnect, so member kills lose nothing.
+ * and receive time, in memory and as JSON lines. etcd3 resumes a watch from the header revision of
+ * the last reply, which a catch-up reply sets ahead of events still to come, so the observer sets
+ * the resume revision itself, from the last event it kept, whenever the watch disconnects; events
+ * at or below that revision are dropped as duplicates. `verify` checks the result against etcd.
  */
 export class Observer {
   readonly events: ObservedEvent[] = [];
@@ -49,9 +51,14 @@ export class Observer {
     readonly file: string,
   ) {
     this.fd = openSync(file, "a");
+    watcher.on("disconnected", () => {
+      watcher.request.start_revision = String(this.lastRevision + 1);
+    });
     watcher.on("data", (res) => {
       const receivedAt = Date.now();
+      const seen = this.lastRevision;
       for (const event of res.events) {
+        if (Number(event.kv.mod_revision) <= seen) continue;
         const observed: ObservedEvent = {
           ...keyValueOf(event.kv),
           revision: Number(event.kv.mod_revision),
@@ -85,6 +92,31 @@ export class Observer {
       () => this.lastRevision >= current,
       timeoutMs,
     );
+  }
+
+  /**
+   * Replays the kept events and compares the result with etcd's current key space (read at the
+   * revision the events reached): a lost event would leave the replay different. Returns the
+   * differences, empty when the observer saw everything.
+   */
+  async verify(client: Etcd3): Promise<string[]> {
+    const revision = this.lastRevision;
+    const read = await client.getAll().prefix("").revision(String(revision)).exec();
+    const replayed = new Map<string, number>();
+    for (const event of [...this.events].sort((a, b) => a.revision - b.revision)) {
+      if (event.type === "put") replayed.set(event.key, event.modRevision);
+      else replayed.delete(event.key);
+    }
+    const differences: string[] = [];
+    for (const kv of read.kvs) {
+      const key = kv.key.toString();
+      if (replayed.get(key) !== Number(kv.mod_revision))
+        differences.push(`${key}: etcd has mod revision ${kv.mod_revision}, replay ${replayed.get(key)}`);
+      replayed.delete(key);
+    }
+    for (const [key, modRevision] of replayed)
+      differences.push(`${key}: replay has mod revision ${modRevision}, etcd has no such key`);
+    return differences;
   }
 
   async stop(): Promise<void> {

@@ -31,6 +31,11 @@ export interface EtcdMember {
   kill(): Promise<void>;
   /** Stop if running, start again on the same data dir, wait for /health. */
   restart(): Promise<void>;
+  /** SIGSTOP: the process stays, holds its ports and answers nothing until resume(). */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
+  readonly paused: boolean;
   /** The last ~200 lines of the member's stderr and stdout. */
   logs(): string;
 }
@@ -43,6 +48,15 @@ export interface EtcdCluster {
   client(options?: Partial<IOptions>): Etcd3;
   /** Index in `members` of the current raft leader; waits for an election to settle. */
   leaderIndex(timeoutMs?: number): Promise<number>;
+  /**
+   * Compacts the key-value history to the current revision, or to `atMost` when that is lower (a
+   * watcher that must not lose events passes the revision it has seen); returns the revision.
+   */
+  compact(atMost?: number): Promise<number>;
+  /** Stops every running member (leader last); their data dirs stay for startAll(). */
+  stopAll(): Promise<void>;
+  /** Starts every stopped member again on its data dir together (one alone has no quorum); waits for /health. */
+  startAll(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -57,6 +71,7 @@ const POLL_INTERVAL_MS = 50;
 const PEER_LOSS_NOTICE_MS = 300;
 const HTTP_TIMEOUT_MS = 500;
 const CLIENT_DIAL_TIMEOUT_MS = 2_000;
+const CALL_DEADLINE_MS = 5_000;
 
 const liveChildren = new Set<ChildProcess>();
 const liveRootDirs = new Set<string>();
@@ -174,6 +189,7 @@ interface ClusterSpec {
 class Member implements EtcdMember {
   private child: ChildProcess | undefined;
   private alive = false;
+  private stopped = false;
   private exited: Promise<void> = Promise.resolve();
   private readonly output = new LineRing(LOG_LINES_KEPT);
 
@@ -206,6 +222,10 @@ class Member implements EtcdMember {
     return this.alive;
   }
 
+  get paused(): boolean {
+    return this.alive && this.stopped;
+  }
+
   start(state: "new" | "existing"): void {
     if (this.alive) {
       throw new Error(`etcd member ${this.name} is already running`);
@@ -214,6 +234,7 @@ class Member implements EtcdMember {
     liveChildren.add(child);
     this.child = child;
     this.alive = true;
+    this.stopped = false;
     child.stdout?.on("data", (chunk: Buffer) => this.output.write(chunk));
     child.stderr?.on("data", (chunk: Buffer) => this.output.write(chunk));
     this.exited = new Promise((resolve) => {
@@ -244,6 +265,17 @@ class Member implements EtcdMember {
     await waitForHealth([this]);
   }
 
+  pause(): void {
+    if (!this.alive) throw new Error(`etcd member ${this.name} is not running, so it cannot be paused`);
+    this.child?.kill("SIGSTOP");
+    this.stopped = true;
+  }
+
+  resume(): void {
+    if (this.alive) this.child?.kill("SIGCONT");
+    this.stopped = false;
+  }
+
   logs(): string {
     return this.output.text();
   }
@@ -268,6 +300,8 @@ class Member implements EtcdMember {
     if (!this.alive || child === undefined) {
       return;
     }
+    // A stopped process would hold SIGTERM until continued.
+    this.resume();
     child.kill(signal);
     const escalation = setTimeout(() => child.kill("SIGKILL"), STOP_GRACE_MS);
     try {
@@ -295,9 +329,14 @@ class Member implements EtcdMember {
   }
 }
 
+/** Unary calls get a deadline; watch streams live on. */
+export const withDeadline: NonNullable<IOptions["defaultCallOptions"]> = (context) =>
+  context.isStream ? {} : { deadline: new Date(Date.now() + CALL_DEADLINE_MS) };
+
 class Cluster implements EtcdCluster {
   readonly endpoints: string[];
   private readonly clients = new Set<Etcd3>();
+  private compactor: Etcd3 | undefined;
 
   constructor(
     readonly rootDir: string,
@@ -326,11 +365,32 @@ class Cluster implements EtcdCluster {
     }
   }
 
+  async compact(atMost = Number.POSITIVE_INFINITY): Promise<number> {
+    this.compactor ??= this.client({ defaultCallOptions: withDeadline });
+    const current = Number((await this.compactor.get("\0").exec()).header.revision);
+    const revision = Math.min(current, atMost);
+    await this.compactor.kv.compact({ revision: String(revision), physical: false });
+    return revision;
+  }
+
+  async stopAll(): Promise<void> {
+    await this.stopMembersLeaderLast();
+  }
+
+  async startAll(): Promise<void> {
+    const stopped = this.members.filter((member) => !member.running);
+    for (const member of stopped) {
+      member.start("existing");
+    }
+    await waitForHealth(stopped);
+  }
+
   async stop(): Promise<void> {
     for (const client of this.clients) {
       client.close();
     }
     this.clients.clear();
+    this.compactor = undefined;
     await this.stopMembersLeaderLast();
     await rm(this.rootDir, { recursive: true, force: true });
     liveRootDirs.delete(this.rootDir);
