@@ -90,3 +90,94 @@ describe("TcpProxy modes", () => {
     expect(proxy.connections).toBe(0);
   });
 });
+
+/** An HTTP/2 frame: 9-byte header (length, type, flags, stream) and payload. */
+function http2Frame(type: number, streamId: number, payload: string): Buffer {
+  const body = Buffer.from(payload);
+  const header = Buffer.alloc(9);
+  header.writeUIntBE(body.length, 0, 3);
+  header[3] = type;
+  header.writeUInt32BE(streamId, 5);
+  return Buffer.concat([header, body]);
+}
+
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+const DATA = 0;
+const HEADERS = 1;
+
+describe("TcpProxy drop-reply", () => {
+  let upstream: Server;
+  let upstreamReceived: string;
+  let frameProxy: TcpProxy;
+  const sockets: Socket[] = [];
+
+  beforeEach(async () => {
+    upstreamReceived = "";
+    // Answers each request "req-N" (a DATA frame on stream N) with a HEADERS frame "reply-N" on stream N.
+    upstream = createServer((socket) => {
+      socket.write(http2Frame(4, 0, "")); // SETTINGS, as an HTTP/2 server starts
+      socket.on("data", (chunk) => {
+        upstreamReceived += chunk.toString();
+        for (const [, n] of chunk.toString().matchAll(/req-(\d+)/g))
+          socket.write(http2Frame(HEADERS, Number(n), `reply-${n}`));
+      });
+      socket.on("error", () => undefined);
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    const address = upstream.address();
+    if (address === null || typeof address === "string") throw new Error("no port");
+    frameProxy = await TcpProxy.forEndpoint(`http://127.0.0.1:${address.port}`);
+  });
+
+  afterEach(async () => {
+    for (const socket of sockets.splice(0)) socket.destroy();
+    await frameProxy.close();
+    upstream.close();
+  });
+
+  async function http2Client(): Promise<{ socket: Socket; seen: () => string; closed: Promise<void> }> {
+    const socket = connect(frameProxy.port, "127.0.0.1");
+    sockets.push(socket);
+    let seen = "";
+    socket.on("data", (chunk) => {
+      seen += chunk.toString();
+    });
+    socket.on("error", () => undefined);
+    const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+    socket.write(HTTP2_PREFACE);
+    return { socket, seen: () => seen, closed };
+  }
+
+  test("forwards the matching request, drops its reply, closes that connection, then passes again", async () => {
+    const first = await http2Client();
+    first.socket.write(http2Frame(DATA, 1, "req-1 other"));
+    await waitUntil("the reply to an unmatched request", () => first.seen().includes("reply-1"));
+
+    frameProxy.setMode("drop-reply", { match: "key-x" });
+    first.socket.write(http2Frame(DATA, 3, "req-3 other"));
+    await waitUntil("the reply to a request that does not match", () => first.seen().includes("reply-3"));
+    first.socket.write(http2Frame(DATA, 5, "req-5 key-x"));
+    await first.closed;
+    expect(upstreamReceived).toContain("req-5 key-x");
+    expect(first.seen()).not.toContain("reply-5");
+    expect(frameProxy.repliesDropped).toBe(1);
+    expect(frameProxy.mode).toBe("pass");
+
+    const second = await http2Client();
+    second.socket.write(http2Frame(DATA, 1, "req-7 key-x"));
+    await waitUntil("the reply on a new connection", () => second.seen().includes("reply-7"));
+    expect(frameProxy.repliesDropped).toBe(1);
+  });
+
+  test("without a match, the next request of any connection has its reply dropped", async () => {
+    const client = await http2Client();
+    frameProxy.setMode("drop-reply");
+    client.socket.write(http2Frame(DATA, 1, "req-1"));
+    await client.closed;
+    expect(upstreamReceived).toContain("req-1");
+    expect(client.seen()).not.toContain("reply-1");
+    expect(frameProxy.repliesDropped).toBe(1);
+    expect(frameProxy.connectionsClosed).toBe(1);
+  });
+});

@@ -6,12 +6,72 @@ import { connect, createServer, type Server, type Socket } from "node:net";
  * delay: bytes flow both ways, each chunk `delayMs` after it arrived, in order.
  * stall-upstream: client→upstream bytes are held (not lost) while upstream→client bytes flow;
  * stall-downstream: the reverse. Held bytes are released, in order, once the direction flows again.
+ * drop-reply: a lost reply, once. Bytes flow as in pass until a client sends a request (an
+ * HTTP/2 DATA frame; with `match`, one whose payload contains `match`). That request reaches
+ * etcd, but from then on nothing more reaches the client on that connection, and the connection
+ * is destroyed as soon as etcd starts answering that request (or after `dropReplyTimeoutMs`):
+ * the client sees UNAVAILABLE for a request that etcd received and applied. The mode then
+ * returns to pass, so a retry on a new connection goes through. `repliesDropped` counts them.
  */
-export type ProxyMode = "pass" | "blackhole" | "reset" | "delay" | "stall-upstream" | "stall-downstream";
+export type ProxyMode =
+  | "pass"
+  | "blackhole"
+  | "reset"
+  | "delay"
+  | "stall-upstream"
+  | "stall-downstream"
+  | "drop-reply";
 
 export interface ProxyModeOptions {
   /** For `delay`: how long each chunk is held, in milliseconds. */
   delayMs?: number;
+  /** For `drop-reply`: only a request whose bytes contain this (e.g. a key name) has its reply dropped. */
+  match?: string | Buffer;
+  /** For `drop-reply`: destroy the connection after this long even if etcd has not answered (default 5 s). */
+  dropReplyTimeoutMs?: number;
+}
+
+const HTTP2_CLIENT_PREFACE_BYTES = 24;
+const HTTP2_FRAME_HEADER_BYTES = 9;
+const HTTP2_DATA = 0;
+const HTTP2_HEADERS = 1;
+const HTTP2_RST_STREAM = 3;
+const DEFAULT_DROP_REPLY_TIMEOUT_MS = 5_000;
+
+interface Http2Frame {
+  type: number;
+  streamId: number;
+  payload: Buffer;
+}
+
+/** Splits one direction of an HTTP/2 connection into whole frames, across chunk boundaries. */
+class Http2FrameReader {
+  private pending = Buffer.alloc(0);
+
+  constructor(private prefaceLeft: number) {}
+
+  /** The frames that this chunk completes. */
+  push(chunk: Buffer): Http2Frame[] {
+    let data = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    if (this.prefaceLeft > 0) {
+      const skipped = Math.min(this.prefaceLeft, data.length);
+      data = data.subarray(skipped);
+      this.prefaceLeft -= skipped;
+    }
+    const frames: Http2Frame[] = [];
+    while (data.length >= HTTP2_FRAME_HEADER_BYTES) {
+      const end = HTTP2_FRAME_HEADER_BYTES + data.readUIntBE(0, 3);
+      if (data.length < end) break;
+      frames.push({
+        type: data[3] ?? -1,
+        streamId: data.readUInt32BE(5) & 0x7fffffff,
+        payload: data.subarray(HTTP2_FRAME_HEADER_BYTES, end),
+      });
+      data = data.subarray(end);
+    }
+    this.pending = Buffer.from(data);
+    return frames;
+  }
 }
 
 type Direction = "upstream" | "downstream";
@@ -66,6 +126,11 @@ interface Pair {
   client: Socket;
   upstream: Socket;
   pipes: Pipe[];
+  requests: Http2FrameReader;
+  replies: Http2FrameReader;
+  /** The HTTP/2 stream whose reply is being dropped; nothing reaches the client any more. */
+  droppingReplyTo?: number;
+  dropTimer?: NodeJS.Timeout;
 }
 
 /** A TCP proxy on a free loopback port in front of one upstream `host:port`. */
@@ -74,7 +139,15 @@ export class TcpProxy {
   private readonly pairs = new Set<Pair>();
   private currentMode: ProxyMode = "pass";
   private currentDelayMs = 0;
+  private dropReplyMatch: Buffer | undefined;
+  private dropReplyTimeoutMs = DEFAULT_DROP_REPLY_TIMEOUT_MS;
   port = 0;
+  /** Client connections accepted so far. */
+  connectionsAccepted = 0;
+  /** Client connections closed so far, by either side or by the proxy. */
+  connectionsClosed = 0;
+  /** Requests whose reply `drop-reply` dropped (their connection destroyed). */
+  repliesDropped = 0;
 
   constructor(
     private readonly upstreamHost: string,
@@ -122,24 +195,77 @@ export class TcpProxy {
   }
 
   private accept(client: Socket): void {
+    this.connectionsAccepted += 1;
     if (this.currentMode === "reset") {
+      this.connectionsClosed += 1;
       client.destroy();
       return;
     }
     const upstream = connect(this.upstreamPort, this.upstreamHost);
     const toUpstream = new Pipe("upstream", upstream, this);
     const toClient = new Pipe("downstream", client, this);
-    const pair: Pair = { client, upstream, pipes: [toUpstream, toClient] };
+    const pair: Pair = {
+      client,
+      upstream,
+      pipes: [toUpstream, toClient],
+      requests: new Http2FrameReader(HTTP2_CLIENT_PREFACE_BYTES),
+      replies: new Http2FrameReader(0),
+    };
     this.pairs.add(pair);
-    client.on("data", (chunk: Buffer) => toUpstream.push(chunk));
-    upstream.on("data", (chunk: Buffer) => toClient.push(chunk));
+    client.on("data", (chunk: Buffer) => {
+      this.noticeRequest(pair, chunk);
+      toUpstream.push(chunk);
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      if (!this.dropsReply(pair, chunk)) toClient.push(chunk);
+    });
     const close = () => this.destroy(pair);
     client.on("error", close).on("close", close);
     upstream.on("error", close).on("close", close);
   }
 
+  /** In `drop-reply`, picks the first request that matches; from then on its connection's replies are dropped. */
+  private noticeRequest(pair: Pair, chunk: Buffer): void {
+    const frames = pair.requests.push(chunk);
+    if (this.currentMode !== "drop-reply" || pair.droppingReplyTo !== undefined) return;
+    const match = this.dropReplyMatch;
+    const request = frames.find(
+      (f) =>
+        f.type === HTTP2_DATA &&
+        f.streamId !== 0 &&
+        f.payload.length > 0 &&
+        (match === undefined || f.payload.includes(match)),
+    );
+    if (request === undefined) return;
+    pair.droppingReplyTo = request.streamId;
+    pair.dropTimer = setTimeout(() => this.destroyForDroppedReply(pair), this.dropReplyTimeoutMs);
+    this.currentMode = "pass";
+  }
+
+  /** True when `chunk` must not reach the client; destroys the connection once etcd answers the request. */
+  private dropsReply(pair: Pair, chunk: Buffer): boolean {
+    const frames = pair.replies.push(chunk);
+    const stream = pair.droppingReplyTo;
+    if (stream === undefined) return false;
+    const answered = frames.some(
+      (f) =>
+        f.streamId === stream &&
+        (f.type === HTTP2_DATA || f.type === HTTP2_HEADERS || f.type === HTTP2_RST_STREAM),
+    );
+    if (answered) this.destroyForDroppedReply(pair);
+    return true;
+  }
+
+  private destroyForDroppedReply(pair: Pair): void {
+    if (!this.pairs.has(pair)) return;
+    this.repliesDropped += 1;
+    this.destroy(pair);
+  }
+
   private destroy(pair: Pair): void {
-    this.pairs.delete(pair);
+    if (!this.pairs.delete(pair)) return;
+    this.connectionsClosed += 1;
+    clearTimeout(pair.dropTimer);
     for (const pipe of pair.pipes) pipe.dispose();
     pair.client.destroy();
     pair.upstream.destroy();
@@ -148,6 +274,10 @@ export class TcpProxy {
   setMode(mode: ProxyMode, options: ProxyModeOptions = {}): void {
     this.currentMode = mode;
     if (options.delayMs !== undefined) this.currentDelayMs = options.delayMs;
+    if (mode === "drop-reply") {
+      this.dropReplyMatch = options.match === undefined ? undefined : Buffer.from(options.match);
+      this.dropReplyTimeoutMs = options.dropReplyTimeoutMs ?? DEFAULT_DROP_REPLY_TIMEOUT_MS;
+    }
     if (mode === "reset") {
       for (const pair of [...this.pairs]) this.destroy(pair);
       return;
