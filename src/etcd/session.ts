@@ -2,13 +2,20 @@ import { performance } from "node:perf_hooks";
 import { type Etcd3, EtcdLeaseInvalidError, type Lease } from "etcd3";
 import { BehaviorSubject, distinctUntilChanged, type Observable, Subject } from "rxjs";
 import type { Logger } from "../logging.js";
+import { type Backoff, backoffDelay, deadlineIn } from "./outcome.js";
 
 export interface SessionOptions {
   ttlSeconds: number;
   keepaliveIntervalMs: number;
   /** Safety margin taken off the local deadline; defaults to max(200 ms, 10% of the TTL). */
   marginMs?: number;
+  /** Deadline of the lease grant and of the revoke; defaults to TTL − margin (a later grant would be born expired). */
+  callTimeoutMs?: number;
 }
+
+/** The shortest wait before a keepalive retry, and the first retry's upper bound (doubled per failure, up to the interval). */
+const RETRY_MIN_MS = 50;
+const RETRY_BASE_MS = 100;
 
 /**
  * `valid`: a keepalive was acknowledged recently enough that etcd cannot have expired the lease.
@@ -34,8 +41,14 @@ export class EtcdSession {
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Keepalives failed in a row; sets the retry backoff. */
+  private failures = 0;
+  private attempts = 0;
   readonly marginMs: number;
-  /** Round-trip time of every acknowledged keepalive, in milliseconds. */
+  /**
+   * Round-trip time of every acknowledged keepalive, in milliseconds; emitted once the deadline
+   * has moved, so `remainingMs()` read then already counts it.
+   */
   readonly keepaliveRoundTrips$ = new Subject<number>();
 
   private constructor(
@@ -46,7 +59,7 @@ export class EtcdSession {
     private readonly log: Logger,
   ) {
     this.leaseId = leaseId;
-    this.marginMs = options.marginMs ?? Math.max(200, options.ttlSeconds * 100);
+    this.marginMs = marginOf(options);
     this.validUntil = grantSentAt + options.ttlSeconds * 1000 - this.marginMs;
     this.healthSubject = new BehaviorSubject<SessionHealth>("valid");
     this.armDeadline();
@@ -55,10 +68,18 @@ export class EtcdSession {
 
   static async open(client: Etcd3, options: SessionOptions, log: Logger): Promise<EtcdSession> {
     const sentAt = monotonicNow();
-    const lease = client.lease(options.ttlSeconds, { autoKeepAlive: false });
+    const lease = client.lease(options.ttlSeconds, {
+      autoKeepAlive: false,
+      ...deadlineIn(callTimeoutOf(options)),
+    });
     lease.on("lost", () => undefined); // loss is tracked by our own deadline and keepalive results
     const leaseId = await lease.grant();
     return new EtcdSession(lease, String(leaseId), sentAt, options, log);
+  }
+
+  /** Keepalives sent so far, acknowledged or not. */
+  get keepaliveAttempts(): number {
+    return this.attempts;
   }
 
   get health$(): Observable<SessionHealth> {
@@ -102,10 +123,24 @@ export class EtcdSession {
 
   /**
    * The next keepalive goes out after the interval, or sooner when less validity is left than the
-   * interval would leave room for (a slow grant, a slow acknowledgement): a third of what is left.
+   * interval would leave room for (a slow grant, a slow acknowledgement): a third of what is left,
+   * but never sooner than RETRY_MIN_MS.
    */
   private nextKeepaliveDelay(): number {
-    return Math.max(0, Math.min(this.options.keepaliveIntervalMs, this.remainingMs() / 3));
+    return Math.max(RETRY_MIN_MS, Math.min(this.options.keepaliveIntervalMs, this.remainingMs() / 3));
+  }
+
+  /**
+   * After a failure: exponential backoff with full jitter, from RETRY_MIN_MS up to the interval,
+   * before and after the local deadline alike, so an unreachable etcd is not polled in a loop.
+   */
+  private retryDelay(): number {
+    const backoff: Backoff = {
+      minMs: RETRY_MIN_MS,
+      baseMs: RETRY_BASE_MS,
+      maxMs: Math.max(RETRY_MIN_MS, this.options.keepaliveIntervalMs),
+    };
+    return backoffDelay(this.failures - 1, backoff);
   }
 
   private scheduleKeepalive(delayMs = this.nextKeepaliveDelay()): void {
@@ -115,18 +150,20 @@ export class EtcdSession {
 
   private async keepalive(): Promise<void> {
     const sentAt = monotonicNow();
+    this.attempts += 1;
     try {
-      const res = await this.lease.keepaliveOnce({
-        // A slow acknowledgement still counts (a loaded process or etcd), but not so late that no
-        // retry on a fresh stream fits before the local deadline.
-        deadline: new Date(Date.now() + Math.max(this.options.keepaliveIntervalMs, this.remainingMs() / 2)),
-      });
+      // A slow acknowledgement still counts (a loaded process or etcd), but not so late that no
+      // retry on a fresh stream fits before the local deadline.
+      const res = await this.lease.keepaliveOnce(
+        deadlineIn(Math.max(this.options.keepaliveIntervalMs, this.remainingMs() / 2)),
+      );
       if (this.closed) return;
       const ttl = Number(res.TTL);
       if (ttl <= 0) throw new EtcdLeaseInvalidError(this.leaseId);
-      this.keepaliveRoundTrips$.next(monotonicNow() - sentAt);
+      this.failures = 0;
       this.validUntil = Math.max(this.validUntil, sentAt + ttl * 1000 - this.marginMs);
       this.armDeadline();
+      this.keepaliveRoundTrips$.next(monotonicNow() - sentAt);
       if (monotonicNow() < this.validUntil) this.setHealth("valid");
       this.scheduleKeepalive();
     } catch (err) {
@@ -136,9 +173,15 @@ export class EtcdSession {
         this.markLost();
         return;
       }
-      this.log.debug("keepalive failed, retrying", { lease: this.leaseId, error: String(err) });
-      // Retry sooner than the interval: the deadline is what matters now.
-      this.scheduleKeepalive(Math.min(this.nextKeepaliveDelay(), 250));
+      this.failures += 1;
+      const delayMs = this.retryDelay();
+      this.log.debug("keepalive failed, retrying", {
+        lease: this.leaseId,
+        failures: this.failures,
+        retryInMs: Math.round(delayMs),
+        error: String(err),
+      });
+      this.scheduleKeepalive(delayMs);
     }
   }
 
@@ -159,7 +202,7 @@ export class EtcdSession {
   async revoke(): Promise<void> {
     this.stopTimers();
     try {
-      await this.lease.revoke();
+      await this.lease.revoke(deadlineIn(callTimeoutOf(this.options)));
     } finally {
       this.markLost();
     }
@@ -170,4 +213,12 @@ export class EtcdSession {
     this.lease.release();
     this.markLost();
   }
+}
+
+function marginOf(options: SessionOptions): number {
+  return options.marginMs ?? Math.max(200, options.ttlSeconds * 100);
+}
+
+function callTimeoutOf(options: SessionOptions): number {
+  return options.callTimeoutMs ?? Math.max(RETRY_MIN_MS, options.ttlSeconds * 1000 - marginOf(options));
 }
