@@ -5,15 +5,21 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import type { Etcd3 } from "etcd3";
 import yaml from "js-yaml";
-import { ClusterLayout } from "../../src/config/index.js";
+import { type ClusterConfig, ClusterLayout } from "../../src/config/index.js";
 import { type ClusterStatus, readClusterStatus } from "../../src/runtime/clusterStatus.js";
 import { SEED_CONFIG } from "../support/clusterNodes.js";
-import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
+import { type EtcdCluster, startEtcd, withDeadline } from "../support/etcdCluster.js";
 import { waitUntil } from "../support/waitUntil.js";
-import { type CheckReport, checkHistory } from "./historyChecker.js";
-import { NodeProcess } from "./nodeProcess.js";
+import {
+  type CheckReport,
+  checkHistory,
+  type FinalMembership,
+  type Impairment,
+  type WriteAttempt,
+} from "./historyChecker.js";
+import { NodeProcess, type NodeProcessOptions } from "./nodeProcess.js";
 import { Observer } from "./observer.js";
-import type { FaultRow } from "./summary.js";
+import { appendRow, type FaultRow } from "./summary.js";
 
 export const TTL_SECONDS = 2;
 export const TTL_MS = TTL_SECONDS * 1000;
@@ -22,6 +28,8 @@ export const FAULT_CONFIG = { ...SEED_CONFIG, groups: 3 };
 export const FAULT_LAYOUT = new ClusterLayout(FAULT_CONFIG);
 
 const RESULTS_DIR = fileURLToPath(new URL("./results", import.meta.url));
+/** Keys the scenario writes itself to make revisions (before a compaction, say); no node reads them. */
+export const NEMESIS_PREFIX = "nemesis/";
 const SETTLE_TIMEOUT_MS = 30_000;
 const QUIET_MS = TTL_MS + 500;
 
@@ -32,21 +40,42 @@ export interface Trial {
   endRevision: number;
 }
 
+/** The leaders of one grouping; `backup` is missing only when the grouping has one member. */
+export interface Leaders {
+  primary: NodeProcess;
+  backup?: NodeProcess;
+}
+
 export interface Settled {
   status: ClusterStatus;
+  /** Grouping 0's primary and backup. */
   primary: NodeProcess;
   backup: NodeProcess;
+  /** Every grouping's leaders, by grouping (undefined for a grouping without members). */
+  leaders: (Leaders | undefined)[];
+}
+
+export interface FaultClusterOptions {
+  nodes?: number;
+  config?: ClusterConfig;
+  /** `serve`: every process is the example server (fenced writes over HTTP) beside its node. */
+  command?: "node" | "serve";
 }
 
 /**
  * A three-member etcd, an observer of its whole key space from revision 1, and `rdeebee-cluster
- * node` processes of one grouping, each behind its own proxies and writing its own history.
+ * node` (or `serve`) processes, each behind its own proxies and writing its own history. The
+ * scenario records what the checker needs beyond that: fenced writes and their answers, and the
+ * spans in which it impaired etcd or a node on purpose.
  */
 export class FaultCluster {
   readonly nodes: NodeProcess[] = [];
   readonly foreignRevisions = new Set<number>();
   readonly trials: Trial[] = [];
+  readonly writes: WriteAttempt[] = [];
+  readonly impairments: Impairment[] = [];
   readonly configPath: string;
+  readonly layout: ClusterLayout;
   private spawned = 0;
 
   private constructor(
@@ -55,17 +84,22 @@ export class FaultCluster {
     readonly client: Etcd3,
     readonly observer: Observer,
     readonly dir: string,
+    private readonly options: FaultClusterOptions,
   ) {
+    const config = options.config ?? FAULT_CONFIG;
+    this.layout = new ClusterLayout(config);
     this.configPath = join(dir, "config.yaml");
-    writeFileSync(this.configPath, yaml.dump(FAULT_CONFIG));
+    writeFileSync(this.configPath, yaml.dump(config));
   }
 
-  static async start(name: string, nodeCount = 4): Promise<FaultCluster> {
+  static async start(name: string, options: FaultClusterOptions | number = {}): Promise<FaultCluster> {
+    const opts = typeof options === "number" ? { nodes: options } : options;
+    const nodeCount = opts.nodes ?? 4;
     const dir = mkdtempSync(join(tmpdir(), "rdeebee-faults-"));
     const etcd = await startEtcd({ members: 3, name: "faults" });
-    const client = etcd.client();
+    const client = etcd.client({ defaultCallOptions: withDeadline });
     const observer = await Observer.start(client, join(dir, "observer.jsonl"));
-    const cluster = new FaultCluster(name, etcd, client, observer, dir);
+    const cluster = new FaultCluster(name, etcd, client, observer, dir, opts);
     try {
       for (let i = 0; i < nodeCount; i++) await cluster.addNode();
       if (nodeCount >= 2) await cluster.settled();
@@ -77,7 +111,7 @@ export class FaultCluster {
     return cluster;
   }
 
-  async addNode(): Promise<NodeProcess> {
+  async addNode(beforeStart?: NodeProcessOptions["beforeStart"]): Promise<NodeProcess> {
     this.spawned += 1;
     const name = `${this.name}-${this.spawned}`;
     const node = await NodeProcess.spawn({
@@ -86,9 +120,24 @@ export class FaultCluster {
       config: this.configPath,
       historyFile: join(this.dir, `${name}.history.jsonl`),
       leaseTtlSeconds: TTL_SECONDS,
+      command: this.options.command,
+      beforeStart,
     });
     this.nodes.push(node);
     return node;
+  }
+
+  /**
+   * Runs `fault` and records its span as an impairment: of `node` (its link or process), or of etcd
+   * itself when no node is given. The checker does not count that span against a vacant seat.
+   */
+  async impair<T>(what: string, node: NodeProcess | undefined, fault: () => Promise<T>): Promise<T> {
+    const from = Date.now();
+    try {
+      return await fault();
+    } finally {
+      this.impairments.push({ from, to: Date.now(), node: node?.name, what });
+    }
   }
 
   /** Processes that run and are not paused. */
@@ -101,11 +150,11 @@ export class FaultCluster {
   }
 
   status(): Promise<ClusterStatus> {
-    return readClusterStatus(this.client, FAULT_LAYOUT);
+    return readClusterStatus(this.client, this.layout);
   }
 
   async revision(): Promise<number> {
-    return Number((await this.client.get(FAULT_LAYOUT.keys.idKey).exec()).header.revision);
+    return Number((await this.client.get(this.layout.keys.idKey).exec()).header.revision);
   }
 
   /** Waits for a settled cluster, injects a fault, and waits until it has settled again and stayed so. */
@@ -120,20 +169,29 @@ export class FaultCluster {
     return trial;
   }
 
-  /** Settled, with no etcd write for `quietMs`: the fault has played out (a lease may expire late). */
+  /**
+   * Settled, with no etcd write but the test's own for `quietMs`: the fault has played out (a
+   * lease may expire late).
+   */
   async settledAndQuiet(timeoutMs = SETTLE_TIMEOUT_MS, quietMs = QUIET_MS): Promise<Settled> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const settled = await this.settled(Math.max(0, deadline - Date.now()));
-      const revision = await this.revision();
+      const from = await this.revision();
       await sleep(quietMs);
-      if ((await this.revision()) === revision) return settled;
+      await this.observer.catchUp(this.client);
+      const written = this.observer.events.some(
+        (e) =>
+          e.revision > from && !this.foreignRevisions.has(e.revision) && !e.key.startsWith(NEMESIS_PREFIX),
+      );
+      if (!written) return settled;
     }
   }
 
   /**
-   * Waits until the grouping has a primary and a backup among the active processes, and both say
-   * so in their logs; every active process is a member once; every failed slot is advertised.
+   * Waits until every grouping with members has a primary and (with two or more) a backup among
+   * the active processes, each saying so in its log; every active process is a member once; no
+   * slot is missing.
    */
   async settled(timeoutMs = SETTLE_TIMEOUT_MS): Promise<Settled> {
     let last = "";
@@ -142,28 +200,48 @@ export class FaultCluster {
         `${this.name}: a primary, a backup and every active process a member`,
         async () => {
           const status = await this.status();
-          const leaders = status.groupings[0];
-          const primary = this.byName(leaders?.primary?.name);
-          const backup = this.byName(leaders?.backup?.name);
+          last = describeState(status, this.nodes);
           const members = status.groups.flatMap((g) => g.members.map((m) => m.name)).sort();
           const active = this.active()
             .map((n) => n.name)
             .sort();
-          last = describeState(status, this.nodes);
+          const leaders = status.groupings.map((grouping) => this.leadersOf(status, grouping));
           const settled =
-            primary?.role === "primary" &&
-            backup?.role === "backup" &&
+            leaders.every((l) => l !== false) &&
             members.join() === active.join() &&
             status.groups.every((g) => g.missing.length === 0) &&
             status.problems.length === 0;
-          return settled ? { status, primary, backup } : undefined;
+          const first = leaders[0] || undefined;
+          if (!settled || !first?.backup) return undefined;
+          return {
+            status,
+            primary: first.primary,
+            backup: first.backup,
+            leaders: leaders.map((l) => l || undefined),
+          };
         },
         timeoutMs,
         100,
       );
     } catch (err) {
-      throw new Error(`${String(err)}\nlast seen: ${last}`);
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\nlast seen: ${last}`);
     }
+  }
+
+  /** A grouping's leaders when they are in place (undefined without members); false when not. */
+  private leadersOf(
+    status: ClusterStatus,
+    grouping: ClusterStatus["groupings"][number],
+  ): Leaders | undefined | false {
+    const memberCount = status.groups
+      .filter((g) => grouping.groups.includes(g.group))
+      .reduce((sum, g) => sum + g.members.length, 0);
+    if (memberCount === 0) return grouping.primary || grouping.backup ? false : undefined;
+    const primary = this.byName(grouping.primary?.name);
+    const backup = this.byName(grouping.backup?.name);
+    if (primary?.role !== "primary") return false;
+    if (memberCount === 1) return grouping.backup ? false : { primary };
+    return backup?.role === "backup" ? { primary, backup } : false;
   }
 
   /** A write of the test's own (a planted value); its revision is excluded from attribution. */
@@ -192,15 +270,45 @@ export class FaultCluster {
     if (Number(res.deleted) > 0) this.foreignRevisions.add(Number(res.header.revision));
   }
 
-  /** Stops every process gracefully, waits for the observer, and checks the whole history. */
+  /** Every member key in etcd now, and the processes that run and are not paused. */
+  async membership(): Promise<FinalMembership> {
+    const res = await this.client.getAll().prefix(this.layout.keys.allMembersPrefix).exec();
+    const members = res.kvs.map((kv) => {
+      let name: string | undefined;
+      try {
+        const value: unknown = JSON.parse(kv.value.toString());
+        if (typeof value === "object" && value !== null && "name" in value && typeof value.name === "string")
+          name = value.name;
+      } catch {}
+      return { key: kv.key.toString(), lease: String(kv.lease), name };
+    });
+    return { members, liveNodes: this.active().map((n) => n.name) };
+  }
+
+  /**
+   * Reads the member keys, stops every process gracefully, makes sure the observer saw every
+   * revision, and checks the whole history with what the harness recorded.
+   */
   async finish(): Promise<CheckReport> {
+    const finalMembership = await this.membership();
+    const endedAt = Date.now();
     await Promise.all(this.nodes.map((n) => n.stop()));
     await this.observer.catchUp(this.client);
+    const missed = await this.observer.verify(this.client);
+    if (missed.length > 0) {
+      this.keepArtifacts();
+      throw new Error(`the observer's replay differs from etcd (an event was lost):\n${missed.join("\n")}`);
+    }
     const report = checkHistory({
-      layout: FAULT_LAYOUT,
+      layout: this.layout,
       events: this.observer.events,
       histories: this.nodes.flatMap((n) => n.history()),
       foreignRevisions: this.foreignRevisions,
+      processes: this.nodes.map((n) => n.fate()),
+      finalMembership,
+      writes: this.writes,
+      vacancy: { ttlMs: TTL_MS, endedAt },
+      impairments: this.impairments,
     });
     if (!report.ok) this.keepArtifacts();
     return report;
@@ -231,20 +339,80 @@ export class FaultCluster {
 }
 
 function describeState(status: ClusterStatus, nodes: readonly NodeProcess[]): string {
-  const leaders = status.groupings[0];
   const processes = nodes
     .filter((n) => n.running)
     .map((n) => `${n.name}=${n.role}${n.isPaused ? "(paused)" : ""}`)
     .join(" ");
   return JSON.stringify({
-    primary: leaders?.primary?.name,
-    backup: leaders?.backup?.name,
+    leaders: status.groupings.map(
+      (g) => `${g.grouping}: ${g.primary?.name ?? "-"} / ${g.backup?.name ?? "-"}`,
+    ),
     members: status.groups.flatMap((g) => g.members.map((m) => `${m.id}:${m.name}`)),
     missing: status.groups.flatMap((g) => g.missing),
     advertised: status.advertised.map((a) => a.id),
     problems: status.problems,
     processes,
   });
+}
+
+/**
+ * Runs a scenario on `cluster`, then checks the whole history and appends the summary row. When
+ * the scenario itself fails (the cluster never settles, say), the checker still runs: its
+ * violations usually say why, and they are added to the error; the row says the scenario failed.
+ */
+export async function runScenario(
+  cluster: FaultCluster,
+  fault: string,
+  rowsFile: string,
+  scenario: () => Promise<string | undefined>,
+): Promise<{ report: CheckReport; row: FaultRow }> {
+  let note: string | undefined;
+  let failure: unknown;
+  try {
+    note = await scenario();
+  } catch (err) {
+    failure = err;
+  }
+  let report: CheckReport | undefined;
+  let checkError: unknown;
+  try {
+    report = await cluster.finish();
+  } catch (err) {
+    checkError = err;
+  }
+  const failed = failure === undefined ? undefined : `scenario failed: ${firstLine(failure)}`;
+  const row = report
+    ? rowOf(fault, cluster.trials, report, [note, failed].filter(Boolean).join("; ") || undefined)
+    : {
+        ...emptyRow(fault, cluster.trials.length),
+        note: `checker could not run: ${String(checkError).split("\n")[0]}`,
+      };
+  appendRow(rowsFile, row);
+  if (failure !== undefined || !report) {
+    cluster.keepArtifacts();
+    const violations = report?.violations.map((v) => `  ${v.rule}: ${v.message}`).join("\n");
+    throw new Error(
+      `${messageOf(failure ?? checkError)}\nchecker: ${violations || (report ? "no violations" : messageOf(checkError))}`,
+    );
+  }
+  return { report, row };
+}
+
+const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
+const firstLine = (err: unknown) => messageOf(err).split("\n")[0];
+
+function emptyRow(fault: string, trials: number): FaultRow {
+  return {
+    fault,
+    trials,
+    checkerOk: false,
+    violations: 0,
+    revisions: 0,
+    leaderActions: 0,
+    primaryChanged: 0,
+    failoverMs: [],
+    gapMs: [],
+  };
 }
 
 /** The summary row of one fault: primary moves within each trial's revisions, and the checker's verdict. */

@@ -1,10 +1,12 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { NODE_SETTINGS_ENV } from "../../src/config/index.js";
 import type { HistoryRecord } from "../../src/runtime/history.js";
 import { type ProxyMode, type ProxyModeOptions, TcpProxy } from "../support/tcpProxy.js";
+import type { ProcessFate } from "./historyChecker.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const BIN = join(ROOT, "bin", "rdeebee-cluster.js");
@@ -17,6 +19,10 @@ export interface NodeProcessOptions {
   config: string;
   historyFile: string;
   leaseTtlSeconds: number;
+  /** `node` (default), or `serve`: the example server beside the node, on a free HTTP port. */
+  command?: "node" | "serve";
+  /** Called with the proxies before the process starts, e.g. to arm a lost reply for its first requests. */
+  beforeStart?: (proxies: readonly TcpProxy[]) => void;
 }
 
 export interface LogLine {
@@ -45,6 +51,19 @@ export async function killAllNodeProcesses(): Promise<void> {
   await Promise.all(running.map((node) => node.exited));
 }
 
+let serveHistory: boolean | undefined;
+
+/** Whether `rdeebee-cluster serve` takes `--history-file` (it writes no history otherwise). */
+export function serveWritesHistory(): boolean {
+  serveHistory ??= spawnSync(process.execPath, [BIN, "serve", "--help"], {
+    cwd: ROOT,
+    encoding: "utf8",
+  }).stdout.includes("--history-file");
+  return serveHistory;
+}
+
+const CLOCK_TICKS_PER_SECOND = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
+
 function childEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const name of [...Object.values(NODE_SETTINGS_ENV), "LOG_LEVEL"]) delete env[name];
@@ -69,6 +88,8 @@ export class NodeProcess {
   private exitStatus: Exit | undefined;
   private paused = false;
   private partial = "";
+  private killedOnPurpose = false;
+  private stopRequested = false;
 
   private constructor(
     readonly options: NodeProcessOptions,
@@ -91,13 +112,16 @@ export class NodeProcess {
     if (!existsSync(join(ROOT, "dist", "src", "cli", "main.js")))
       throw new Error("dist/ is missing: build with `npx tsc -p tsconfig.json` first");
     const proxies = await Promise.all(options.etcdEndpoints.map((e) => TcpProxy.forEndpoint(e)));
+    options.beforeStart?.(proxies);
+    const serve = options.command === "serve";
     const args = [
       BIN,
-      "node",
+      serve ? "serve" : "node",
       ["--etcd", proxies.map((p) => p.endpoint).join(",")],
       ["--node", options.name],
       ["--lease-ttl", String(options.leaseTtlSeconds)],
-      ["--history-file", options.historyFile],
+      !serve || serveWritesHistory() ? ["--history-file", options.historyFile] : [],
+      serve ? ["--port", "0"] : [],
       ["--config", options.config],
       ["--log-level", "info"],
     ].flat();
@@ -129,6 +153,36 @@ export class NodeProcess {
     return this.exitStatus;
   }
 
+  /** How it ended so far, for the history checker. */
+  fate(): ProcessFate {
+    return {
+      name: this.name,
+      exit: this.exitStatus,
+      killed: this.killedOnPurpose,
+      stopped: this.stopRequested,
+    };
+  }
+
+  /** The example server's base URL, once `serve` has logged it. */
+  get url(): string | undefined {
+    const line = this.lines.find((l) => l.message === "serving" && typeof l.url === "string");
+    return line?.url as string | undefined;
+  }
+
+  /** CPU time (user + system) the process has used so far, from /proc; undefined once it is gone. */
+  cpuMs(): number | undefined {
+    if (!this.running || this.child.pid === undefined) return undefined;
+    try {
+      const stat = readFileSync(`/proc/${this.child.pid}/stat`, "utf8");
+      // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const ticks = Number(fields[11]) + Number(fields[12]);
+      return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The role of the last `transition` line, or `starting`. */
   get role(): string {
     for (let i = this.lines.length - 1; i >= 0; i--) {
@@ -142,7 +196,9 @@ export class NodeProcess {
     if (this.running && this.child.pid !== undefined) process.kill(this.child.pid, signal);
   }
 
+  /** SIGKILL on purpose: the checker does not count this exit against the node. */
   async kill9(): Promise<Exit> {
+    this.killedOnPurpose = true;
     this.signalPid("SIGKILL");
     return this.exited;
   }
@@ -159,6 +215,7 @@ export class NodeProcess {
 
   /** SIGTERM (after SIGCONT, in case it is paused), SIGKILL if it has not exited after a grace period. */
   async stop(graceMs = STOP_GRACE_MS): Promise<Exit> {
+    if (this.running) this.stopRequested = true;
     this.resume();
     this.signalPid("SIGTERM");
     const escalation = setTimeout(() => this.signalPid("SIGKILL"), graceMs);
@@ -172,6 +229,25 @@ export class NodeProcess {
   /** Puts every proxy between this node and etcd into `mode`. */
   setNetwork(mode: ProxyMode, options?: ProxyModeOptions): void {
     for (const proxy of this.proxies) proxy.setMode(mode, options);
+  }
+
+  /** Cuts this node off from etcd for `ms` (`reset` or `blackhole`), then restores the link. */
+  async cutLink(mode: "reset" | "blackhole", ms: number): Promise<void> {
+    this.setNetwork(mode);
+    await sleep(ms);
+    // Bytes a blackhole dropped leave the connection unusable; a real TCP stack would time it out.
+    if (mode === "blackhole") this.setNetwork("reset");
+    this.setNetwork("pass");
+  }
+
+  /** Connections its proxies have accepted from it so far. */
+  get connectionsAccepted(): number {
+    return this.proxies.reduce((sum, p) => sum + p.connectionsAccepted, 0);
+  }
+
+  /** Replies its proxies have dropped in `drop-reply` mode so far. */
+  get repliesDropped(): number {
+    return this.proxies.reduce((sum, p) => sum + p.repliesDropped, 0);
   }
 
   async closeProxies(): Promise<void> {
