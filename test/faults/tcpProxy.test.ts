@@ -180,4 +180,36 @@ describe("TcpProxy drop-reply", () => {
     expect(frameProxy.repliesDropped).toBe(1);
     expect(frameProxy.connectionsClosed).toBe(1);
   });
+
+  test("drop-reply can leave the link down once the reply is lost", async () => {
+    const client = await http2Client();
+    frameProxy.setMode("drop-reply", { afterwards: "blackhole" });
+    client.socket.write(http2Frame(DATA, 1, "req-1"));
+    await client.closed;
+    expect(frameProxy.mode).toBe("blackhole");
+    const next = await http2Client();
+    next.socket.write(http2Frame(DATA, 1, "req-2"));
+    await sleep(200);
+    expect(upstreamReceived).not.toContain("req-2");
+  });
+
+  test("hold-request cuts the client off before etcd sees the request, and delivers it later", async () => {
+    const client = await http2Client();
+    frameProxy.setMode("hold-request", { match: "key-y" });
+    client.socket.write(http2Frame(DATA, 1, "req-1 other"));
+    await waitUntil("the reply to a request that does not match", () => client.seen().includes("reply-1"));
+    client.socket.write(http2Frame(DATA, 3, "req-3 key-y"));
+    await client.closed;
+    await sleep(200);
+    expect(upstreamReceived).not.toContain("req-3");
+    expect(frameProxy.mode).toBe("pass");
+
+    const next = await http2Client();
+    next.socket.write(http2Frame(DATA, 1, "req-4 key-y"));
+    await waitUntil("a new connection to pass", () => next.seen().includes("reply-4"));
+
+    await frameProxy.releaseHeldRequest();
+    expect(upstreamReceived).toContain("req-3 key-y");
+    expect(client.seen()).not.toContain("reply-3");
+  });
 });

@@ -6,12 +6,18 @@ import { connect, createServer, type Server, type Socket } from "node:net";
  * delay: bytes flow both ways, each chunk `delayMs` after it arrived, in order.
  * stall-upstream: client→upstream bytes are held (not lost) while upstream→client bytes flow;
  * stall-downstream: the reverse. Held bytes are released, in order, once the direction flows again.
- * drop-reply: a lost reply, once. Bytes flow as in pass until a client sends a request (an
- * HTTP/2 DATA frame; with `match`, one whose payload contains `match`). That request reaches
- * etcd, but from then on nothing more reaches the client on that connection, and the connection
- * is destroyed as soon as etcd starts answering that request (or after `dropReplyTimeoutMs`):
- * the client sees UNAVAILABLE for a request that etcd received and applied. The mode then
- * returns to pass, so a retry on a new connection goes through. `repliesDropped` counts them.
+ *
+ * Two one-shot modes act on one request: bytes flow as in pass until a client sends a request (an
+ * HTTP/2 DATA frame; with `match`, one whose payload contains `match`, e.g. a key name). Then the
+ * mode becomes `afterwards` (default pass), so a retry on a new connection goes through.
+ * drop-reply: a lost reply. The request reaches etcd, but from then on nothing more reaches the
+ * client on that connection, and the connection is destroyed as soon as etcd starts answering
+ * that request (or after `dropReplyTimeoutMs`): the client sees UNAVAILABLE for a request that etcd
+ * received and applied. `repliesDropped` counts them.
+ * hold-request: a late copy. The request is held back and the client's side of its connection is
+ * cut at once, so the client sees UNAVAILABLE before etcd got it; the etcd side stays open.
+ * `releaseHeldRequest()` later delivers the request there, after the client has moved on, as a
+ * request delayed in the network would arrive, and resolves once etcd has answered it.
  */
 export type ProxyMode =
   | "pass"
@@ -20,13 +26,16 @@ export type ProxyMode =
   | "delay"
   | "stall-upstream"
   | "stall-downstream"
-  | "drop-reply";
+  | "drop-reply"
+  | "hold-request";
 
 export interface ProxyModeOptions {
   /** For `delay`: how long each chunk is held, in milliseconds. */
   delayMs?: number;
-  /** For `drop-reply`: only a request whose bytes contain this (e.g. a key name) has its reply dropped. */
+  /** For `drop-reply` and `hold-request`: only a request whose bytes contain this is picked. */
   match?: string | Buffer;
+  /** For `drop-reply` and `hold-request`: the mode once the request was picked (default pass). */
+  afterwards?: Exclude<ProxyMode, "drop-reply" | "hold-request">;
   /** For `drop-reply`: destroy the connection after this long even if etcd has not answered (default 5 s). */
   dropReplyTimeoutMs?: number;
 }
@@ -37,6 +46,7 @@ const HTTP2_DATA = 0;
 const HTTP2_HEADERS = 1;
 const HTTP2_RST_STREAM = 3;
 const DEFAULT_DROP_REPLY_TIMEOUT_MS = 5_000;
+const HELD_REQUEST_ANSWER_TIMEOUT_MS = 10_000;
 
 interface Http2Frame {
   type: number;
@@ -131,15 +141,29 @@ interface Pair {
   /** The HTTP/2 stream whose reply is being dropped; nothing reaches the client any more. */
   droppingReplyTo?: number;
   dropTimer?: NodeJS.Timeout;
+  /** The request held back by `hold-request`, and who waits for etcd's answer once it is released. */
+  held?: { chunk: Buffer; stream: number; answered?: () => void };
+}
+
+/** True when one of `frames` starts etcd's answer on `stream`. */
+function answers(frames: Http2Frame[], stream: number): boolean {
+  return frames.some(
+    (f) =>
+      f.streamId === stream &&
+      (f.type === HTTP2_DATA || f.type === HTTP2_HEADERS || f.type === HTTP2_RST_STREAM),
+  );
 }
 
 /** A TCP proxy on a free loopback port in front of one upstream `host:port`. */
 export class TcpProxy {
   private server: Server | undefined;
   private readonly pairs = new Set<Pair>();
+  /** Connections whose client side is gone while a held request waits to reach etcd. */
+  private readonly heldPairs = new Set<Pair>();
   private currentMode: ProxyMode = "pass";
   private currentDelayMs = 0;
-  private dropReplyMatch: Buffer | undefined;
+  private requestMatch: Buffer | undefined;
+  private modeAfterRequest: ProxyMode = "pass";
   private dropReplyTimeoutMs = DEFAULT_DROP_REPLY_TIMEOUT_MS;
   port = 0;
   /** Client connections accepted so far. */
@@ -213,22 +237,35 @@ export class TcpProxy {
     };
     this.pairs.add(pair);
     client.on("data", (chunk: Buffer) => {
-      this.noticeRequest(pair, chunk);
-      toUpstream.push(chunk);
+      if (!this.holdsRequest(pair, chunk)) toUpstream.push(chunk);
     });
     upstream.on("data", (chunk: Buffer) => {
-      if (!this.dropsReply(pair, chunk)) toClient.push(chunk);
+      const frames = pair.replies.push(chunk);
+      if (pair.held) {
+        if (answers(frames, pair.held.stream)) this.forgetHeld(pair);
+      } else if (pair.droppingReplyTo !== undefined) {
+        if (answers(frames, pair.droppingReplyTo)) this.destroyForDroppedReply(pair);
+      } else toClient.push(chunk);
     });
     const close = () => this.destroy(pair);
+    const upstreamGone = () => {
+      this.forgetHeld(pair);
+      this.destroy(pair);
+    };
     client.on("error", close).on("close", close);
-    upstream.on("error", close).on("close", close);
+    upstream.on("error", upstreamGone).on("close", upstreamGone);
   }
 
-  /** In `drop-reply`, picks the first request that matches; from then on its connection's replies are dropped. */
-  private noticeRequest(pair: Pair, chunk: Buffer): void {
+  /**
+   * In `drop-reply` and `hold-request`, picks the first request that matches. True when the chunk
+   * carrying it is held back (`hold-request`) instead of forwarded.
+   */
+  private holdsRequest(pair: Pair, chunk: Buffer): boolean {
     const frames = pair.requests.push(chunk);
-    if (this.currentMode !== "drop-reply" || pair.droppingReplyTo !== undefined) return;
-    const match = this.dropReplyMatch;
+    const mode = this.currentMode;
+    if ((mode !== "drop-reply" && mode !== "hold-request") || pair.droppingReplyTo !== undefined)
+      return false;
+    const match = this.requestMatch;
     const request = frames.find(
       (f) =>
         f.type === HTTP2_DATA &&
@@ -236,23 +273,21 @@ export class TcpProxy {
         f.payload.length > 0 &&
         (match === undefined || f.payload.includes(match)),
     );
-    if (request === undefined) return;
-    pair.droppingReplyTo = request.streamId;
-    pair.dropTimer = setTimeout(() => this.destroyForDroppedReply(pair), this.dropReplyTimeoutMs);
-    this.currentMode = "pass";
-  }
-
-  /** True when `chunk` must not reach the client; destroys the connection once etcd answers the request. */
-  private dropsReply(pair: Pair, chunk: Buffer): boolean {
-    const frames = pair.replies.push(chunk);
-    const stream = pair.droppingReplyTo;
-    if (stream === undefined) return false;
-    const answered = frames.some(
-      (f) =>
-        f.streamId === stream &&
-        (f.type === HTTP2_DATA || f.type === HTTP2_HEADERS || f.type === HTTP2_RST_STREAM),
-    );
-    if (answered) this.destroyForDroppedReply(pair);
+    if (request === undefined) return false;
+    if (mode === "drop-reply") {
+      pair.droppingReplyTo = request.streamId;
+      pair.dropTimer = setTimeout(() => this.destroyForDroppedReply(pair), this.dropReplyTimeoutMs);
+      // The mode changes once the connection is cut, so this chunk still goes through.
+      this.currentMode = "pass";
+      return false;
+    }
+    pair.held = { chunk, stream: request.streamId };
+    this.pairs.delete(pair);
+    this.heldPairs.add(pair);
+    this.connectionsClosed += 1;
+    pair.pipes[1]?.dispose();
+    pair.client.destroy();
+    this.setMode(this.modeAfterRequest);
     return true;
   }
 
@@ -260,6 +295,36 @@ export class TcpProxy {
     if (!this.pairs.has(pair)) return;
     this.repliesDropped += 1;
     this.destroy(pair);
+    this.setMode(this.modeAfterRequest);
+  }
+
+  /**
+   * Delivers the request that `hold-request` held back to etcd, on the connection it was meant
+   * for; resolves once etcd has answered it (the answer goes nowhere).
+   */
+  releaseHeldRequest(): Promise<void> {
+    const [pair] = this.heldPairs;
+    const held = pair?.held;
+    if (!pair || !held) return Promise.reject(new Error("no request is held"));
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.forgetHeld(pair);
+        reject(
+          new Error(`etcd did not answer the released request within ${HELD_REQUEST_ANSWER_TIMEOUT_MS} ms`),
+        );
+      }, HELD_REQUEST_ANSWER_TIMEOUT_MS);
+      held.answered = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      pair.upstream.write(held.chunk);
+    });
+  }
+
+  private forgetHeld(pair: Pair): void {
+    if (!this.heldPairs.delete(pair)) return;
+    pair.held?.answered?.();
+    pair.upstream.destroy();
   }
 
   private destroy(pair: Pair): void {
@@ -274,8 +339,9 @@ export class TcpProxy {
   setMode(mode: ProxyMode, options: ProxyModeOptions = {}): void {
     this.currentMode = mode;
     if (options.delayMs !== undefined) this.currentDelayMs = options.delayMs;
-    if (mode === "drop-reply") {
-      this.dropReplyMatch = options.match === undefined ? undefined : Buffer.from(options.match);
+    if (mode === "drop-reply" || mode === "hold-request") {
+      this.requestMatch = options.match === undefined ? undefined : Buffer.from(options.match);
+      this.modeAfterRequest = options.afterwards ?? "pass";
       this.dropReplyTimeoutMs = options.dropReplyTimeoutMs ?? DEFAULT_DROP_REPLY_TIMEOUT_MS;
     }
     if (mode === "reset") {
@@ -287,6 +353,7 @@ export class TcpProxy {
 
   async close(): Promise<void> {
     this.setMode("reset");
+    for (const pair of [...this.heldPairs]) this.forgetHeld(pair);
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 }
