@@ -1,8 +1,15 @@
 /** A leader key as the machines see it: who holds it, its fencing token, and whether it is this node's. */
 export interface LeaderSeat {
-  nodeId: number;
+  /** Undefined when the key's value does not name a node of this grouping (a poisoned key). */
+  nodeId?: number;
   token: number;
   mine: boolean;
+  /**
+   * Set for a poisoned key that no lease keeps alive: no runtime writes a leader key without a
+   * lease, so nothing will ever remove it. The grouping's other leader deletes it, fenced on its
+   * own seat and on this mod revision.
+   */
+  poisonRevision?: number;
 }
 
 /** The two leader keys of this node's grouping, as of one etcd revision. */

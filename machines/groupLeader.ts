@@ -21,11 +21,29 @@ export interface OfficeChanged extends Office {
   type: "OFFICE_CHANGED";
 }
 
+/** The other seat's poisoned key, as the `otherSeatPoisoned` guard found it. */
+const otherSeat = (context: Office, event: LeadersChanged) => {
+  const slot: LeaderSlot = context.slot === 1 ? 2 : 1;
+  const modRevision = (slot === 1 ? event.primary : event.backup)?.poisonRevision;
+  if (modRevision === undefined) throw new Error("removePoisonedSeat without a poisoned seat");
+  return { slot, modRevision };
+};
+
+const removePoisonedOtherSeat = {
+  guard: "otherSeatPoisoned",
+  actions: {
+    type: "removePoisonedSeat",
+    params: ({ context, event }: { context: Office; event: GroupLeaderEvent }) =>
+      otherSeat(context, event as LeadersChanged),
+  },
+} as const;
+
 /**
  * A node that holds a leader key of its grouping. The backup watches the primary key and is
  * promoted the moment it is vacant; the primary runs the failover advertiser. Losing the key
- * (seen in a watch or in a fenced write) deposes it at once. Resigning on a graceful stop is the
- * node's job: it deletes the key it holds, fenced on its token.
+ * (seen in a watch or in a fenced write) deposes it at once. A poisoned key in the other seat
+ * that no lease keeps is removed by this leader, so the grouping is not left one leader short.
+ * Resigning on a graceful stop is the node's job: it deletes the key it holds, fenced on its token.
  */
 export const groupLeaderMachine = setup({
   types: {
@@ -38,6 +56,7 @@ export const groupLeaderMachine = setup({
   actions: {
     promote: (_, _params: { token: number }) => {},
     readLeaders: () => {},
+    removePoisonedSeat: (_, _params: { slot: LeaderSlot; modRevision: number }) => {},
     reportOffice: sendParent(
       ({ context }): OfficeChanged => ({ type: "OFFICE_CHANGED", slot: context.slot, token: context.token }),
     ),
@@ -51,6 +70,9 @@ export const groupLeaderMachine = setup({
       return !seat?.mine || seat.token !== context.token;
     },
     primaryVacant: ({ event }) => event.type === "LEADERS_CHANGED" && !event.primary,
+    otherSeatPoisoned: ({ context, event }) =>
+      event.type === "LEADERS_CHANGED" &&
+      (context.slot === 1 ? event.backup : event.primary)?.poisonRevision !== undefined,
   },
 }).createMachine({
   id: "groupLeader",
@@ -68,6 +90,7 @@ export const groupLeaderMachine = setup({
         LEADERS_CHANGED: [
           { guard: "lostOwnSeat", target: "deposed" },
           { guard: "primaryVacant", target: "promoting" },
+          removePoisonedOtherSeat,
         ],
         FENCE_LOST: "deposed",
       },
@@ -85,7 +108,7 @@ export const groupLeaderMachine = setup({
     primary: {
       invoke: { id: "advertiser", src: "failoverAdvertiser" },
       on: {
-        LEADERS_CHANGED: { guard: "lostOwnSeat", target: "deposed" },
+        LEADERS_CHANGED: [{ guard: "lostOwnSeat", target: "deposed" }, removePoisonedOtherSeat],
         FENCE_LOST: "deposed",
         MEMBERS_CHANGED: { actions: "forwardToAdvertiser" },
         SLOTS_ADVERTISED: { actions: "forwardToAdvertiser" },
