@@ -5,7 +5,7 @@ export interface LayoutOptions {
   json?: boolean;
 }
 
-/** Prints the layout derived from the config file; touches no etcd. */
+/** Prints the layout derived from the config file, one line per group with its ID range; touches no etcd. */
 export function layoutCommand(options: LayoutOptions, out: (text: string) => void): void {
   const layout = new ClusterLayout(loadClusterConfig(options.config));
   const d = layout.describe();
@@ -22,8 +22,9 @@ export function layoutCommand(options: LayoutOptions, out: (text: string) => voi
     lines.push(`  leader keys:       ${d.leaderKeys[k]?.join("  ")}`);
     lines.push(`  election prefixes: ${d.electionPrefixes[k]?.join("  ")}`);
     for (const g of groups) {
+      const { first, last } = layout.idRangeOf(g);
       lines.push(
-        `  group ${g}: node IDs [${layout.slotsOf(g).join(", ")}]  members under ${layout.keys.membershipPrefix(g)}`,
+        `  group ${g}: node IDs ${first}..${last}  members under ${layout.keys.membershipPrefix(g)}`,
       );
     }
   });

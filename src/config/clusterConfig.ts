@@ -1,10 +1,12 @@
 import { readFileSync } from "node:fs";
 import yaml from "js-yaml";
 import { z } from "zod";
+import { CONFIG_SIZE_LIMITS, capacityProblem } from "./bounds.js";
 import { ConfigError } from "./errors.js";
 import { reservedKeyPrefixes } from "./keys.js";
 
 const positiveInt = z.number({ error: "must be a number" }).int("must be an integer").positive("must be > 0");
+const size = (max: number) => positiveInt.max(max, `must be <= ${max.toLocaleString("en-US")}`);
 const keyString = z
   .string({ error: "must be a string" })
   .min(1, "must not be empty")
@@ -14,15 +16,22 @@ export const clusterConfigSchema = z
   .strictObject(
     {
       dbname: keyString,
-      groups: positiveInt,
-      group_size: positiveInt,
-      reads: positiveInt,
+      groups: size(CONFIG_SIZE_LIMITS.groups),
+      group_size: size(CONFIG_SIZE_LIMITS.group_size),
+      reads: size(CONFIG_SIZE_LIMITS.reads),
       writes: positiveInt,
       id_key: keyString,
       failover_id_key_prefix: keyString,
     },
     { error: "must be a mapping of the cluster settings" },
   )
+  .superRefine((c, ctx) => {
+    // Said only when each factor is within its own bound: otherwise that bound is the news.
+    if (c.groups > CONFIG_SIZE_LIMITS.groups || c.group_size > CONFIG_SIZE_LIMITS.group_size) return;
+    const problem = capacityProblem(c.groups, c.group_size);
+    if (problem !== undefined)
+      ctx.addIssue({ code: "custom", path: ["groups × group_size"], message: problem });
+  })
   .refine((c) => c.writes <= c.group_size, {
     path: ["writes"],
     message: "must be <= group_size",

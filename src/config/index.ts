@@ -1,4 +1,17 @@
 export {
+  CONFIG_SIZE_LIMITS,
+  capacityProblem,
+  keepaliveIntervalProblem,
+  leaseTtlProblem,
+  MAX_CAPACITY,
+  MAX_GROUP_SIZE,
+  MAX_GROUPS,
+  MAX_LEASE_TTL_SECONDS,
+  MAX_READS,
+  MIN_KEEPALIVE_INTERVAL_MS,
+  MIN_LEASE_TTL_SECONDS,
+} from "./bounds.js";
+export {
   type ClusterConfig,
   loadClusterConfig,
   parseClusterConfig,
@@ -6,7 +19,7 @@ export {
 } from "./clusterConfig.js";
 export { ConfigError } from "./errors.js";
 export { KeySpace, LEADER_SLOTS, type LeaderSlot } from "./keys.js";
-export { ClusterLayout } from "./layout.js";
+export { ClusterLayout, type IdRange } from "./layout.js";
 export {
   NODE_SETTINGS_ENV,
   NODE_SETTINGS_FLAGS,

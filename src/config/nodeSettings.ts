@@ -1,5 +1,8 @@
 import { hostname } from "node:os";
+import { keepaliveIntervalProblem, leaseTtlProblem } from "./bounds.js";
 import { ConfigError } from "./errors.js";
+
+export { MAX_LEASE_TTL_SECONDS, MIN_KEEPALIVE_INTERVAL_MS, MIN_LEASE_TTL_SECONDS } from "./bounds.js";
 
 /** Settings of one node, beside the shared cluster config. */
 export interface NodeSettings {
@@ -42,7 +45,6 @@ export const NODE_SETTINGS_FLAGS = {
 } as const satisfies Record<keyof RawNodeSettings, string>;
 
 export const DEFAULT_LEASE_TTL_SECONDS = 5;
-export const MIN_LEASE_TTL_SECONDS = 2;
 export const DEFAULT_ETCD_ENDPOINT = "http://127.0.0.1:2379";
 
 type Source = { value: string; from: string };
@@ -93,15 +95,12 @@ export function parseEtcdEndpoint(text: string): string | undefined {
   return `${url.protocol}//${url.host}`;
 }
 
+/** A decimal number of seconds, as typed; undefined for anything else (signs, exponents, units). */
 function parseSeconds(text: string): number | undefined {
   if (!/^\d+(\.\d+)?$/.test(text.trim())) return undefined;
   return Number(text);
 }
 
-/**
- * Resolves node settings: flags first, then the environment (`LEASE_TTL`, `REFRESH_INTERVAL`,
- * `ETCD`, `NODE`, `ADDRESS`), then defaults. Every problem is reported at once, naming its source.
- */
 /** Only the etcd endpoints (flag, then `ETCD`, then the default), for commands that run no node. */
 export function resolveEtcdEndpoints(
   flag: string | undefined,
@@ -110,6 +109,10 @@ export function resolveEtcdEndpoints(
   return resolveNodeSettings({ etcd: flag }, { ETCD: env.ETCD }).etcdEndpoints;
 }
 
+/**
+ * Resolves node settings: flags first, then the environment (`LEASE_TTL`, `REFRESH_INTERVAL`,
+ * `ETCD`, `NODE`, `ADDRESS`), then defaults. Every problem is reported at once, naming its source.
+ */
 export function resolveNodeSettings(
   flags: RawNodeSettings,
   env: NodeJS.ProcessEnv = process.env,
@@ -120,32 +123,24 @@ export function resolveNodeSettings(
   let leaseTtlSeconds = DEFAULT_LEASE_TTL_SECONDS;
   if (ttlSource) {
     const ttl = parseSeconds(ttlSource.value);
-    if (ttl === undefined || !Number.isInteger(ttl)) {
-      problems.push(
-        `${ttlSource.from}: lease TTL must be a whole number of seconds, got "${ttlSource.value}"`,
-      );
-    } else if (ttl < MIN_LEASE_TTL_SECONDS) {
-      problems.push(
-        `${ttlSource.from}: lease TTL must be at least ${MIN_LEASE_TTL_SECONDS} s (etcd raises shorter TTLs), got ${ttl}`,
-      );
+    const problem = ttl === undefined ? "must be a whole number of seconds" : leaseTtlProblem(ttl);
+    if (problem !== undefined || ttl === undefined) {
+      problems.push(`${ttlSource.from}: lease TTL ${problem}, got "${ttlSource.value}"`);
     } else leaseTtlSeconds = ttl;
   }
 
   const intervalSource = pick("refreshInterval", flags, env);
   let keepaliveIntervalMs = Math.round((leaseTtlSeconds * 1000) / 3);
   if (intervalSource) {
-    const seconds = parseSeconds(intervalSource.value);
+    const { value, from } = intervalSource;
+    const seconds = parseSeconds(value);
     // Compared in whole milliseconds, as used: 0.0001 s must not become 0 ms, nor 4.9999 s equal a 5 s TTL.
     const ms = seconds === undefined ? undefined : Math.round(seconds * 1000);
-    if (seconds === undefined || ms === undefined || ms <= 0) {
-      problems.push(
-        `${intervalSource.from}: keepalive interval must be a positive number of seconds (at least 1 ms), got "${intervalSource.value}"`,
-      );
-    } else if (ms >= leaseTtlSeconds * 1000) {
-      problems.push(
-        `${intervalSource.from}: keepalive interval (${seconds} s) must be below the lease TTL (${leaseTtlSeconds} s)`,
-      );
-    } else keepaliveIntervalMs = ms;
+    const problem = ms === undefined ? undefined : keepaliveIntervalProblem(ms, leaseTtlSeconds);
+    if (ms === undefined)
+      problems.push(`${from}: keepalive interval must be a number of seconds, got "${value}"`);
+    else if (problem !== undefined) problems.push(`${from}: keepalive interval (${value} s) ${problem}`);
+    else keepaliveIntervalMs = ms;
   }
 
   const etcdSource = pick("etcd", flags, env);

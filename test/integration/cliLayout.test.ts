@@ -20,12 +20,20 @@ const VALID_YAML = [
   "",
 ].join("\n");
 
+/** Runs the built CLI; leading arguments that start with "--max-" go to node itself. */
 function cli(...args: string[]): SpawnSyncReturns<string> {
-  const result = spawnSync(process.execPath, [BIN, ...args], {
+  return cliWithEnv({}, ...args);
+}
+
+function cliWithEnv(env: Record<string, string>, ...args: string[]): SpawnSyncReturns<string> {
+  const nodeFlags = args.filter((a) => a.startsWith("--max-"));
+  const cliArgs = args.filter((a) => !a.startsWith("--max-"));
+  const result = spawnSync(process.execPath, [...nodeFlags, BIN, ...cliArgs], {
     cwd: ROOT,
     encoding: "utf8",
-    timeout: 30_000,
-    env: { ...process.env, NO_COLOR: "1" },
+    timeout: 60_000,
+    maxBuffer: 64 * 1024 * 1024,
+    env: { ...process.env, NO_COLOR: "1", LEASE_TTL: "", REFRESH_INTERVAL: "", ...env },
   });
   if (result.error) throw result.error;
   return result;
@@ -59,8 +67,8 @@ describe("rdeebee-cluster layout (seed config.yaml)", () => {
     expect(r.status).toBe(0);
     const d = JSON.parse(r.stdout);
     expect(d.groupings).toEqual([[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]);
-    expect(Object.keys(d.nodeGroup)).toHaveLength(30);
-    for (let id = 0; id < 30; id++) expect(d.nodeGroup[String(id)]).toBe(Math.floor(id / 3));
+    expect(d.groupNodeIds).toHaveLength(10);
+    for (let g = 0; g < 10; g++) expect(d.groupNodeIds[g]).toEqual({ first: 3 * g, last: 3 * g + 2 });
     expect(d.leaderKeys).toHaveLength(4);
     expect(d.leaderKeys[0]).toEqual(["leader-RDeeBee-group-0-1", "leader-RDeeBee-group-0-2"]);
     expect(d.electionPrefixes).toHaveLength(4);
@@ -77,7 +85,7 @@ describe("rdeebee-cluster layout (seed config.yaml)", () => {
       expect(r.status).toBe(0);
       const d = JSON.parse(r.stdout);
       expect(d.groupings).toEqual([[0, 1, 2], [3]]);
-      expect(Object.keys(d.nodeGroup)).toHaveLength(12);
+      expect(d.groupNodeIds).toEqual([0, 1, 2, 3].map((g) => ({ first: 3 * g, last: 3 * g + 2 })));
     }
   });
 
@@ -92,6 +100,100 @@ describe("rdeebee-cluster layout (seed config.yaml)", () => {
     expect(r.stdout).not.toContain("grouping 4");
     expect(r.stdout).toContain("leader-RDeeBee-group-3-2");
     expect(r.stdout).toContain("member-RDeeBee-group-9/");
+    expect(r.stdout).toContain("group 9: node IDs 27..29");
+  });
+});
+
+/** The seed config with other sizes (writes 1, so that any group_size is allowed). */
+const sized = (sizes: { groups: number; group_size: number; reads: number }) =>
+  VALID_YAML.replace("groups: 10", `groups: ${sizes.groups}`)
+    .replace("group_size: 3", `group_size: ${sizes.group_size}`)
+    .replace("reads: 3", `reads: ${sizes.reads}`)
+    .replace("writes: 2", "writes: 1");
+
+describe("rdeebee-cluster layout at the size bounds", () => {
+  // A heap far below what one entry per node ID would take (1,000,000 IDs): the layout's cost is per group.
+  const SMALL_HEAP = "--max-old-space-size=48";
+
+  it.each([
+    { groups: 10_000, group_size: 100, reads: 100 },
+    { groups: 1_000, group_size: 1_000, reads: 100 },
+  ])("the maximum capacity %j prints per-group ID ranges in a small heap", (sizes) => {
+    const path = writeConfig(`max-${sizes.groups}.yaml`, sized(sizes));
+    const json = cli(SMALL_HEAP, "layout", "--json", "--config", path);
+    expect(json.stderr).toBe("");
+    expect(json.status).toBe(0);
+    const d = JSON.parse(json.stdout);
+    expect(d.capacity).toBe(1_000_000);
+    expect(d.groupNodeIds).toHaveLength(sizes.groups);
+    expect(d.groupNodeIds.at(-1)).toEqual({ first: 1_000_000 - sizes.group_size, last: 999_999 });
+    expect(Object.keys(d)).not.toContain("nodeGroup");
+    // Pretty-printed, about 15 lines of at most 40 bytes per group; one entry per ID would be 1,000,000 lines.
+    expect(json.stdout.length).toBeLessThan(sizes.groups * 15 * 40);
+
+    const text = cli(SMALL_HEAP, "layout", "--config", path);
+    expect(text.status).toBe(0);
+    const lines = text.stdout.trimEnd().split("\n");
+    // Two header lines, three per grouping, one per group.
+    expect(lines).toHaveLength(2 + 3 * (sizes.groups / sizes.reads) + sizes.groups);
+    expect(text.stdout).toContain(
+      `group ${sizes.groups - 1}: node IDs ${1_000_000 - sizes.group_size}..999999`,
+    );
+  });
+
+  it.each([
+    ["groups", { groups: 100_000_000, group_size: 3, reads: 3 }, "groups: must be <= 10,000"],
+    ["group_size", { groups: 10, group_size: 100_000_000, reads: 3 }, "group_size: must be <= 1,000"],
+    ["reads", { groups: 10, group_size: 3, reads: 101 }, "reads: must be <= 100"],
+    [
+      "capacity",
+      { groups: 10_000, group_size: 101, reads: 3 },
+      "groups × group_size: must be at most 1,000,000 node IDs",
+    ],
+  ])("%s beyond its bound exits 2 naming the field, in a small heap", (name, sizes, message) => {
+    const path = writeConfig(`too-big-${name}.yaml`, sized(sizes));
+    for (const json of [[], ["--json"]]) {
+      const r = cli(SMALL_HEAP, "layout", ...json, "--config", path);
+      expect(r.status).toBe(2);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toContain(path);
+      expect(r.stderr).toContain(message);
+    }
+  });
+});
+
+describe("node settings beyond their bounds exit 2 naming the flag or variable", () => {
+  const cases: [args: string[], env: Record<string, string>, message: string][] = [
+    [
+      ["--lease-ttl", "3000000"],
+      {},
+      '--lease-ttl: lease TTL must be at most 3,600 s (one hour), got "3000000"',
+    ],
+    [["--lease-ttl", "10000000000"], {}, "--lease-ttl: lease TTL must be at most 3,600 s"],
+    [["--lease-ttl", "3601"], {}, "--lease-ttl: lease TTL must be at most 3,600 s"],
+    [[], { LEASE_TTL: "3000000" }, "LEASE_TTL: lease TTL must be at most 3,600 s"],
+    [
+      ["--refresh-interval", "0.05"],
+      {},
+      "--refresh-interval: keepalive interval (0.05 s) must be at least 0.1 s",
+    ],
+    [
+      [],
+      { REFRESH_INTERVAL: "0.001" },
+      "REFRESH_INTERVAL: keepalive interval (0.001 s) must be at least 0.1 s",
+    ],
+    [["--lease-ttl", "3600", "--refresh-interval", "3600"], {}, "must be below the lease TTL (3600 s)"],
+  ];
+
+  it.each(["node", "serve"])("%s", (command) => {
+    for (const [args, env, message] of cases) {
+      // An etcd nobody listens on: the settings are refused before any connection is tried.
+      const r = cliWithEnv(env, command, "--etcd", "127.0.0.1:1", ...args);
+      expect(r.status, `${command} ${args.join(" ")} ${JSON.stringify(env)}`).toBe(2);
+      expect(r.stderr).toContain(message);
+      expect(r.stderr).not.toContain("TimeoutOverflowWarning");
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
   });
 });
 

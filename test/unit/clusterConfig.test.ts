@@ -216,6 +216,38 @@ describe("bad configs: each problem names the field and the file", () => {
   });
 });
 
+describe("size bounds: each refusal names the field and the limit", () => {
+  it.each([
+    ["groups", 10_001, "groups: must be <= 10,000"],
+    ["groups", 100_000_000, "groups: must be <= 10,000"],
+    ["group_size", 1_001, "group_size: must be <= 1,000"],
+    ["group_size", 100_000_000, "group_size: must be <= 1,000"],
+    ["reads", 101, "reads: must be <= 100"],
+  ] as const)("%s = %d", (field, value, problem) => {
+    const err = loadError(yamlOf({ ...VALID, [field]: value, writes: 1 }));
+    expect(err.problems).toEqual([problem]);
+  });
+
+  it("groups × group_size above 1,000,000 node IDs is refused, naming both fields", () => {
+    const err = loadError(yamlOf({ ...VALID, groups: 10_000, group_size: 101 }));
+    expect(err.problems).toEqual(["groups × group_size: must be at most 1,000,000 node IDs, got 1,010,000"]);
+  });
+
+  it("a huge YAML number (1e9) is a bound violation, not a hang", () => {
+    const err = loadError(yamlOf(VALID).replace("groups: 10", "groups: 1e9"));
+    expect(err.problems).toEqual(["groups: must be <= 10,000"]);
+  });
+
+  it.each([
+    { groups: 10_000, group_size: 100, reads: 100 },
+    { groups: 1_000, group_size: 1_000, reads: 100 },
+    { groups: 10_000, group_size: 1, reads: 1 },
+  ])("accepts the limits themselves: %j", (sizes) => {
+    const config = { ...VALID, ...sizes, writes: 1 };
+    expect(parseClusterConfig(config, "inline")).toEqual(config);
+  });
+});
+
 describe("files that are not a config mapping", () => {
   it("not YAML at all", () => {
     const err = loadError("groups: [1,");

@@ -120,7 +120,7 @@ describe("seed config (config.yaml)", () => {
     expect(keys.nodeIdOf("failover_id/", keys.failoverPrefix)).toBeUndefined();
   });
 
-  it("describes itself as plain, JSON-safe data", () => {
+  it("describes itself as plain, JSON-safe data, with an ID range per group", () => {
     const d = seedLayout().describe();
     expect(Object.keys(d).sort()).toEqual(
       [
@@ -129,19 +129,19 @@ describe("seed config (config.yaml)", () => {
         "electionPrefixes",
         "failoverPrefix",
         "groupGrouping",
+        "groupNodeIds",
+        "groupSize",
         "groupings",
         "idKey",
         "leaderKeys",
         "membershipPrefixes",
-        "nodeGroup",
       ].sort(),
     );
     expect(d.dbname).toBe("RDeeBee");
     expect(d.capacity).toBe(30);
+    expect(d.groupSize).toBe(3);
     expect(d.groupings).toEqual([[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]);
-    expect(d.nodeGroup).toEqual(
-      Object.fromEntries(Array.from({ length: 30 }, (_, id) => [String(id), Math.floor(id / 3)])),
-    );
+    expect(d.groupNodeIds).toEqual(Array.from({ length: 10 }, (_, g) => ({ first: 3 * g, last: 3 * g + 2 })));
     expect(d.groupGrouping).toEqual({ 0: 0, 1: 0, 2: 0, 3: 1, 4: 1, 5: 1, 6: 2, 7: 2, 8: 2, 9: 3 });
     expect(d.leaderKeys).toEqual(
       [0, 1, 2, 3].map((k) => [`leader-RDeeBee-group-${k}-1`, `leader-RDeeBee-group-${k}-2`]),
@@ -158,6 +158,15 @@ describe("seed config (config.yaml)", () => {
     expect(JSON.parse(JSON.stringify(d))).toEqual(d);
   });
 
+  it("refuses slots and ID ranges of groups that do not exist", () => {
+    const layout = seedLayout();
+    expect(layout.idRangeOf(9)).toEqual({ first: 27, last: 29 });
+    for (const g of [-1, 10, 1.5, Number.NaN]) {
+      expect(() => layout.slotsOf(g)).toThrow(RangeError);
+      expect(() => layout.idRangeOf(g)).toThrow(RangeError);
+    }
+  });
+
   it("keeps group 1's membership prefix off group 10's member keys", () => {
     const layout = new ClusterLayout({ ...loadClusterConfig(SEED_CONFIG_PATH), groups: 11 });
     const { keys } = layout;
@@ -165,6 +174,47 @@ describe("seed config (config.yaml)", () => {
       expect(keys.memberKey(10, id).startsWith(keys.membershipPrefix(1))).toBe(false);
     expect(keys.leaderKey(1, 1)).not.toBe(keys.leaderKey(11, 1));
     expect(keys.electionPrefix(11, 1).startsWith(keys.electionPrefix(1, 1))).toBe(false);
+  });
+});
+
+describe("sizes: a layout costs what its groups cost, never its capacity", () => {
+  const MAX: ClusterConfig = {
+    ...loadClusterConfig(SEED_CONFIG_PATH),
+    groups: 10_000,
+    group_size: 100,
+    reads: 100,
+  };
+
+  it("at the maximum capacity, describes 10,000 groups with ranges, not 1,000,000 IDs", () => {
+    const layout = new ClusterLayout(MAX);
+    expect(layout.capacity).toBe(1_000_000);
+    expect(layout.groupingCount).toBe(100);
+    const d = layout.describe();
+    expect(d.groupNodeIds).toHaveLength(10_000);
+    expect(d.groupNodeIds[9_999]).toEqual({ first: 999_900, last: 999_999 });
+    const json = JSON.stringify(d);
+    // Per group: an ID range, a grouping and a membership prefix, under 200 bytes; per ID: nothing.
+    expect(json.length).toBeLessThan(10_000 * 200);
+    expect(layout.nodeGroup(999_999)).toBe(9_999);
+    expect(layout.groupingOfNode(999_999)).toBe(99);
+    expect(layout.groupsOf(99)).toHaveLength(100);
+    expect(layout.slotsOf(9_999)).toHaveLength(100);
+  });
+
+  it.each([
+    ["group_size", { group_size: 100_000_000 }],
+    ["groups", { groups: 100_000_000 }],
+    ["reads", { reads: 1_000 }],
+    ["groups × group_size", { groups: 10_000, group_size: 1_000 }],
+  ])("a config from code beyond a bound (%s) is refused by the layout itself", (field, sizes) => {
+    let caught: unknown;
+    try {
+      new ClusterLayout({ ...MAX, ...sizes, writes: 1 });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as ConfigError).problems.join("\n")).toMatch(new RegExp(`^${field}: must be`, "m"));
   });
 });
 

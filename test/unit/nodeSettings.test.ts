@@ -75,7 +75,7 @@ describe("defaults", () => {
 
   it("default keepalive is TTL/3 and below the TTL for any valid TTL", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 2, max: 100_000 }), (ttl) => {
+      fc.property(fc.integer({ min: 2, max: 3_600 }), (ttl) => {
         const s = resolveNodeSettings({ ...NAMED, leaseTtl: String(ttl) }, {});
         expect(s.leaseTtlSeconds).toBe(ttl);
         expect(s.keepaliveIntervalMs).toBe(Math.round((ttl * 1000) / 3));
@@ -199,6 +199,7 @@ describe("refused settings name the flag or env var they came from", () => {
     ["4.9999", "5"],
     ["10", "10"],
     ["11", "10"],
+    ["9".repeat(400), "5"],
   ])("keepalive interval %s s against a TTL of %s s", (interval, ttl) => {
     const fromFlag = problemsOf({ ...NAMED, leaseTtl: ttl, refreshInterval: interval });
     expect(fromFlag).toHaveLength(1);
@@ -208,16 +209,51 @@ describe("refused settings name the flag or env var they came from", () => {
     expect(fromEnv[0]).toMatch(/^REFRESH_INTERVAL: /);
   });
 
-  it.each(["0", "0.0001", "-1", "x", "1e3", ""])(
-    "keepalive interval %j is not a positive duration",
+  it.each(["-1", "x", "1e3", "", "0.5s"])("keepalive interval %j is not a number of seconds", (value) => {
+    const problems = problemsOf({ ...NAMED, refreshInterval: value });
+    expect(problems).toEqual([
+      `--refresh-interval: keepalive interval must be a number of seconds, got "${value}"`,
+    ]);
+  });
+
+  it.each(["0", "0.0001", "0.0994", "0.099"])(
+    "keepalive interval %s s is below the 0.1 s minimum",
     (value) => {
-      const problems = problemsOf({ ...NAMED, refreshInterval: value });
-      expect(problems).toHaveLength(1);
-      expect(problems[0]).toMatch(/^--refresh-interval: .*positive/);
+      const fromFlag = problemsOf({ ...NAMED, refreshInterval: value });
+      expect(fromFlag).toEqual([
+        `--refresh-interval: keepalive interval (${value} s) must be at least 0.1 s`,
+      ]);
+      expect(problemsOf(NAMED, { REFRESH_INTERVAL: value })[0]).toMatch(
+        /^REFRESH_INTERVAL: .*at least 0\.1 s/,
+      );
     },
   );
 
-  it("keeps any keepalive interval it accepts strictly below the TTL, in whole milliseconds", () => {
+  it("accepts the 0.1 s minimum keepalive interval", () => {
+    expect(resolveNodeSettings({ ...NAMED, refreshInterval: "0.1" }, {}).keepaliveIntervalMs).toBe(100);
+    expect(resolveNodeSettings({ ...NAMED, refreshInterval: "0.0995" }, {}).keepaliveIntervalMs).toBe(100);
+  });
+
+  it.each(["3601", "3000000", "10000000000", "9".repeat(400)])(
+    "lease TTL %s s is above the one-hour maximum",
+    (value) => {
+      const fromFlag = problemsOf({ ...NAMED, leaseTtl: value });
+      expect(fromFlag).toEqual([`--lease-ttl: lease TTL must be at most 3,600 s (one hour), got "${value}"`]);
+      expect(problemsOf(NAMED, { LEASE_TTL: value })[0]).toMatch(
+        /^LEASE_TTL: lease TTL must be at most 3,600 s/,
+      );
+    },
+  );
+
+  it("accepts the one-hour maximum TTL; its intervals stay far below Node's 2^31 - 1 ms timer limit", () => {
+    const s = resolveNodeSettings({ ...NAMED, leaseTtl: "3600", refreshInterval: "3599.999" }, {});
+    expect(s.leaseTtlSeconds).toBe(3600);
+    expect(s.keepaliveIntervalMs).toBe(3_599_999);
+    expect(s.leaseTtlSeconds * 1000).toBeLessThan(2 ** 31 - 1);
+    expect(resolveNodeSettings({ ...NAMED, leaseTtl: "3600" }, {}).keepaliveIntervalMs).toBe(1_200_000);
+  });
+
+  it("keeps any keepalive interval it accepts from 0.1 s to strictly below the TTL, in whole milliseconds", () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 2, max: 60 }),
@@ -232,7 +268,7 @@ describe("refused settings name the flag or env var they came from", () => {
             return;
           }
           expect(Number.isInteger(s.keepaliveIntervalMs)).toBe(true);
-          expect(s.keepaliveIntervalMs).toBeGreaterThan(0);
+          expect(s.keepaliveIntervalMs).toBeGreaterThanOrEqual(100);
           expect(s.keepaliveIntervalMs).toBeLessThan(ttl * 1000);
         },
       ),
