@@ -7,6 +7,7 @@ import { layoutCommand } from "./layoutCommand.js";
 import { registerLocalCommand } from "./local/localCommand.js";
 import { type NodeCommandOptions, nodeCommand } from "./nodeCommand.js";
 import { DEFAULT_CONFIG, withNodeSettingsFlags } from "./nodeOptions.js";
+import { type RepairCommandOptions, repairCommand } from "./repairCommand.js";
 import { type StatusCommandOptions, statusCommand } from "./statusCommand.js";
 import { type TimelineOptions, timelineCommand } from "./timelineCommand.js";
 
@@ -53,6 +54,16 @@ function buildProgram(out: (text: string) => void, setExit: (code: number) => vo
     .option("--etcd <endpoints>", "etcd endpoints, comma-separated (env ETCD)")
     .option("--json", "print JSON")
     .action((opts: StatusCommandOptions) => statusCommand(opts, out));
+
+  program
+    .command("repair")
+    .description(
+      "list poisoned leader keys and other bad values; with --yes delete each poisoned leader key unchanged since read",
+    )
+    .option("-c, --config <file>", "cluster config file", DEFAULT_CONFIG)
+    .option("--etcd <endpoints>", "etcd endpoints, comma-separated (env ETCD)")
+    .option("--yes", "delete the poisoned leader keys (without it, only print what would be done)")
+    .action(async (opts: RepairCommandOptions) => setExit(await repairCommand(opts, out)));
 
   registerLocalCommand(program, setExit);
 

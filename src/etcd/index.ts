@@ -7,6 +7,12 @@ export {
   type FreshIdResult,
 } from "./clusterStore.js";
 export { type KeyEntry, type PrefixSnapshot, snapshotOf, watchPrefix } from "./prefixView.js";
+export {
+  deletePoisonedLeaderKey,
+  type LeaderKeyRemoval,
+  RemovalOutcomeUnknownError,
+  removePoisonedLeaderKey,
+} from "./repair.js";
 export { EtcdSession, monotonicNow, type SessionHealth, type SessionOptions } from "./session.js";
 export {
   decodeCounter,

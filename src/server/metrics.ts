@@ -29,6 +29,16 @@ export interface ServerMetrics {
   close(): void;
 }
 
+export interface MetricsOptions {
+  /**
+   * Counts the poisoned leader keys of the whole cluster, read at every scrape (without it there
+   * is no `rdeebee_poisoned_leader_keys` gauge); e.g.
+   * `() => readPoisonedLeaderKeys(node.client, layout).then((keys) => keys.length)`.
+   * A read that fails leaves the gauge at its last value and counts an etcd error.
+   */
+  countPoisonedLeaderKeys?: () => Promise<number>;
+}
+
 /** Tracks the time from a vacant primary seat (after one was held) to a primary present again. */
 function failoverTimer(observe: (seconds: number) => void) {
   let seenPrimary = false;
@@ -46,7 +56,7 @@ function failoverTimer(observe: (seconds: number) => void) {
 }
 
 /** Prometheus metrics of one node, in a registry of their own (not prom-client's global one). */
-export function createMetrics(node: ClusterNode): ServerMetrics {
+export function createMetrics(node: ClusterNode, options: MetricsOptions = {}): ServerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
@@ -81,6 +91,25 @@ export function createMetrics(node: ClusterNode): ServerMetrics {
     registers: [registry],
   });
 
+  const { countPoisonedLeaderKeys } = options;
+  // Only when it can be read: a gauge that always says 0 would claim there is nothing to repair.
+  const poisoned =
+    countPoisonedLeaderKeys &&
+    new Gauge({
+      name: "rdeebee_poisoned_leader_keys",
+      help: "Leader keys whose value is not a node record of their grouping; each leaves a seat held by nobody",
+      registers: [registry],
+    });
+  /** Read before every scrape, so that a failed read is counted in the same scrape. */
+  const refreshPoisoned = async () => {
+    if (!poisoned || !countPoisonedLeaderKeys) return;
+    try {
+      poisoned.set(await countPoisonedLeaderKeys());
+    } catch {
+      etcdErrors.inc({ reason: "poisoned_leader_keys_read" });
+    }
+  };
+
   const subscriptions: Subscription[] = [
     node.role$.subscribe((current) => {
       for (const r of Object.keys(ALL_ROLES)) role.set({ role: r }, r === current ? 1 : 0);
@@ -94,7 +123,10 @@ export function createMetrics(node: ClusterNode): ServerMetrics {
     registry,
     contentType: registry.contentType,
     etcdError: (reason) => etcdErrors.inc({ reason }),
-    text: () => registry.metrics(),
+    text: async () => {
+      await refreshPoisoned();
+      return registry.metrics();
+    },
     close: () => {
       for (const s of subscriptions) s.unsubscribe();
     },

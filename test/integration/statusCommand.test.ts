@@ -1,14 +1,24 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { noop } from "cockatiel";
 import type { Etcd3 } from "etcd3";
 import yaml from "js-yaml";
+import { EMPTY, of } from "rxjs";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { main } from "../../src/cli/main.js";
-import type { ClusterStatus } from "../../src/runtime/clusterStatus.js";
+import { idRangesText } from "../../src/cli/statusCommand.js";
+import type { ClusterNode } from "../../src/runtime/clusterNode.js";
+import {
+  type ClusterStatus,
+  readClusterStatus,
+  readPoisonedLeaderKeys,
+} from "../../src/runtime/clusterStatus.js";
+import { createMetrics } from "../../src/server/metrics.js";
 import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { leadershipSettled } from "../support/invariants.js";
+import { TcpProxy } from "../support/tcpProxy.js";
 import { waitUntil } from "../support/waitUntil.js";
 
 const CONFIG = { ...SEED_CONFIG, groups: 3 };
@@ -95,5 +105,157 @@ describe("rdeebee-cluster status", () => {
     expect(unreachable).toBe(3);
     writeFileSync(configFile, "groups: -1\n");
     expect(await status()).toMatchObject({ code: 2 });
+  });
+
+  /** Poisons both seats of grouping 0: garbage with no lease, and a node of no grouping under a lease. */
+  async function poisonGrouping0() {
+    const keys = factory.layout.keys;
+    await client.put(keys.leaderKey(0, 1)).value("{not json").exec();
+    const lease = client.lease(600, { autoKeepAlive: false });
+    const leaseId = String(await lease.grant());
+    await lease
+      .put(keys.leaderKey(0, 2))
+      .value(JSON.stringify({ id: 99, name: "x", address: "h:1" }))
+      .exec();
+    const revisions = async (key: string) => {
+      const kv = (await client.get(key).exec()).kvs[0];
+      return { modRevision: Number(kv?.mod_revision), createRevision: Number(kv?.create_revision) };
+    };
+    return {
+      leaseId,
+      primary: await revisions(keys.leaderKey(0, 1)),
+      backup: await revisions(keys.leaderKey(0, 2)),
+    };
+  }
+
+  test("lists poisoned leader keys with key, reason, lease and mod revision, as JSON and as text", async () => {
+    const { leaseId, primary, backup } = await poisonGrouping0();
+    const keys = factory.layout.keys;
+
+    const json = await status("--json");
+    expect(json.code).toBe(0);
+    const parsed = JSON.parse(json.text) as ClusterStatus;
+    expect(parsed.poisonedLeaderKeys).toEqual([
+      {
+        key: keys.leaderKey(0, 1),
+        grouping: 0,
+        slot: 1,
+        reason: "value is not JSON",
+        lease: "0",
+        ...primary,
+      },
+      {
+        key: keys.leaderKey(0, 2),
+        grouping: 0,
+        slot: 2,
+        reason: "names node 99, which is not in this grouping",
+        lease: leaseId,
+        ...backup,
+      },
+    ]);
+    expect(parsed.groupings[0]?.primary?.problem).toBe("value is not JSON");
+    expect(parsed.groupings[0]?.backup?.problem).toBe("names node 99, which is not in this grouping");
+
+    const text = await status();
+    expect(text.code).toBe(0);
+    expect(text.text).toContain("primary: (poisoned: value is not JSON)");
+    expect(text.text).toContain(
+      `poisoned leader key ${keys.leaderKey(0, 1)}: value is not JSON (no lease, mod revision ${primary.modRevision})`,
+    );
+    expect(text.text).toContain(
+      `poisoned leader key ${keys.leaderKey(0, 2)}: names node 99, which is not in this grouping ` +
+        `(lease ${leaseId}, mod revision ${backup.modRevision})`,
+    );
+    expect(text.text).toContain("rdeebee-cluster repair --yes");
+  });
+
+  test("a valid leader key is not reported as poisoned", async () => {
+    const keys = factory.layout.keys;
+    await client
+      .put(keys.leaderKey(0, 1))
+      .value(JSON.stringify({ id: 8, name: "n", address: "h:1" }))
+      .exec();
+    const parsed = JSON.parse((await status("--json")).text) as ClusterStatus;
+    expect(parsed.poisonedLeaderKeys).toEqual([]);
+    expect(parsed.problems).toEqual([]);
+    expect(parsed.groupings[0]?.primary).toMatchObject({ id: 8, name: "n" });
+  });
+
+  test("the example server's gauge counts the poisoned leader keys at every scrape", async () => {
+    await poisonGrouping0();
+    // Only the gauge is under test: a node that never changes, with the poisoned keys read from the real etcd.
+    const node = {
+      role$: of("follower"),
+      leaders$: EMPTY,
+      keepaliveRoundTrips$: EMPTY,
+    } as unknown as ClusterNode;
+    const metrics = createMetrics(node, {
+      countPoisonedLeaderKeys: () => readPoisonedLeaderKeys(client, factory.layout).then((k) => k.length),
+    });
+    try {
+      expect(await metrics.text()).toMatch(/^rdeebee_poisoned_leader_keys 2$/m);
+      await client.delete().key(factory.layout.keys.leaderKey(0, 1)).exec();
+      expect(await metrics.text()).toMatch(/^rdeebee_poisoned_leader_keys 1$/m);
+    } finally {
+      metrics.close();
+    }
+  });
+
+  test("reads of an etcd that does not answer fail at their deadline; the gauge keeps its value and counts an error", async () => {
+    await poisonGrouping0();
+    const proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
+    // One client per read, with neither retries nor a circuit breaker: only the read's own deadline can end it.
+    const proxied = () =>
+      etcd.client({ hosts: [proxy.endpoint], faultHandling: { global: noop, host: () => noop } });
+    const [forStatus, forPoisoned, forMetrics] = [proxied(), proxied(), proxied()];
+    const node = {
+      role$: of("follower"),
+      leaders$: EMPTY,
+      keepaliveRoundTrips$: EMPTY,
+    } as unknown as ClusterNode;
+    const metrics = createMetrics(node, {
+      countPoisonedLeaderKeys: () =>
+        readPoisonedLeaderKeys(forMetrics, factory.layout, { timeoutMs: 500 }).then((k) => k.length),
+    });
+    try {
+      for (const c of [forStatus, forPoisoned]) await c.get("connected").exec();
+      expect(await metrics.text()).toMatch(/^rdeebee_poisoned_leader_keys 2$/m);
+      proxy.setMode("blackhole");
+      await expect(readClusterStatus(forStatus, factory.layout, { timeoutMs: 500 })).rejects.toThrow();
+      await expect(readPoisonedLeaderKeys(forPoisoned, factory.layout, { timeoutMs: 500 })).rejects.toThrow();
+      const text = await metrics.text();
+      expect(text).toMatch(/^rdeebee_poisoned_leader_keys 2$/m);
+      expect(text).toMatch(/^rdeebee_etcd_errors_total\{reason="poisoned_leader_keys_read"\} 1$/m);
+    } finally {
+      metrics.close();
+      for (const c of [forStatus, forPoisoned, forMetrics]) c.close();
+      await proxy.close();
+    }
+  });
+
+  test("at the maximum capacity, with every ID handed out and none live, prints one line per group", async () => {
+    writeFileSync(
+      configFile,
+      yaml.dump({ ...CONFIG, groups: 10_000, group_size: 100, reads: 100, writes: 1 }),
+    );
+    await client.put(CONFIG.id_key).value("1000000").exec();
+    const { code, text } = await status();
+    expect(code).toBe(0);
+    const lines = text.split("\n");
+    // A header, three lines per grouping, one per group, the advertisements.
+    expect(lines).toHaveLength(1 + 3 * 100 + 10_000 + 1);
+    expect(lines).toContain("group 9999: members none; missing 999900..999999");
+  });
+});
+
+describe("idRangesText", () => {
+  test.each([
+    [[], ""],
+    [[4], "4"],
+    [[4, 5], "4, 5"],
+    [[3, 5, 6, 7], "3, 5..7"],
+    [[0, 1, 2, 9, 11, 12, 13, 14], "0..2, 9, 11..14"],
+  ])("%j → %j", (ids, text) => {
+    expect(idRangesText(ids)).toBe(text);
   });
 });
