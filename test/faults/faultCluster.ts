@@ -325,6 +325,16 @@ export class FaultCluster {
         join(target, `${node.name}.stderr.jsonl`),
         node.lines.map((l) => JSON.stringify(l)).join("\n"),
       );
+    writeFileSync(
+      join(target, "processes.json"),
+      JSON.stringify(
+        this.nodes.map((n) => n.fate()),
+        null,
+        1,
+      ),
+    );
+    writeFileSync(join(target, "impairments.json"), JSON.stringify(this.impairments, null, 1));
+    writeFileSync(join(target, "writes.json"), JSON.stringify(this.writes, null, 1));
     return target;
   }
 

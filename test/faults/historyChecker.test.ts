@@ -458,6 +458,22 @@ describe("two nodes acting as primary at once", () => {
     ]);
   });
 
+  test("a node killed while primary stops acting when it is killed", () => {
+    const histories = [become("a", 0, "primary", 1_000, 1_500), become("b", 1, "primary", 1_300, 1_500)];
+    const killed = (killedAtMs?: number) =>
+      rulesOf(
+        check({
+          events: [],
+          histories,
+          processes: [
+            { name: "a", killed: true, killedAtMs, stopped: false, exit: { code: null, signal: "SIGKILL" } },
+          ],
+        }),
+      );
+    expect(killed(1_200)).toEqual([]);
+    expect(killed(undefined)).toEqual(["overlap"]);
+  });
+
   test("a deadline extended while primary (a later record) counts; other groupings do not", () => {
     const extended = [
       become("a", 0, "primary", 1_000, 1_500),

@@ -42,6 +42,8 @@ export interface ProcessFate {
   exit?: { code: number | null; signal: string | null };
   /** The scenario killed it on purpose (`kill -9`). */
   killed: boolean;
+  /** When it was killed, in ms on the monotonic clock of the history records' `mono`. */
+  killedAtMs?: number;
   /** The harness stopped it with SIGTERM at the end: it must exit with code 0. */
   stopped: boolean;
 }
@@ -800,21 +802,31 @@ interface PrimaryTerm {
 const monoMs = (record: HistoryRecord) => Number(record.mono) / 1e6;
 
 /**
- * Per node: from entering primary until it leaves primary or its local deadline passes, whichever
- * comes first. The deadline is the latest one the node recorded while primary (a keepalive may
- * have extended it since it entered).
+ * Per node: from entering primary until it leaves primary, its local deadline passes or it is
+ * killed, whichever comes first. The deadline is the latest one the node recorded while primary
+ * (a keepalive may have extended it since it entered).
  */
-export function primaryTerms(layout: ClusterLayout, histories: readonly HistoryRecord[]): PrimaryTerm[] {
+export function primaryTerms(
+  layout: ClusterLayout,
+  histories: readonly HistoryRecord[],
+  killedAtMs: ReadonlyMap<string, number> = new Map(),
+): PrimaryTerm[] {
   const byNode = new Map<string, HistoryRecord[]>();
   for (const r of histories) byNode.set(r.node, [...(byNode.get(r.node) ?? []), r]);
   const terms: PrimaryTerm[] = [];
   for (const [node, records] of byNode) {
+    const killed = killedAtMs.get(node) ?? Number.POSITIVE_INFINITY;
     records.sort((a, b) => (BigInt(a.mono) < BigInt(b.mono) ? -1 : BigInt(a.mono) > BigInt(b.mono) ? 1 : 0));
     let open: { grouping: number; from: number; deadline: number } | undefined;
     for (const r of records) {
       const at = monoMs(r);
       if (open && r.kind === "transition" && r.role !== "primary") {
-        terms.push({ node, grouping: open.grouping, from: open.from, to: Math.min(at, open.deadline) });
+        terms.push({
+          node,
+          grouping: open.grouping,
+          from: open.from,
+          to: Math.min(at, open.deadline, killed),
+        });
         open = undefined;
       } else if (open && r.deadlineMs !== undefined) {
         open.deadline = Math.max(open.deadline, at + r.deadlineMs);
@@ -828,14 +840,20 @@ export function primaryTerms(layout: ClusterLayout, histories: readonly HistoryR
         open = { grouping: layout.groupingOfNode(r.id), from: at, deadline: at + (r.deadlineMs ?? 0) };
       }
     }
-    if (open) terms.push({ node, grouping: open.grouping, from: open.from, to: open.deadline });
+    if (open)
+      terms.push({ node, grouping: open.grouping, from: open.from, to: Math.min(open.deadline, killed) });
   }
   return terms;
 }
 
 /** No two nodes act as primary of one grouping at overlapping times. */
-function checkPrimaryOverlap(layout: ClusterLayout, histories: readonly HistoryRecord[]): Violation[] {
-  const terms = primaryTerms(layout, histories).filter((t) => t.to > t.from);
+function checkPrimaryOverlap(input: CheckInput): Violation[] {
+  const killedAt = new Map(
+    (input.processes ?? []).flatMap((p) =>
+      p.killedAtMs === undefined ? [] : [[p.name, p.killedAtMs] as const],
+    ),
+  );
+  const terms = primaryTerms(input.layout, input.histories, killedAt).filter((t) => t.to > t.from);
   const violations: Violation[] = [];
   for (let i = 0; i < terms.length; i++)
     for (let j = i + 1; j < terms.length; j++) {
@@ -873,7 +891,7 @@ export function checkHistory(input: CheckInput): CheckReport {
     ...(input.finalMembership ? checkFinalMembership(input.finalMembership) : []),
     ...checkWrites(input, replay),
     ...vacancy.violations,
-    ...checkPrimaryOverlap(input.layout, input.histories),
+    ...checkPrimaryOverlap(input),
   ];
   return {
     ok: violations.length === 0,

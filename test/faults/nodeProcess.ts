@@ -89,6 +89,7 @@ export class NodeProcess {
   private paused = false;
   private partial = "";
   private killedOnPurpose = false;
+  private killedAtMs: number | undefined;
   private stopRequested = false;
 
   private constructor(
@@ -159,6 +160,7 @@ export class NodeProcess {
       name: this.name,
       exit: this.exitStatus,
       killed: this.killedOnPurpose,
+      killedAtMs: this.killedAtMs,
       stopped: this.stopRequested,
     };
   }
@@ -199,6 +201,8 @@ export class NodeProcess {
   /** SIGKILL on purpose: the checker does not count this exit against the node. */
   async kill9(): Promise<Exit> {
     this.killedOnPurpose = true;
+    // The same monotonic clock as the `mono` of the history records, for the checker.
+    this.killedAtMs ??= Number(process.hrtime.bigint()) / 1e6;
     this.signalPid("SIGKILL");
     return this.exited;
   }
