@@ -1,0 +1,35 @@
+/**
+ * Test files that `npm run test:mutation` does not run, each with the reason. Stryker mutates a
+ * copy of the sources in its sandbox and activates one mutant at a time inside the test worker, so
+ * a test only sees a mutant when it runs the mutated module in that worker.
+ */
+export interface ExcludedTests {
+  readonly glob: string;
+  readonly reason: string;
+}
+
+export const EXCLUDED_FROM_MUTATION: readonly ExcludedTests[] = [
+  {
+    glob: "test/faults/**",
+    reason:
+      "the fault suite has its own config (npm run test:faults), runs node processes from dist/ and takes ~10 min",
+  },
+  {
+    glob: "test/integration/cliLayout.test.ts",
+    reason: "runs the built CLI (dist/src/cli/main.js) as a process: it never sees a mutant",
+  },
+  {
+    glob: "test/integration/nodeProcess.test.ts",
+    reason: "runs node processes of the built CLI (dist/): they never see a mutant",
+  },
+  {
+    glob: "test/integration/localCommand.test.ts",
+    reason: "runs the built `local` command (dist/) in tmux: it never sees a mutant",
+  },
+  {
+    glob: "test/unit/visualizations.test.ts",
+    reason:
+      "compares diagrams generated from the machines with the checked-in files, so it fails for every change " +
+      "to a machine's shape, right or wrong: it would count as killing mutants that no behaviour test catches",
+  },
+];
