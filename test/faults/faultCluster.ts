@@ -307,7 +307,8 @@ export class FaultCluster {
       processes: this.nodes.map((n) => n.fate()),
       finalMembership,
       writes: this.writes,
-      vacancy: { ttlMs: TTL_MS, endedAt },
+      vacancy: { ttlMs: TTL_MS },
+      endedAt,
       impairments: this.impairments,
     });
     if (!report.ok) this.keepArtifacts();

@@ -188,6 +188,18 @@ describe("history checker", () => {
     ]);
   });
 
+  test("a campaign that committed but was reported refused (its re-sent compare failed against itself)", () => {
+    const { log, histories } = cleanFailover();
+    const won = histories.map((r) =>
+      r.kind === "leader" && r.action === "campaign" && r.slot === 2
+        ? { ...r, outcome: "refused" as const }
+        : r,
+    );
+    expect(check({ events: log.events, histories: won }).violations.map((v) => v.message)).toEqual([
+      expect.stringContaining("recorded no won campaign or promotion"),
+    ]);
+  });
+
   test("an acknowledged action after the local deadline", () => {
     const { log, histories } = cleanFailover();
     const late = histories.map((r) =>
@@ -231,6 +243,27 @@ describe("history checker", () => {
       expect.stringContaining("slot 2 expired"),
       expect.stringContaining("slot 1 expired"),
     ]);
+  });
+
+  test("a member key of a process the harness stopped, deleted after it began stopping, needs no advertisement", () => {
+    const log = new EtcdLog();
+    log.join(0, "10");
+    log.join(1, "11");
+    log.txn({ put: PRIMARY, value: node(1), lease: "11" });
+    const stoppingFrom = log.now;
+    log.txn({ del: member(0) });
+    const stopped = (endedAt: number, name = "n0") =>
+      rulesOf(
+        check({
+          events: log.events,
+          histories: [],
+          endedAt,
+          processes: [{ name, killed: false, stopped: true, exit: { code: 0, signal: null } }],
+        }),
+      );
+    expect(stopped(stoppingFrom)).toEqual([]);
+    expect(stopped(stoppingFrom + 1)).toEqual(["slots"]);
+    expect(stopped(stoppingFrom, "n7")).toEqual(["slots"]);
   });
 
   test("writes the test made itself are not attributed to nodes", () => {
@@ -414,7 +447,7 @@ describe("vacant primary seat with a live backup", () => {
     const from = log.now;
     log.txn({ del: PRIMARY });
     const late = (endedAt: number) =>
-      check({ events: log.events, histories: [], vacancy: { ttlMs: TTL, endedAt } });
+      check({ events: log.events, histories: [], vacancy: { ttlMs: TTL }, endedAt });
     expect(rulesOf(late(from + BOUND + 500))).toEqual(["vacancy"]);
     expect(rulesOf(late(from + BOUND - 500))).toEqual([]);
     expect(late(from - 5).vacancies).toEqual([]);

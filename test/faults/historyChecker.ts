@@ -102,8 +102,6 @@ export interface VacancyTiming {
   rereadMs?: number;
   /** Allowance for process scheduling on a loaded machine. */
   graceMs?: number;
-  /** Wall time at which the harness began stopping nodes: later vacancies are not judged. */
-  endedAt?: number;
 }
 
 /** Process scheduling on a loaded 2-core machine: a node may run this late on top of TTL + re-read. */
@@ -120,6 +118,11 @@ export interface CheckInput {
   writes?: readonly WriteAttempt[];
   /** Given: a vacant primary seat with a live backup is bounded by TTL + re-read interval + grace. */
   vacancy?: VacancyTiming;
+  /**
+   * Wall time at which the harness began stopping nodes with SIGTERM: later vacancies are not
+   * judged, and a member key of a stopped process deleted after it needs no advertisement.
+   */
+  endedAt?: number;
   impairments?: readonly Impairment[];
 }
 
@@ -163,6 +166,8 @@ interface Death {
   id: number;
   revision: number;
   lease: string;
+  /** The node name in the member key's value. */
+  name?: string;
   adPuts: number[];
 }
 
@@ -414,7 +419,14 @@ class Replay {
     );
     for (const { event, kind, prior } of kinds) {
       if (kind.kind === "member" && event.type === "delete" && prior) {
-        const death: Death = { id: kind.id, revision, lease: prior.lease, adPuts: [] };
+        const name = parseJson(prior.value)?.name;
+        const death: Death = {
+          id: kind.id,
+          revision,
+          lease: prior.lease,
+          name: typeof name === "string" ? name : undefined,
+          adPuts: [],
+        };
         this.deaths.push(death);
         this.openDeaths.set(kind.id, death);
       } else if (kind.kind === "member" && event.type === "put" && !prior) {
@@ -470,6 +482,44 @@ type Touched = { event: ObservedEvent; kind: KeyKind; prior: Life | undefined };
 
 function leaderRecords(histories: readonly HistoryRecord[]): LeaderRecord[] {
   return histories.filter((r): r is LeaderRecord => r.kind === "leader");
+}
+
+/**
+ * Every leader key created under the lease of a node with a history is one that node recorded as
+ * won: a campaign or promotion that committed is never reported refused or failed (as when a lost
+ * reply is re-sent and the re-sent compare fails against the node's own first attempt).
+ */
+function checkLeaderKeysWon(input: CheckInput, replay: Replay): Violation[] {
+  const nodeByLease = new Map<string, string>();
+  for (const r of input.histories) if (r.lease !== undefined) nodeByLease.set(r.lease, r.node);
+  const won = new Set(
+    leaderRecords(input.histories).flatMap((r) =>
+      r.outcome === "ok" && (r.action === "campaign" || r.action === "promote")
+        ? [`${r.grouping}/${r.slot}/${r.token}`]
+        : [],
+    ),
+  );
+  const violations: Violation[] = [];
+  for (const [key, lives] of replay.lives) {
+    const kind = classifyKey(input.layout, key);
+    if (kind.kind !== "leader") continue;
+    for (const life of lives) {
+      const node = nodeByLease.get(life.lease);
+      if (
+        life.foreign ||
+        node === undefined ||
+        won.has(`${kind.grouping}/${kind.slot}/${life.createRevision}`)
+      )
+        continue;
+      violations.push({
+        rule: "fencing",
+        node,
+        revision: life.createRevision,
+        message: `${key} created at revision ${life.createRevision} under ${node}'s lease ${life.lease}, which recorded no won campaign or promotion for it`,
+      });
+    }
+  }
+  return violations;
 }
 
 /** Every acknowledged leader action committed while its leader key existed with its token. */
@@ -606,6 +656,13 @@ function checkDeaths(input: CheckInput, replay: Replay): Violation[] {
       r.kind === "transition" && r.to === "stopping" && r.lease ? [r.lease] : [],
     ),
   );
+  // A process without a history (the example server) is known to stop gracefully by the harness.
+  const stopped = new Set((input.processes ?? []).flatMap((p) => (p.stopped ? [p.name] : [])));
+  const stoppedGracefully = (death: Death) =>
+    input.endedAt !== undefined &&
+    death.name !== undefined &&
+    stopped.has(death.name) &&
+    (replay.revisionTimes.get(death.revision) ?? 0) >= input.endedAt;
   return replay.deaths.flatMap((death): Violation[] => {
     if (death.adPuts.length > 1)
       return [
@@ -615,7 +672,7 @@ function checkDeaths(input: CheckInput, replay: Replay): Violation[] {
           message: `slot ${death.id} advertised ${death.adPuts.length} times (revisions ${death.adPuts.join(", ")}) after one death`,
         },
       ];
-    if (death.adPuts.length === 0 && !gracefulLeases.has(death.lease))
+    if (death.adPuts.length === 0 && !gracefulLeases.has(death.lease) && !stoppedGracefully(death))
       return [
         {
           rule: "slots",
@@ -765,7 +822,7 @@ function measureVacancies(
   const timing = input.vacancy;
   if (!timing) return { vacancies: [], violations: [] };
   const lastSeen = Math.max(0, ...replay.revisionTimes.values());
-  const endedAt = timing.endedAt ?? lastSeen;
+  const endedAt = input.endedAt ?? lastSeen;
   const boundMs = timing.ttlMs + (timing.rereadMs ?? timing.ttlMs) + (timing.graceMs ?? VACANCY_GRACE_MS);
   const vacancies: Vacancy[] = [];
   const violations: Violation[] = [];
@@ -883,6 +940,7 @@ export function checkHistory(input: CheckInput): CheckReport {
   const violations = [
     ...replay.violations,
     ...checkFencing(input, replay),
+    ...checkLeaderKeysWon(input, replay),
     ...checkTokenOrder(input.histories),
     ...checkDeadlines(input.histories),
     ...checkIdentities(input, replay),
