@@ -6,7 +6,13 @@ export {
   type FencingToken,
   type FreshIdResult,
 } from "./clusterStore.js";
-export { type KeyEntry, type PrefixSnapshot, snapshotOf, watchPrefix } from "./prefixView.js";
+export {
+  type KeyEntry,
+  type PrefixSnapshot,
+  snapshotOf,
+  type WatchPrefixOptions,
+  watchPrefix,
+} from "./prefixView.js";
 export {
   deletePoisonedLeaderKey,
   type LeaderKeyRemoval,
@@ -22,3 +28,12 @@ export {
   type NodeRecord,
   nodeRecordSchema,
 } from "./values.js";
+export { type BackoffPolicy, backoffDelay, jitteredInterval } from "./watchBackoff.js";
+export {
+  type WatchHandle,
+  type WatchListener,
+  WatchStream,
+  type WatchStreamActivity,
+  type WatchStreamOptions,
+  watchStreamOf,
+} from "./watchStream.js";

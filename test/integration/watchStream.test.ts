@@ -1,0 +1,344 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { Etcd3 } from "etcd3";
+import type { Subscription } from "rxjs";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import {
+  backoffDelay,
+  jitteredInterval,
+  type WatchHandle,
+  type WatchListener,
+  type WatchStream,
+  type WatchStreamActivity,
+  type WatchStreamOptions,
+  watchStreamOf,
+} from "../../src/etcd/index.js";
+import type { Logger } from "../../src/logging.js";
+import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
+import { type LogRecord, recordingLogger } from "../support/recordingLogger.js";
+import { TcpProxy } from "../support/tcpProxy.js";
+import { waitUntil } from "../support/waitUntil.js";
+
+describe("backoff", () => {
+  const policy = { initialMs: 100, maxMs: 5_000 };
+
+  test("doubles per attempt, is jittered between half and all of the step, and is capped", () => {
+    expect(backoffDelay(0, policy, () => 0)).toBe(50);
+    expect(backoffDelay(0, policy, () => 1)).toBe(100);
+    expect(backoffDelay(3, policy, () => 0)).toBe(400);
+    expect(backoffDelay(3, policy, () => 1)).toBe(800);
+    expect(backoffDelay(3, policy, () => 0.5)).toBe(600);
+    expect(backoffDelay(40, policy, () => 1)).toBe(5_000);
+    expect(backoffDelay(40, policy, () => 0)).toBe(2_500);
+  });
+
+  test("a jittered interval lies between half and all of the interval", () => {
+    expect(jitteredInterval(1_000, () => 0)).toBe(500);
+    expect(jitteredInterval(1_000, () => 1)).toBe(1_000);
+    expect(jitteredInterval(1_000, () => 0.25)).toBe(625);
+  });
+});
+
+interface Recorder {
+  listener: WatchListener;
+  /** `put:key` / `delete:key`, in delivery order. */
+  events: string[];
+  revisions: number[];
+  attached: boolean[];
+  canceled: { compactRevision: number; reason: string }[];
+}
+
+function recorder(): Recorder {
+  const recorded: Omit<Recorder, "listener"> = { events: [], revisions: [], attached: [], canceled: [] };
+  return {
+    ...recorded,
+    listener: {
+      attached: (resumed) => recorded.attached.push(resumed),
+      events: (events) => {
+        for (const event of events) {
+          recorded.events.push(`${event.type.toLowerCase()}:${event.kv.key.toString()}`);
+          recorded.revisions.push(Number(event.kv.mod_revision));
+        }
+      },
+      canceled: (cause) => recorded.canceled.push(cause),
+      closed: () => undefined,
+    },
+  };
+}
+
+const strictlyIncreasing = (values: number[]) =>
+  values.every((value, i) => i === 0 || value > (values[i - 1] ?? 0));
+
+describe("WatchStream: one multiplexed watch stream per client, driven directly", () => {
+  let etcd: EtcdCluster;
+  let writer: Etcd3;
+  let proxy: TcpProxy;
+  let viewer: Etcd3;
+  let logger: Logger;
+  let records: LogRecord[];
+  let handles: WatchHandle[];
+  let subscriptions: Subscription[];
+  let activity: WatchStreamActivity[];
+
+  beforeEach(async () => {
+    etcd = await startEtcd();
+    writer = etcd.client();
+    proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
+    viewer = new Etcd3({ hosts: [proxy.endpoint], dialTimeout: 1000 });
+    ({ logger, records } = recordingLogger());
+    handles = [];
+    subscriptions = [];
+    activity = [];
+  });
+
+  afterEach(async () => {
+    for (const handle of handles) handle.cancel();
+    for (const subscription of subscriptions) subscription.unsubscribe();
+    viewer.close();
+    await proxy.close();
+    await etcd.stop();
+  });
+
+  const streamOf = (options?: WatchStreamOptions): WatchStream => {
+    const stream = watchStreamOf(viewer, logger, options);
+    subscriptions.push(stream.activity$.subscribe((step) => activity.push(step)));
+    return stream;
+  };
+  const watch = (stream: WatchStream, prefix: string, fromRevision: number, listener: WatchListener) => {
+    const handle = stream.watchPrefix(prefix, fromRevision, listener);
+    handles.push(handle);
+    return handle;
+  };
+  const nextRevision = async () => Number((await writer.get("any").exec()).header.revision) + 1;
+  const unknownIdRecords = () =>
+    records.filter((r) => r.message === "watch response for an unknown watch id ignored");
+
+  test("watches share one stream and each response reaches the watch whose id this client assigned", async () => {
+    const stream = streamOf();
+    const from = await nextRevision();
+    const p = recorder();
+    const q = recorder();
+    const hp = watch(stream, "p/", from, p.listener);
+    const hq = watch(stream, "q/", from, q.listener);
+    await writer.put("p/1").value("1");
+    await writer.put("q/1").value("1");
+    await writer
+      .if("p/1", "Create", ">", 0)
+      .then(writer.put("p/2").value("2"), writer.put("q/2").value("2"))
+      .commit();
+    await writer.delete().key("p/1");
+
+    await waitUntil("both watches' events", () => p.events.length === 3 && q.events.length === 2);
+    expect(p.events).toEqual(["put:p/1", "put:p/2", "delete:p/1"]);
+    expect(q.events).toEqual(["put:q/1", "put:q/2"]);
+    expect(hp.id).not.toBe(hq.id);
+    expect(activity.filter((step) => step.kind === "opened")).toHaveLength(1);
+  });
+
+  test("a create from a compacted revision cancels that watch alone; watches created after it attach", async () => {
+    const stream = streamOf();
+    for (let i = 0; i < 5; i++) await writer.put(`c/${i}`).value(String(i));
+    const from = await nextRevision();
+    await writer.kv.compact({ revision: String(from - 1), physical: true });
+    const compacted = recorder();
+    const later = [recorder(), recorder()];
+    watch(stream, "c/", 2, compacted.listener);
+    watch(stream, "d/", from, later[0]?.listener ?? recorder().listener);
+    watch(stream, "e/", from, later[1]?.listener ?? recorder().listener);
+    await writer.put("d/1").value("1");
+    await writer.put("e/1").value("1");
+
+    await waitUntil(
+      "the compacted watch's cancel and the others' events",
+      () => compacted.canceled.length === 1 && later.every((r) => r.events.length === 1),
+    );
+    expect(compacted.canceled[0]?.compactRevision).toBe(from - 1);
+    expect(later.map((r) => r.events)).toEqual([["put:d/1"], ["put:e/1"]]);
+    expect(stream.size).toBe(2);
+  });
+
+  test("a create etcd refuses without naming it cancels the oldest unanswered create, not another", async () => {
+    const stream = streamOf();
+    const from = await nextRevision();
+    const refused = recorder();
+    const fine = recorder();
+    // An empty range (key after range end): etcd answers with watch_id -1.
+    handles.push(stream.watchRange(Buffer.from("b"), Buffer.from("a"), from, refused.listener));
+    watch(stream, "p/", from, fine.listener);
+    await writer.put("p/1").value("1");
+
+    await waitUntil(
+      "the refusal and the other watch's event",
+      () => refused.canceled.length === 1 && fine.events.length === 1,
+    );
+    expect(refused.canceled[0]?.compactRevision).toBe(0);
+    expect(refused.canceled[0]?.reason).not.toBe("");
+    expect(fine.canceled).toEqual([]);
+    expect(fine.events).toEqual(["put:p/1"]);
+  });
+
+  test("responses for unknown ids are ignored, and cancelling a watch already gone sends nothing", async () => {
+    const stream = streamOf();
+    const from = await nextRevision();
+    const keeper = recorder();
+    watch(stream, "k/", from, keeper.listener);
+    await waitUntil("the keeper to attach", () => keeper.attached.length === 1);
+
+    // Cancelled before its create reply: the reply, then the cancel's reply, name an id now unknown.
+    stream.watchPrefix("g/", from, recorder().listener).cancel();
+    await waitUntil("the reply for the cancelled watch", () => unknownIdRecords().length > 0);
+
+    // Cancelled by etcd (compaction), then cancelled twice more by its owner.
+    await writer.put("c/1").value("1");
+    const compactAt = await nextRevision();
+    await writer.put("c/2").value("2");
+    await writer.kv.compact({ revision: String(compactAt), physical: true });
+    const compacted = recorder();
+    const gone = stream.watchPrefix("c/", compactAt - 1, compacted.listener);
+    await waitUntil("etcd to cancel the compacted watch", () => compacted.canceled.length === 1);
+    const unknownBefore = unknownIdRecords().length;
+    gone.cancel();
+    gone.cancel();
+    // etcd answers a stream's requests in order, so a reply to a cancel would come before this create's.
+    const after = recorder();
+    watch(stream, "a/", await nextRevision(), after.listener);
+    await waitUntil("a later watch to attach", () => after.attached.length === 1);
+    expect(unknownIdRecords().slice(unknownBefore)).toEqual([]);
+
+    await writer.put("k/1").value("1");
+    await waitUntil("the keeper's event", () => keeper.events.length === 1);
+    expect(activity.filter((step) => step.kind === "broken")).toEqual([]);
+  });
+
+  test("an exception thrown by a listener never escapes into gRPC's handlers", async () => {
+    const stream = streamOf();
+    const from = await nextRevision();
+    const faulty = recorder();
+    const fine = recorder();
+    watch(stream, "b/", from, {
+      ...faulty.listener,
+      events: () => {
+        throw new Error("listener bug");
+      },
+    });
+    watch(stream, "g/", from, fine.listener);
+    await writer.put("b/1").value("1");
+    await writer.put("g/1").value("1");
+    await waitUntil("the other watch's event", () => fine.events.includes("put:g/1"));
+    expect(records.some((r) => r.message === "watch stream handler failed, reopening the stream")).toBe(true);
+    await writer.put("g/2").value("2");
+    await waitUntil("the other watch's next event", () => fine.events.includes("put:g/2"));
+    expect(fine.events).toEqual(["put:g/1", "put:g/2"]);
+  });
+
+  test("a link cut right after the create reply: the watch resumes from its own last delivered revision (10 trials)", async () => {
+    const stream = streamOf({ reconnect: { initialMs: 20, maxMs: 200 } });
+    for (let trial = 0; trial < 10; trial++) {
+      const prefix = `t${trial}/`;
+      const from = await nextRevision();
+      const keys = Array.from({ length: 20 }, (_, i) => `${prefix}${String(i).padStart(2, "0")}`);
+      for (const key of keys) await writer.put(key).value("v");
+      const seen = recorder();
+      let handle: WatchHandle | undefined;
+      let cut = false;
+      const hook = stream.activity$.subscribe((step) => {
+        if (step.kind === "created" && step.watchId === handle?.id && !cut) {
+          cut = true;
+          proxy.setMode("reset");
+          setTimeout(() => proxy.setMode("pass"), 20);
+        }
+      });
+      handle = stream.watchPrefix(prefix, from, seen.listener);
+      await waitUntil(`trial ${trial}: every catch-up event`, () => seen.events.length >= keys.length);
+      await sleep(50);
+      handle.cancel();
+      hook.unsubscribe();
+      expect(cut).toBe(true);
+      expect(seen.events).toEqual(keys.map((key) => `put:${key}`));
+      expect(strictlyIncreasing(seen.revisions)).toBe(true);
+    }
+  });
+
+  test("a link cut while catch-up events stream in several responses: none missed, none repeated", async () => {
+    const stream = streamOf({ reconnect: { initialMs: 20, maxMs: 200 } });
+    const from = await nextRevision();
+    // etcd sends at most 1,000 revisions per catch-up response.
+    const keys = Array.from({ length: 2_500 }, (_, i) => `big/${String(i).padStart(4, "0")}`);
+    for (let i = 0; i < keys.length; i += 50) {
+      await Promise.all(keys.slice(i, i + 50).map((key) => writer.put(key).value("v")));
+    }
+    const seen = recorder();
+    let handle: WatchHandle | undefined;
+    let responses = 0;
+    subscriptions.push(
+      stream.activity$.subscribe((step) => {
+        if (step.kind === "events" && step.watchId === handle?.id && ++responses === 1) {
+          proxy.setMode("reset");
+          setTimeout(() => proxy.setMode("pass"), 20);
+        }
+      }),
+    );
+    handle = watch(stream, "big/", from, seen.listener);
+    await waitUntil("every catch-up event", () => seen.events.length >= keys.length, 30_000);
+    await sleep(100);
+    expect(responses).toBeGreaterThan(1);
+    expect(activity.some((step) => step.kind === "broken")).toBe(true);
+    expect(seen.events).toHaveLength(keys.length);
+    expect(new Set(seen.events).size).toBe(keys.length);
+    expect(strictlyIncreasing(seen.revisions)).toBe(true);
+  });
+
+  test("a blackholed stream is noticed by its progress probe and reopened; events sent meanwhile arrive", async () => {
+    const stream = streamOf({
+      probeIntervalMs: 200,
+      probeTimeoutMs: 300,
+      reconnect: { initialMs: 50, maxMs: 300 },
+    });
+    const seen = recorder();
+    watch(stream, "p/", await nextRevision(), seen.listener);
+    await waitUntil("the watch to attach", () => seen.attached.length === 1);
+
+    proxy.setMode("blackhole");
+    await writer.put("p/during").value("1");
+    await waitUntil("the probe to give up on the stream", () =>
+      activity.some((step) => step.kind === "broken" && step.reason === "no reply to a progress request"),
+    );
+    proxy.setMode("pass");
+    await writer.put("p/after").value("2");
+
+    await waitUntil("both events", () => seen.events.length >= 2, 30_000);
+    await sleep(100);
+    expect(seen.events).toEqual(["put:p/during", "put:p/after"]);
+    expect(records.some((r) => r.message === "watch stream silent, reopening it")).toBe(true);
+  });
+
+  test("while etcd is down the stream is reopened with backoff, not in a busy loop, and resumes after", async () => {
+    const stream = streamOf({ reconnect: { initialMs: 100, maxMs: 1_000 } });
+    const seen = recorder();
+    watch(stream, "p/", await nextRevision(), seen.listener);
+    await writer.put("p/1").value("1");
+    await waitUntil("the first event", () => seen.events.length === 1);
+
+    const member = etcd.members[0];
+    if (member === undefined) throw new Error("no etcd member");
+    await member.stop();
+    await sleep(3_000);
+    const attempts = activity.filter((step) => step.kind === "broken").length;
+    await member.restart();
+    await writer.put("p/2").value("2");
+
+    await waitUntil("the event after the restart", () => seen.events.length === 2, 30_000);
+    // 100, 200, 400, 800, 1000… ms (each jittered down to half): at most ~8 attempts in 3 s.
+    expect(attempts).toBeGreaterThan(0);
+    expect(attempts).toBeLessThan(15);
+    expect(seen.events).toEqual(["put:p/1", "put:p/2"]);
+    expect(seen.attached).toContain(true);
+  });
+
+  test("bad options are refused with an error naming the option", () => {
+    expect(() => watchStreamOf(viewer, logger, { probeIntervalMs: 0 })).toThrow(/probeIntervalMs/);
+    expect(() => watchStreamOf(viewer, logger, { probeTimeoutMs: Number.NaN })).toThrow(/probeTimeoutMs/);
+    expect(() => watchStreamOf(viewer, logger, { reconnect: { initialMs: 10, maxMs: -1 } })).toThrow(
+      /reconnect\.maxMs/,
+    );
+  });
+});
