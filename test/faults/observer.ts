@@ -37,9 +37,9 @@ function keyValueOf(kv: IKeyValue): ObservedKeyValue {
 /**
  * Watches every key from revision 1 with previous values, and keeps each event with its revision
  * and receive time, in memory and as JSON lines. etcd3 resumes a watch from the header revision of
- * the last reply, which a catch-up reply sets ahead of events still to come, so the observer sets
- * the resume revision itself, from the last event it kept, whenever the watch disconnects; events
- * at or below that revision are dropped as duplicates. `verify` checks the result against etcd.
+ * the last reply it got, and a creation reply's header is ahead of the catch-up events still to
+ * come, so the observer sets the resume revision itself, from the last event it kept, whenever the
+ * watch disconnects. `verify` checks the result against etcd.
  */
 export class Observer {
   readonly events: ObservedEvent[] = [];
@@ -56,9 +56,7 @@ export class Observer {
     });
     watcher.on("data", (res) => {
       const receivedAt = Date.now();
-      const seen = this.lastRevision;
       for (const event of res.events) {
-        if (Number(event.kv.mod_revision) <= seen) continue;
         const observed: ObservedEvent = {
           ...keyValueOf(event.kv),
           revision: Number(event.kv.mod_revision),
