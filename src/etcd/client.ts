@@ -1,4 +1,4 @@
-import { ExponentialBackoff, noop } from "cockatiel";
+import { noop } from "cockatiel";
 import { Etcd3, type IOptions } from "etcd3";
 import { deadlineIn } from "./outcome.js";
 
@@ -37,12 +37,6 @@ const KEEPALIVE_CHANNEL_OPTIONS = {
 const NO_HIDDEN_RETRIES = { global: noop, host: () => noop } as const;
 
 /**
- * Watch streams are re-established by etcd3 with this backoff; its default grows to 30 s, so a
- * watch could come back long after etcd did. Bounded to keep leader views fresh.
- */
-const watchReconnectBackoff = () => new ExponentialBackoff({ initialDelay: 100, maxDelay: 2_000 }).next();
-
-/**
  * A client for the given endpoints; every etcd connection of the runtime and the CLI is made here.
  * Options given (credentials, auth, grpcOptions, faultHandling, defaultCallOptions) override ours.
  */
@@ -54,7 +48,7 @@ export function connectEtcd(endpoints: string[], options: ConnectOptions = {}): 
     ...rest,
     hosts: endpoints,
     grpcOptions: { ...KEEPALIVE_CHANNEL_OPTIONS, ...grpcOptions },
-    faultHandling: { ...NO_HIDDEN_RETRIES, watchBackoff: watchReconnectBackoff(), ...faultHandling },
+    faultHandling: { ...NO_HIDDEN_RETRIES, ...faultHandling },
   });
 }
 

@@ -1,4 +1,6 @@
+export type { ConnectOptions } from "./client.js";
 export { assertEtcdReachable, connectEtcd, type Etcd3, EtcdUnreachableError } from "./client.js";
+export type { ClusterStoreOptions } from "./clusterStore.js";
 export {
   type CampaignResult,
   ClusterStore,
@@ -6,6 +8,8 @@ export {
   type FencingToken,
   type FreshIdResult,
 } from "./clusterStore.js";
+export type { FencedWrite } from "./fencedWrite.js";
+export { OutcomeUnknownError, WriteNotCommittedError, WriteOutcomeUnknownError } from "./outcome.js";
 export {
   type KeyEntry,
   type PrefixSnapshot,

@@ -10,10 +10,13 @@ export class OutcomeUnknownError extends Error {
   override readonly name: string = "OutcomeUnknownError";
   constructor(
     readonly operation: string,
-    cause: unknown,
-    message = `${operation}: etcd did not confirm whether it was applied, and reading back failed: ${errorText(cause)}`,
+    /** How the call itself failed. */
+    readonly attemptError: unknown,
+    /** How settling its outcome failed. */
+    readonly settleError: unknown,
+    message = `${operation}: etcd did not confirm whether it was applied (${errorText(attemptError)}), and reading back failed: ${errorText(settleError)}`,
   ) {
-    super(message, { cause });
+    super(message, { cause: attemptError });
   }
 }
 
@@ -27,12 +30,14 @@ export class WriteOutcomeUnknownError extends OutcomeUnknownError {
   constructor(
     readonly fence: FencingToken,
     readonly markerKey: string,
-    cause: unknown,
+    attemptError: unknown,
+    settleError: unknown,
   ) {
     super(
       "fenced write",
-      cause,
-      `outcome of the fenced write of grouping ${fence.grouping} slot ${fence.slot} token ${fence.token} is unknown: it may or may not have committed (marker ${markerKey}): ${errorText(cause)}`,
+      attemptError,
+      settleError,
+      `outcome of the fenced write of grouping ${fence.grouping} slot ${fence.slot} token ${fence.token} is unknown: it may or may not have committed (${errorText(attemptError)}; marker ${markerKey}: ${errorText(settleError)})`,
     );
   }
 }

@@ -2,6 +2,7 @@ import { performance } from "node:perf_hooks";
 import type { Etcd3 } from "etcd3";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { ClusterLayout } from "../../src/config/index.js";
+import { FenceLostError } from "../../src/etcd/index.js";
 import { silentLogger } from "../../src/logging.js";
 import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
 import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
@@ -79,5 +80,25 @@ describe("local lease deadline", () => {
       20_000,
     );
     expect(cutOff.role).not.toBe("primary");
+  });
+
+  test("a primary whose etcd link goes silent mid-write gets an error for the write, never a hang or a refusal, and steps down", async () => {
+    const layout = new ClusterLayout(CONFIG);
+    const settings = { ...factory.settings("silent-link"), etcdEndpoints: [proxy.endpoint] };
+    cutOff = createClusterNode({ cluster: layout, settings, logger: silentLogger() });
+    await cutOff.start();
+    await waitUntil("the node to be primary", () => cutOff?.role === "primary");
+
+    proxy.setMode("blackhole");
+    const failure = await cutOff
+      .fencedTxn((c) => [c.put("app/silent").value("v")])
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    expect(failure, "the write succeeded over a silent link").toBeInstanceOf(Error);
+    // Over a silent link nothing can be known: the write is not reported as refused by the fence.
+    expect(failure).not.toBeInstanceOf(FenceLostError);
+    await waitUntil("the node to step down", () => cutOff?.role !== "primary", TTL_SECONDS * 10_000);
   });
 });

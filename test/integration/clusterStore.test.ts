@@ -1,0 +1,383 @@
+import { Etcd3 } from "etcd3";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { ClusterLayout } from "../../src/config/index.js";
+import {
+  ClusterStore,
+  type ConnectOptions,
+  connectEtcd,
+  FenceLostError,
+  type FencingToken,
+  OutcomeUnknownError,
+  WriteNotCommittedError,
+  WriteOutcomeUnknownError,
+} from "../../src/etcd/index.js";
+import { silentLogger } from "../../src/logging.js";
+import { SEED_CONFIG } from "../support/clusterNodes.js";
+import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
+import { TcpProxy } from "../support/tcpProxy.js";
+
+const LAYOUT = new ClusterLayout({ ...SEED_CONFIG, groups: 3 });
+const KEYS = LAYOUT.keys;
+const RECORD = { name: "store-test", address: "127.0.0.1:1" };
+const CALL_TIMEOUT_MS = 1_000;
+/** No default deadline and no gRPC keepalive: only the store's own deadlines can end a call. */
+const BARE: ConnectOptions = { defaultCallOptions: {}, grpcOptions: { "grpc.keepalive_time_ms": -1 } };
+const MARKERS_PREFIX = `fenced-write-${KEYS.db}-grouping-0/`;
+
+describe("ClusterStore over a link that loses replies", () => {
+  let etcd: EtcdCluster;
+  let direct: Etcd3;
+  let proxy: TcpProxy;
+  const clients: Etcd3[] = [];
+
+  beforeEach(async () => {
+    etcd = await startEtcd();
+    direct = etcd.client();
+    proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
+  });
+
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.close();
+    await proxy.close();
+    await etcd.stop();
+  });
+
+  const track = (client: Etcd3) => {
+    clients.push(client);
+    return client;
+  };
+  const storeOver = (client: Etcd3) =>
+    new ClusterStore(client, LAYOUT, silentLogger(), { callTimeoutMs: CALL_TIMEOUT_MS });
+  /** The runtime's client, through the proxy. */
+  const store = () => storeOver(track(connectEtcd([proxy.endpoint])));
+  /** etcd3's default client re-sends a txn whose reply was lost: the store must see its own success. */
+  const storeOverRetryingClient = () => storeOver(track(new Etcd3({ hosts: [proxy.endpoint] })));
+  const grantLease = async () => String(await direct.lease(60, { autoKeepAlive: false }).grant());
+  const keysUnder = async (prefix: string, leaseId: string) =>
+    (await direct.getAll().prefix(prefix).exec()).kvs
+      .filter((kv) => kv.lease === leaseId)
+      .map((kv) => kv.key.toString());
+  const kvOf = async (key: string) => (await direct.get(key).exec()).kvs[0];
+  /** Puts a leader key under `leaseId` directly; its fence. */
+  const holdLeaderKey = async (slot: 1 | 2, leaseId: string): Promise<FencingToken> => {
+    const res = await direct
+      .put(KEYS.leaderKey(0, slot))
+      .value(JSON.stringify({ ...RECORD, id: 0 }))
+      .lease(leaseId)
+      .exec();
+    return { grouping: 0, slot, token: Number(res.header.revision) };
+  };
+  const advertise = async (id: number) => {
+    await direct.put(KEYS.idKey).value("3");
+    await direct.put(KEYS.failoverKey(id)).value(JSON.stringify({ id, group: 0, advertisedBy: 0, token: 7 }));
+  };
+
+  describe("allocateFreshId", () => {
+    const firstMember = KEYS.memberKey(0, 0);
+
+    test("a lost reply of the committed allocation still reports that ID; the node holds exactly one", async () => {
+      const lease = await grantLease();
+      proxy.setMode("drop-reply", { match: firstMember });
+      expect(await store().allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 0 });
+      expect(proxy.repliesDropped).toBe(1);
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
+      expect(await direct.get(KEYS.idKey).string()).toBe("1");
+    });
+
+    test("a re-sent allocation whose compare fails on its own first attempt reports that ID", async () => {
+      const lease = await grantLease();
+      proxy.setMode("drop-reply", { match: firstMember });
+      expect(await storeOverRetryingClient().allocateFreshId(RECORD, lease)).toEqual({
+        kind: "allocated",
+        id: 0,
+      });
+      expect(proxy.repliesDropped).toBe(1);
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
+    });
+
+    test("an outcome etcd could not tell is settled by the next call, which reports the same ID", async () => {
+      const lease = await grantLease();
+      const ids = store();
+      proxy.setMode("drop-reply", { match: firstMember, afterwards: "blackhole" });
+      await expect(ids.allocateFreshId(RECORD, lease)).rejects.toBeInstanceOf(OutcomeUnknownError);
+      proxy.setMode("reset");
+      proxy.setMode("pass");
+      expect(await ids.allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 0 });
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
+    });
+
+    test("a claim after an allocation etcd could not tell reports the allocated ID, not another", async () => {
+      const lease = await grantLease();
+      const ids = store();
+      proxy.setMode("drop-reply", { match: firstMember, afterwards: "blackhole" });
+      await expect(ids.allocateFreshId(RECORD, lease)).rejects.toBeInstanceOf(OutcomeUnknownError);
+      proxy.setMode("reset");
+      proxy.setMode("pass");
+      await advertise(2);
+      expect(await ids.claimAdvertisedSlot(RECORD, lease)).toBe(0);
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
+    });
+
+    test("a late copy of an abandoned allocation never gives the node an ID", async () => {
+      const lease = await grantLease();
+      const ids = store();
+      proxy.setMode("hold-request", { match: firstMember });
+      let rounds = 0;
+      await expect(ids.allocateFreshId(RECORD, lease, () => rounds++ === 0)).rejects.toThrow(/abandoned/);
+      await proxy.releaseHeldRequest();
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([]);
+      expect(await ids.allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 0 });
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
+    });
+  });
+
+  describe("claimAdvertisedSlot", () => {
+    const slotMember = KEYS.memberKey(0, 1);
+
+    test("a lost reply of the committed claim still reports the slot", async () => {
+      const lease = await grantLease();
+      await advertise(1);
+      proxy.setMode("drop-reply", { match: slotMember });
+      expect(await store().claimAdvertisedSlot(RECORD, lease)).toBe(1);
+      expect(proxy.repliesDropped).toBe(1);
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([slotMember]);
+      expect(await kvOf(KEYS.failoverKey(1))).toBeUndefined();
+    });
+
+    test("a re-sent claim whose compare fails on its own first attempt reports the slot", async () => {
+      const lease = await grantLease();
+      await advertise(1);
+      proxy.setMode("drop-reply", { match: slotMember });
+      expect(await storeOverRetryingClient().claimAdvertisedSlot(RECORD, lease)).toBe(1);
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([slotMember]);
+    });
+
+    test("an allocation after a claim etcd could not tell reports the claimed slot, not a fresh ID", async () => {
+      const lease = await grantLease();
+      await advertise(1);
+      const ids = store();
+      proxy.setMode("drop-reply", { match: slotMember, afterwards: "blackhole" });
+      await expect(ids.claimAdvertisedSlot(RECORD, lease)).rejects.toBeInstanceOf(OutcomeUnknownError);
+      proxy.setMode("reset");
+      proxy.setMode("pass");
+      expect(await ids.allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 1 });
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([slotMember]);
+    });
+
+    test("a late copy of a claim reported as not made never takes the slot", async () => {
+      const lease = await grantLease();
+      await advertise(1);
+      proxy.setMode("hold-request", { match: slotMember });
+      expect(await store().claimAdvertisedSlot(RECORD, lease)).toBeUndefined();
+      await proxy.releaseHeldRequest();
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([]);
+      expect(await kvOf(KEYS.failoverKey(1))).toBeDefined();
+    });
+  });
+
+  describe("campaign and promote", () => {
+    const primaryKey = KEYS.leaderKey(0, 1);
+    const record = { ...RECORD, id: 0 };
+
+    test("a lost reply of a won campaign reports it won, with the key's create revision", async () => {
+      const lease = await grantLease();
+      proxy.setMode("drop-reply", { match: primaryKey });
+      const result = await store().campaign(0, 1, record, lease);
+      const held = await kvOf(primaryKey);
+      expect(proxy.repliesDropped).toBe(1);
+      expect(held?.lease).toBe(lease);
+      expect(result).toEqual({ kind: "won", token: Number(held?.create_revision) });
+    });
+
+    test("a re-sent campaign whose compare fails on its own first attempt reports it won", async () => {
+      const lease = await grantLease();
+      proxy.setMode("drop-reply", { match: primaryKey });
+      const result = await storeOverRetryingClient().campaign(0, 1, record, lease);
+      expect(result).toEqual({ kind: "won", token: Number((await kvOf(primaryKey))?.create_revision) });
+    });
+
+    test("a campaign for a key held by another lease is lost", async () => {
+      const [mine, theirs] = [await grantLease(), await grantLease()];
+      await holdLeaderKey(1, theirs);
+      expect(await store().campaign(0, 1, record, mine)).toEqual({ kind: "lost" });
+    });
+
+    test("a lost reply of a committed promotion reports it won", async () => {
+      const lease = await grantLease();
+      const backup = await holdLeaderKey(2, lease);
+      proxy.setMode("drop-reply", { match: primaryKey });
+      const result = await store().promote(backup, record, lease);
+      const held = await kvOf(primaryKey);
+      expect(proxy.repliesDropped).toBe(1);
+      expect(held?.lease).toBe(lease);
+      expect(result).toEqual({ kind: "won", token: Number(held?.create_revision) });
+      expect(await kvOf(KEYS.leaderKey(0, 2))).toBeUndefined();
+    });
+
+    test("a re-sent promotion whose compare fails on its own first attempt reports it won", async () => {
+      const lease = await grantLease();
+      const backup = await holdLeaderKey(2, lease);
+      proxy.setMode("drop-reply", { match: primaryKey });
+      const result = await storeOverRetryingClient().promote(backup, record, lease);
+      expect(result).toEqual({ kind: "won", token: Number((await kvOf(primaryKey))?.create_revision) });
+    });
+  });
+
+  describe("resign, deregister and advertiseFailedSlot", () => {
+    test("a lost reply of a committed resignation reports it done", async () => {
+      const lease = await grantLease();
+      const fence = await holdLeaderKey(1, lease);
+      proxy.setMode("drop-reply", { match: KEYS.leaderKey(0, 1) });
+      expect(await store().resign(fence)).toBe(true);
+      expect(proxy.repliesDropped).toBe(1);
+      expect(await kvOf(KEYS.leaderKey(0, 1))).toBeUndefined();
+    });
+
+    test("a lost reply of a committed deregistration reports it done", async () => {
+      const lease = await grantLease();
+      const key = KEYS.memberKey(0, 2);
+      await direct
+        .put(key)
+        .value(JSON.stringify({ ...RECORD, id: 2 }))
+        .lease(lease);
+      proxy.setMode("drop-reply", { match: key });
+      expect(await store().deregister(2, lease)).toBe(true);
+      expect(proxy.repliesDropped).toBe(1);
+      expect(await kvOf(key)).toBeUndefined();
+    });
+
+    test("a lost reply of a committed advertisement reports it advertised", async () => {
+      const lease = await grantLease();
+      const fence = await holdLeaderKey(1, lease);
+      proxy.setMode("drop-reply", { match: KEYS.failoverKey(2) });
+      expect(await store().advertiseFailedSlot(fence, 2, 0)).toBe(true);
+      expect(proxy.repliesDropped).toBe(1);
+      expect(JSON.parse((await direct.get(KEYS.failoverKey(2)).string()) ?? "{}")).toMatchObject({
+        id: 2,
+        token: fence.token,
+      });
+    });
+
+    test("a re-sent advertisement whose compare fails on its own first attempt reports it advertised", async () => {
+      const lease = await grantLease();
+      const fence = await holdLeaderKey(1, lease);
+      proxy.setMode("drop-reply", { match: KEYS.failoverKey(2) });
+      expect(await storeOverRetryingClient().advertiseFailedSlot(fence, 2, 0)).toBe(true);
+    });
+
+    test("an advertisement by a deposed leader is refused with FenceLostError", async () => {
+      const lease = await grantLease();
+      const fence = await holdLeaderKey(1, lease);
+      await direct.delete().key(KEYS.leaderKey(0, 1));
+      await expect(store().advertiseFailedSlot(fence, 2, 0)).rejects.toBeInstanceOf(FenceLostError);
+      expect(await kvOf(KEYS.failoverKey(2))).toBeUndefined();
+    });
+  });
+
+  describe("fencedTxn", () => {
+    const write = (key: string) => (c: Etcd3) => [c.put(key).value("v")];
+
+    test("a lost reply of a committed write reports it committed, at its revision", async () => {
+      const lease = await grantLease();
+      const fence = await holdLeaderKey(1, lease);
+      proxy.setMode("drop-reply", { match: "app/lost-reply" });
+      const result = await store().fencedTxn(fence, write("app/lost-reply"));
+      expect(proxy.repliesDropped).toBe(1);
+      const written = await kvOf("app/lost-reply");
+      expect(written?.value.toString()).toBe("v");
+      expect(result.revision).toBe(Number(written?.mod_revision));
+      expect(result.responses).toBeUndefined();
+    });
+
+    test("a re-sent write whose compare fails on its own first attempt reports it committed", async () => {
+      const lease = await grantLease();
+      const fence = await holdLeaderKey(1, lease);
+      proxy.setMode("drop-reply", { match: "app/resent" });
+      const result = await storeOverRetryingClient().fencedTxn(fence, write("app/resent"));
+      expect(result.revision).toBe(Number((await kvOf("app/resent"))?.mod_revision));
+    });
+
+    test("a late copy of a write reported as not committed never applies", async () => {
+      const lease = await grantLease();
+      const fence = await holdLeaderKey(1, lease);
+      proxy.setMode("hold-request", { match: "app/late" });
+      await expect(store().fencedTxn(fence, write("app/late"))).rejects.toBeInstanceOf(
+        WriteNotCommittedError,
+      );
+      await proxy.releaseHeldRequest();
+      expect(await kvOf("app/late")).toBeUndefined();
+    });
+
+    test("a write whose outcome etcd cannot tell in time is reported unknown, not refused", async () => {
+      const lease = await grantLease();
+      const fence = await holdLeaderKey(1, lease);
+      proxy.setMode("drop-reply", { match: "app/unknown", afterwards: "blackhole" });
+      await expect(store().fencedTxn(fence, write("app/unknown"))).rejects.toBeInstanceOf(
+        WriteOutcomeUnknownError,
+      );
+      expect((await kvOf("app/unknown"))?.value.toString()).toBe("v");
+    });
+
+    test("a write under a lost fence is refused with FenceLostError and changes nothing", async () => {
+      const [mine, theirs] = [await grantLease(), await grantLease()];
+      const fence = await holdLeaderKey(1, mine);
+      const ours = store();
+      await expect(
+        ours.fencedTxn({ ...fence, token: fence.token + 1_000 }, write("app/stale")),
+      ).rejects.toBeInstanceOf(FenceLostError);
+      await expect(ours.fencedTxn(fence, write("app/other-lease"), theirs)).rejects.toBeInstanceOf(
+        FenceLostError,
+      );
+      expect(await kvOf("app/stale")).toBeUndefined();
+      expect(await kvOf("app/other-lease")).toBeUndefined();
+    });
+
+    test("committed writes leave one marker behind, bound to the lease", async () => {
+      const lease = await grantLease();
+      const fence = await holdLeaderKey(1, lease);
+      const writes = store();
+      for (let i = 0; i < 4; i++) {
+        const result = await writes.fencedTxn(fence, write(`app/seq-${i}`));
+        expect(result.responses).toHaveLength(1);
+      }
+      const markers = (await direct.getAll().prefix(MARKERS_PREFIX).exec()).kvs;
+      expect(markers).toHaveLength(1);
+      expect(markers[0]?.lease).toBe(lease);
+    });
+  });
+
+  test("every call fails at its deadline over a silent link; none hangs", async () => {
+    const lease = await grantLease();
+    const fence = await holdLeaderKey(1, lease);
+    const backup = await holdLeaderKey(2, await grantLease());
+    await advertise(1);
+    const silent = storeOver(track(connectEtcd([proxy.endpoint], BARE)));
+    expect(await silent.allocatedCount()).toBe(3);
+    proxy.setMode("blackhole");
+    const record = { ...RECORD, id: 0 };
+    const calls: Record<string, () => Promise<unknown>> = {
+      allocateFreshId: () => silent.allocateFreshId(RECORD, lease),
+      allocatedCount: () => silent.allocatedCount(),
+      claimAdvertisedSlot: () => silent.claimAdvertisedSlot(RECORD, lease),
+      campaign: () => silent.campaign(0, 1, record, lease),
+      promote: () => silent.promote(backup, record, lease),
+      resign: () => silent.resign(fence),
+      deregister: () => silent.deregister(0, lease),
+      advertiseFailedSlot: () => silent.advertiseFailedSlot(fence, 2, 0),
+      fencedTxn: () => silent.fencedTxn(fence, write("app/silent"), lease),
+      fencedTxnLookingUpItsLease: () => silent.fencedTxn(fence, write("app/silent")),
+    };
+    // Without a deadline a call waits for gRPC to give up on the silent connection (UNAVAILABLE).
+    for (const [name, call] of Object.entries(calls)) {
+      const failure = await call().then(
+        () => new Error(`${name} succeeded over a silent link`),
+        (err: unknown) => err,
+      );
+      const failures =
+        failure instanceof OutcomeUnknownError ? [failure.attemptError, failure.settleError] : [failure];
+      for (const err of failures) expect(String(err), name).toMatch(/DEADLINE_EXCEEDED|deadline exceeded/i);
+    }
+  }, 240_000);
+
+  const write = (key: string) => (c: Etcd3) => [c.put(key).value("v")];
+});
