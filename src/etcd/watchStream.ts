@@ -27,9 +27,10 @@ export interface WatchStreamOptions {
   reconnect?: BackoffPolicy;
 }
 
+/** A quiet client sends one progress request per 5 s; a dead stream is replaced 5–10 s after it died. */
 const DEFAULTS: Required<WatchStreamOptions> = {
-  probeIntervalMs: 2_000,
-  probeTimeoutMs: 3_000,
+  probeIntervalMs: 5_000,
+  probeTimeoutMs: 5_000,
   reconnect: { initialMs: 100, maxMs: 5_000 },
 };
 
