@@ -12,6 +12,7 @@ import {
   deadlineIn,
   OutcomeUnknownError,
   retryWithin,
+  WriteNotCommittedError,
 } from "./outcome.js";
 import { decodeCounter, decodeValue, failoverAdSchema, type NodeRecord } from "./values.js";
 
@@ -28,9 +29,9 @@ export interface ClusterStoreOptions {
   callTimeoutMs?: number;
 }
 
-export const DEFAULT_STORE_CALL_TIMEOUT_MS = 3_000;
+const DEFAULT_STORE_CALL_TIMEOUT_MS = 3_000;
 const MAX_ALLOCATION_ROUNDS = 10_000;
-const CONTENTION_BACKOFF: Backoff = { minMs: 0, baseMs: 10, maxMs: 500 };
+const CONTENTION_BACKOFF: Backoff = { minMs: 0, baseMs: 10, maxMs: 250 };
 const FENCE_LEASES_REMEMBERED = 64;
 
 /** Settles an ID claim (allocation or failover claim) whose outcome was unknown: the ID it holds, if any. */
@@ -229,10 +230,12 @@ export class ClusterStore {
   async claimAdvertisedSlot(record: Omit<NodeRecord, "id">, leaseId: string): Promise<number | undefined> {
     const earlier = await this.settleEarlierIdClaim(leaseId);
     if (earlier !== undefined) return earlier;
-    const [ads, allocated] = await Promise.all([
-      this.client.getAll().prefix(this.keys.failoverPrefix).options(this.callOptions()).exec(),
-      this.allocatedCount(),
-    ]);
+    const ads = await this.client
+      .getAll()
+      .prefix(this.keys.failoverPrefix)
+      .options(this.callOptions())
+      .exec();
+    const allocated = await this.allocatedCount();
     const candidates = ads.kvs
       .map((kv) => ({ kv, id: this.keys.nodeIdOf(kv.key.toString(), this.keys.failoverPrefix) }))
       .filter((c): c is typeof c & { id: number } => {
@@ -496,7 +499,12 @@ export class ClusterStore {
   private async leaseOfFence(fence: FencingToken, leaderKey: string): Promise<string> {
     const known = this.fenceLeases.get(fenceId(fence));
     if (known !== undefined) return known;
-    const held = (await this.client.get(leaderKey).options(this.callOptions()).exec()).kvs[0];
+    let held: IKeyValue | undefined;
+    try {
+      held = (await this.client.get(leaderKey).options(this.callOptions()).exec()).kvs[0];
+    } catch (err) {
+      throw new WriteNotCommittedError(fence, err);
+    }
     if (!held || Number(held.create_revision) !== fence.token || held.lease === "0")
       throw new FenceLostError(fence);
     this.rememberFenceLease(fence, held.lease);
