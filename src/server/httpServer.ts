@@ -72,12 +72,24 @@ function kvKey(encoded: string): string {
   return key;
 }
 
-const REFUSAL_STATUS: Record<Exclude<PutOutcome, { ok: true }>["reason"], number> = {
-  "not-primary": 409,
-  "fence-lost": 409,
-  "lease-invalid": 409,
-  "etcd-error": 503,
-};
+interface WriteFailure {
+  status: number;
+  code: string;
+}
+
+/**
+ * How a write that did not succeed is answered. 409 only when it certainly did not commit because
+ * this node does not hold the primary's fence; a write etcd may have committed is never answered
+ * 409. Any other reason, such as a write whose outcome is unknown (`outcome-unknown`), is a 5xx.
+ */
+const WRITE_FAILURES: Record<string, WriteFailure> = {
+  "not-primary": { status: 409, code: "write_refused" },
+  "fence-lost": { status: 409, code: "write_refused" },
+  "lease-invalid": { status: 409, code: "write_refused" },
+  "etcd-error": { status: 503, code: "etcd_unavailable" },
+  "outcome-unknown": { status: 504, code: "write_outcome_unknown" },
+} satisfies Record<string, WriteFailure> & Record<Exclude<PutOutcome, { ok: true }>["reason"], WriteFailure>;
+const UNLISTED_WRITE_FAILURE: WriteFailure = { status: 503, code: "etcd_unavailable" };
 
 /**
  * The example server beside a cluster node: health, the node's view of the cluster, Prometheus
@@ -125,8 +137,8 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
         sendJson(res, 200, { ...written, servedBy: servedBy() });
         return;
       }
-      const code = outcome.reason === "etcd-error" ? "etcd_unavailable" : "write_refused";
-      throw new HttpError(REFUSAL_STATUS[outcome.reason], code, outcome.message, {
+      const { status, code } = WRITE_FAILURES[outcome.reason] ?? UNLISTED_WRITE_FAILURE;
+      throw new HttpError(status, code, outcome.message, {
         reason: outcome.reason,
         key,
         servedBy: servedBy(),

@@ -3,8 +3,9 @@ import type { Etcd3 } from "etcd3";
 import { firstValueFrom } from "rxjs";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { main } from "../../src/cli/main.js";
-import { KeySpace } from "../../src/config/index.js";
-import type { ClusterNode } from "../../src/runtime/clusterNode.js";
+import { ClusterLayout, KeySpace } from "../../src/config/index.js";
+import { silentLogger } from "../../src/logging.js";
+import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
 import type { ClusterJson } from "../../src/server/clusterView.js";
 import {
   createServer,
@@ -17,6 +18,7 @@ import { createMetrics, type ServerMetrics } from "../../src/server/metrics.js";
 import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { leadershipSettled } from "../support/invariants.js";
+import { TcpProxy } from "../support/tcpProxy.js";
 import { waitUntil } from "../support/waitUntil.js";
 
 /** One grouping of three groups; three nodes all land in group 0. */
@@ -325,5 +327,85 @@ describe("example server beside a cluster node, over real HTTP and a real etcd",
     }
     expect(code).toBe(4);
     expect(stderr.join("")).toContain(`port ${port} is already in use`);
+  });
+});
+
+describe("PUT /kv when etcd's reply to the write is lost", () => {
+  let etcd: EtcdCluster;
+  let client: Etcd3;
+  let proxy: TcpProxy;
+  let served: Served | undefined;
+
+  beforeEach(async () => {
+    etcd = await startEtcd();
+    client = etcd.client();
+    proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
+  });
+
+  afterEach(async () => {
+    proxy.setMode("reset");
+    proxy.setMode("pass");
+    if (served) {
+      await served.server.close();
+      await served.node.stop().catch(() => served?.node.crash());
+      served.metrics.close();
+      served = undefined;
+    }
+    await proxy.close();
+    await etcd.stop();
+  });
+
+  /** A lone node, so the primary, whose etcd connection goes through the proxy. */
+  async function primaryBehindProxy(): Promise<Served> {
+    const factory = new NodeFactory({
+      endpoints: [proxy.endpoint],
+      config: ONE_GROUPING,
+      leaseTtlSeconds: TTL_SECONDS,
+    });
+    const node = createClusterNode({
+      cluster: new ClusterLayout(ONE_GROUPING),
+      settings: factory.settings("behind-proxy"),
+      logger: silentLogger(),
+    });
+    const metrics = createMetrics(node);
+    const server = await createServer({ node, store: new KvStore(node), metrics, port: 0 });
+    served = { node, metrics, server };
+    await node.start();
+    await waitUntil("the lone node to be primary", () => node.role === "primary");
+    return served;
+  }
+
+  const put = (s: Served, key: string, value: string) =>
+    fetch(`${s.server.url}/kv/${encodeURIComponent(key)}`, { method: "PUT", body: value });
+
+  test("a write etcd committed answers 200 with the revision etcd has, never 409", async () => {
+    const primary = await primaryBehindProxy();
+    const recordKey = LAYOUT_KEYS.commitRecordKey(0, "lost-reply");
+    proxy.setMode("drop-reply", { match: recordKey });
+    const res = await put(primary, "lost-reply", "v1");
+    expect(proxy.repliesDropped).toBe(1);
+    const record = (await client.get(recordKey).exec()).kvs[0];
+    expect(JSON.parse(record?.value.toString() ?? "{}")).toMatchObject({ value: "v1" });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      key: "lost-reply",
+      value: "v1",
+      revision: Number(record?.mod_revision),
+      token: primary.node.fence?.token,
+    });
+  });
+
+  test("a write whose outcome etcd cannot tell in time answers 5xx saying so, never 409", async () => {
+    const primary = await primaryBehindProxy();
+    const recordKey = LAYOUT_KEYS.commitRecordKey(0, "unknown");
+    proxy.setMode("drop-reply", { match: recordKey, afterwards: "blackhole" });
+    const res = await put(primary, "unknown", "v1");
+    expect(proxy.repliesDropped).toBe(1);
+    expect([503, 504]).toContain(res.status);
+    const body = (await res.json()) as { message: string };
+    expect(body.message).toMatch(/may or may not have committed/);
+    proxy.setMode("reset");
+    proxy.setMode("pass");
+    expect(JSON.parse((await client.get(recordKey).string()) ?? "{}")).toMatchObject({ value: "v1" });
   });
 });
