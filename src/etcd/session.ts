@@ -13,8 +13,9 @@ export interface SessionOptions {
   callTimeoutMs?: number;
 }
 
-/** The shortest wait before a keepalive retry, and the first retry's upper bound (doubled per failure, up to the interval). */
+/** The shortest wait before a keepalive retry. */
 const RETRY_MIN_MS = 50;
+/** The first retry's upper bound, doubled with every further failure up to the keepalive interval. */
 const RETRY_BASE_MS = 100;
 
 /**
