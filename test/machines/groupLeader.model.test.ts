@@ -5,7 +5,7 @@ import { failoverAdvertiserMachine } from "../../machines/failoverAdvertiser.js"
 import { type GroupLeaderEvent, groupLeaderMachine } from "../../machines/groupLeader.js";
 import { describeModel, type HostOptions, parentEffect, recording, type Subject } from "./runner.js";
 import { failoverAdvertiserTable } from "./specs/failoverAdvertiser.js";
-import { groupLeaderEvents, groupLeaderTable } from "./specs/groupLeader.js";
+import { groupLeaderEvents, groupLeaderKey, groupLeaderTable } from "./specs/groupLeader.js";
 import { EffectLog, effect } from "./support.js";
 
 /** The real group leader with every effect recorded, advertiser included. */
@@ -67,6 +67,7 @@ describeModel({
     { slot: 2, token: 20 },
   ],
   events: groupLeaderEvents,
+  key: groupLeaderKey,
   machine: recordingLeader,
   host: (leader, options, log) => hosted(leader, log, options),
 });

@@ -112,3 +112,11 @@ export function groupLeaderEvents(s: Instance): GroupLeaderEvent[] {
     ...failoverAdvertiserEvents(),
   ];
 }
+
+/** The advertiser's batches are the advertiser suite's business: here only its state counts. */
+export const groupLeaderKey = (s: Instance) => ({
+  path: s.path,
+  status: s.status,
+  context: s.context,
+  advertiser: s.children.advertiser?.path,
+});
