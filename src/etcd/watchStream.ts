@@ -71,8 +71,6 @@ interface Registration {
   /** Where a re-created watch starts: one past the last revision delivered to the listener. */
   nextRevision: number;
   readonly listener: WatchListener;
-  /** waiting: no create sent on the current stream; creating: sent, no reply yet; attached. */
-  state: "waiting" | "creating" | "attached";
   attachedBefore: boolean;
 }
 
@@ -163,7 +161,6 @@ export class WatchStream {
       rangeEnd,
       nextRevision: fromRevision,
       listener,
-      state: "waiting",
       attachedBefore: false,
     };
     this.watches.set(registration.id, registration);
@@ -183,7 +180,8 @@ export class WatchStream {
       this.reconnectAttempt = 0;
       return;
     }
-    if (this.stream !== undefined && registration.state !== "waiting") {
+    // Every watch is created on the stream as soon as the stream is there.
+    if (this.stream !== undefined) {
       this.stream.write({ cancel_request: { watch_id: registration.id } });
     }
   }
@@ -239,17 +237,12 @@ export class WatchStream {
       handle();
     } catch (err) {
       this.log.error("watch stream handler failed, reopening the stream", { error: String(err) });
-      try {
-        this.onBroken(`handler failed: ${String(err)}`);
-      } catch {
-        // Nothing may escape into gRPC's handlers.
-      }
+      this.onBroken(`handler failed: ${String(err)}`);
     }
   }
 
   private sendCreate(registration: Registration): void {
     if (this.stream === undefined) return;
-    registration.state = "creating";
     this.pendingCreates.push(registration.id);
     this.stream.write({
       create_request: {
@@ -294,7 +287,6 @@ export class WatchStream {
 
   private onCreated(registration: Registration, res: IWatchResponse): void {
     if (res.canceled) return;
-    registration.state = "attached";
     const resumed = registration.attachedBefore;
     registration.attachedBefore = true;
     this.activitySubject.next({
@@ -384,7 +376,6 @@ export class WatchStream {
     this.probeTimer = undefined;
     this.silenceTimer = undefined;
     this.pendingCreates.length = 0;
-    for (const registration of this.watches.values()) registration.state = "waiting";
     const stream = this.stream;
     this.stream = undefined;
     if (stream !== undefined) endQuietly(stream);

@@ -209,6 +209,29 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     expect(activity.filter((step) => step.kind === "broken")).toEqual([]);
   });
 
+  test("a cancelled watch is cancelled in etcd too: no response for it arrives afterwards", async () => {
+    const stream = streamOf();
+    const from = await nextRevision();
+    const keeper = recorder();
+    const dropped = recorder();
+    watch(stream, "k/", from, keeper.listener);
+    const handle = stream.watchPrefix("d/", from, dropped.listener);
+    await waitUntil(
+      "both watches to attach",
+      () => keeper.attached.length === 1 && dropped.attached.length === 1,
+    );
+    handle.cancel();
+    await waitUntil("etcd to confirm the cancel", () =>
+      unknownIdRecords().some((r) => r.watchId === String(handle.id) && r.canceled === true),
+    );
+    await writer.put("d/1").value("1");
+    await writer.put("k/1").value("1");
+    await waitUntil("the keeper's event", () => keeper.events.length === 1);
+    await sleep(100);
+    expect(dropped.events).toEqual([]);
+    expect(unknownIdRecords().filter((r) => r.events !== 0)).toEqual([]);
+  });
+
   test("an exception thrown by a listener never escapes into gRPC's handlers", async () => {
     const stream = streamOf();
     const from = await nextRevision();
