@@ -76,6 +76,13 @@ export class KeySpace {
     return membersPrefixOf(this.db);
   }
 
+  /** The grouping and seat a leader key names, or undefined when the key is not a leader key. */
+  leaderSeatOf(key: string): { grouping: number; slot: LeaderSlot } | undefined {
+    const match = /^(0|[1-9]\d{0,8})-([12])$/.exec(key.slice(this.allLeadersPrefix.length));
+    if (!key.startsWith(this.allLeadersPrefix) || !match) return undefined;
+    return { grouping: Number(match[1]), slot: match[2] === "1" ? 1 : 2 };
+  }
+
   /** The node ID at the end of a member or failover key, or undefined when the key is not one. */
   nodeIdOf(key: string, prefix: string): number | undefined {
     if (!key.startsWith(prefix)) return undefined;

@@ -13,7 +13,7 @@ import {
 import { type Actor, createActor, type InspectionEvent } from "xstate";
 import { bootstrapIdMachine } from "../../machines/bootstrapId.js";
 import { candidateMachine } from "../../machines/candidate.js";
-import type { LeaderSeat } from "../../machines/events.js";
+import type { LeaderSeat, LeaderSlot } from "../../machines/events.js";
 import { failoverAdvertiserMachine } from "../../machines/failoverAdvertiser.js";
 import { followerMachine } from "../../machines/follower.js";
 import { groupLeaderMachine } from "../../machines/groupLeader.js";
@@ -27,11 +27,20 @@ import {
   FenceLostError,
   type FencingToken,
   type NodeRecord,
+  removePoisonedLeaderKey,
   snapshotOf,
+  WriteNotCommittedError,
+  WriteOutcomeUnknownError,
   watchPrefix,
 } from "../etcd/index.js";
 import { createLogger, type Logger } from "../logging.js";
-import { GroupingViews, type LeadersSnapshot, leadersOf, type MembersByGroup } from "./groupingViews.js";
+import {
+  GroupingViews,
+  type LeadersSnapshot,
+  type LeaderView,
+  leadersOf,
+  type MembersByGroup,
+} from "./groupingViews.js";
 import type { HistoryFacts, HistoryRecord, LeaderAction } from "./history.js";
 import { type NodeRole, type NodeSnapshot, roleOf, statePath } from "./roles.js";
 import { ROOT_ACTOR_ID } from "./timeline.js";
@@ -65,6 +74,16 @@ const RECONNECT_MIN_MS = 250;
 const RECONNECT_JITTER_MS = 750;
 const LEAVE_TIMEOUT_MS = 800;
 
+/** Long enough for a loaded etcd, short enough that an unanswered call is noticed well within a TTL. */
+const callTimeoutFor = (ttlSeconds: number) => Math.min(5_000, Math.max(1_000, (ttlSeconds * 1000) / 2));
+
+/** How a failed fenced write ended: refused for certain, unknown (it may have committed), or another error. */
+function writeOutcomeOf(err: unknown): "refused" | "unknown" | "error" {
+  if (err instanceof FenceLostError || err instanceof WriteNotCommittedError) return "refused";
+  if (err instanceof WriteOutcomeUnknownError) return "unknown";
+  return "error";
+}
+
 const backoff = (failures: number) => Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(failures, 10));
 
 /**
@@ -96,6 +115,8 @@ export class ClusterNode {
   private latestMissing: readonly number[] = [];
   /** The ID this node is a member under, set on entering `member` (the actor's snapshot lags within a step). */
   private memberId: number | undefined;
+  /** Deadline of each etcd call this node makes. */
+  private readonly callTimeoutMs: number;
   private started = false;
   private lastRole: NodeRole = "connecting";
   private lastState = "";
@@ -107,7 +128,8 @@ export class ClusterNode {
     this.settings = options.settings;
     this.log = (options.logger ?? createLogger()).child({ node: options.settings.nodeName });
     this.client = connectEtcd(options.settings.etcdEndpoints);
-    this.store = new ClusterStore(this.client, this.layout, this.log);
+    this.callTimeoutMs = callTimeoutFor(options.settings.leaseTtlSeconds);
+    this.store = new ClusterStore(this.client, this.layout, this.log, { callTimeoutMs: this.callTimeoutMs });
     this.statusSubject = new BehaviorSubject<NodeStatus>({
       name: options.settings.nodeName,
       role: "connecting",
@@ -228,13 +250,11 @@ export class ClusterNode {
     const fence = this.fence;
     if (fence?.slot !== 1 || !this.session?.isValid()) throw new NotPrimaryError(this.status);
     try {
-      const txn = await this.store.fencedTxn(fence, build);
+      const txn = await this.store.fencedTxn(fence, build, this.session.leaseId);
       this.recordLeader("write", fence, "ok", { revision: Number(txn.header.revision) });
       return txn;
     } catch (err) {
-      this.recordLeader("write", fence, err instanceof FenceLostError ? "refused" : "error", {
-        detail: String(err),
-      });
+      this.recordLeader("write", fence, writeOutcomeOf(err), { detail: String(err) });
       throw err;
     }
   }
@@ -305,7 +325,7 @@ export class ClusterNode {
   private recordLeader(
     action: LeaderAction,
     fence: FencingToken,
-    outcome: "ok" | "refused" | "error",
+    outcome: "ok" | "refused" | "unknown" | "error",
     extra: { revision?: number; detail?: string } = {},
   ): void {
     this.recordHistory({
@@ -323,9 +343,33 @@ export class ClusterNode {
     this.lastWriteRevision = Math.max(this.lastWriteRevision, revision);
   }
 
-  private seat(view: LeadersSnapshot["primary"]): LeaderSeat | undefined {
+  private seat(view: LeaderView | undefined): LeaderSeat | undefined {
     if (!view) return undefined;
-    return { nodeId: view.record?.id ?? -1, token: view.token, mine: view.lease === this.session?.leaseId };
+    const seat: LeaderSeat = { token: view.token, mine: view.lease === this.session?.leaseId };
+    if (view.record) seat.nodeId = view.record.id;
+    // Every leader key this runtime writes has a lease; a poisoned one without is nobody's.
+    if (view.problem !== undefined && view.lease === "0") seat.poisonRevision = view.modRevision;
+    return seat;
+  }
+
+  /** Says so loudly, on every view of the seats (at least once per re-read interval). */
+  private reportPoisonedSeats(grouping: number, leaders: LeadersSnapshot): void {
+    for (const [slot, view] of [
+      [1, leaders.primary],
+      [2, leaders.backup],
+    ] as const) {
+      if (view?.problem === undefined) continue;
+      this.log.error("poisoned leader key: the seat counts as held until it is removed", {
+        key: this.layout.keys.leaderKey(grouping, slot),
+        problem: view.problem,
+        lease: view.lease,
+        modRevision: view.modRevision,
+        remedy:
+          view.lease === "0"
+            ? "the grouping's other leader removes it; or run `rdeebee-cluster repair --yes`"
+            : "it goes when its lease expires; or run `rdeebee-cluster repair --yes`",
+      });
+    }
   }
 
   private leadersEvent(snapshot: LeadersSnapshot): NodeEvent {
@@ -426,6 +470,7 @@ export class ClusterNode {
         groupLeader: groupLeaderMachine.provide({
           actions: {
             readLeaders: () => this.readLeadersEffect(),
+            removePoisonedSeat: (_, { slot, modRevision }) => this.removePoisonedSeat(slot, modRevision),
             promote: (_, { token }) => {
               // The child's state changes without a new node snapshot: recompute the role.
               queueMicrotask(() => this.onSnapshot(this.actor.getSnapshot()));
@@ -500,6 +545,17 @@ export class ClusterNode {
     );
   }
 
+  /**
+   * A prefix view that re-reads its keys once per TTL and on every reconnect, so a missed event
+   * delays a decision by at most a TTL (the machines treat every re-read as a fresh view).
+   */
+  private watch(prefix: string) {
+    return watchPrefix(this.client, prefix, this.log, {
+      resyncIntervalMs: this.settings.leaseTtlSeconds * 1000,
+      callTimeoutMs: this.callTimeoutMs,
+    });
+  }
+
   private readLeadersEffect(): void {
     this.effect(
       "readLeaders",
@@ -512,8 +568,12 @@ export class ClusterNode {
   private async readLeaders(): Promise<LeadersSnapshot> {
     const { grouping } = this.requireIdentity();
     const prefix = this.layout.keys.leaderPrefix(grouping);
-    const res = await this.client.getAll().prefix(prefix).exec();
-    return leadersOf(snapshotOf(prefix, res), this.layout, grouping, this.log);
+    const res = await this.client
+      .getAll()
+      .prefix(prefix)
+      .options({ deadline: new Date(Date.now() + this.callTimeoutMs) })
+      .exec();
+    return leadersOf(snapshotOf(prefix, res), this.layout, grouping);
   }
 
   private watchGrouping(id: number): void {
@@ -521,17 +581,32 @@ export class ClusterNode {
     this.recordHistory({ kind: "identity", id, group: this.layout.nodeGroup(id) });
     const grouping = this.layout.groupingOfNode(id);
     const generation = this.generation;
-    const views = new GroupingViews(this.client, this.layout, grouping, this.log);
+    const views = new GroupingViews((prefix) => this.watch(prefix), this.layout, grouping, this.log);
     const onError = (err: unknown) => this.log.error("grouping view failed", { error: String(err) });
     this.groupingSubscriptions = [
       views.leaders$.subscribe({
         next: (leaders) => {
+          this.reportPoisonedSeats(grouping, leaders);
           this.leadersSubject.next(leaders);
           if (leaders.revision >= this.lastWriteRevision) this.send(generation, this.leadersEvent(leaders));
         },
         error: onError,
       }),
-      views.members$.subscribe({ next: (m) => this.membersSubject.next(m), error: onError }),
+      views.members$.subscribe({
+        next: (members) => {
+          this.membersSubject.next(members);
+          // The views are read after this node's member key was written, so its absence means the
+          // key was deleted under a live lease (an operator, a repair): the identity is gone.
+          const group = this.layout.nodeGroup(id);
+          if (!members.get(group)?.some((record) => record.id === id)) {
+            this.log.warn("own member key is gone; renewing the session", {
+              key: this.layout.keys.memberKey(group, id),
+            });
+            this.send(generation, { type: "SESSION_LOST" });
+          }
+        },
+        error: onError,
+      }),
       // Only the primary advertises, so only the primary watches the ID counter and the
       // advertisements: with every member watching them, each new ID reached all n nodes.
       this.role$
@@ -561,7 +636,7 @@ export class ClusterNode {
     const prefix = this.layout.keys.failoverPrefix;
     this.log.info("cluster is full; waiting for an advertised failed slot");
     this.slotWatch?.unsubscribe();
-    this.slotWatch = watchPrefix(this.client, prefix, this.log)
+    this.slotWatch = this.watch(prefix)
       .pipe(filter((ads) => ads.entries.size > 0))
       .subscribe({
         next: () => this.send(generation, { type: "SLOT_ADVERTISED" }),
@@ -599,6 +674,21 @@ export class ClusterNode {
         return { type: "SLOTS_ADVERTISED" };
       },
       (error) => ({ type: "ADVERTISE_FAILED", error }),
+    );
+  }
+
+  /** Deletes the other seat's poisoned key, fenced on this node's own seat; the watch shows the result. */
+  private removePoisonedSeat(slot: LeaderSlot, modRevision: number): void {
+    const generation = this.generation;
+    const fence = this.officeFence();
+    if (!fence || !this.session?.isValid()) return;
+    const key = this.layout.keys.leaderKey(fence.grouping, slot);
+    removePoisonedLeaderKey(this.client, this.layout, fence, key, modRevision, this.callTimeoutMs).then(
+      (result) => this.log.warn("poisoned leader key", { key, outcome: result.kind }),
+      (err) => {
+        this.log.warn("could not remove poisoned leader key", { key, error: String(err) });
+        if (err instanceof FenceLostError) this.send(generation, { type: "FENCE_LOST" });
+      },
     );
   }
 

@@ -1,20 +1,23 @@
-import { combineLatest, distinctUntilChanged, map, type Observable, shareReplay } from "rxjs";
+import { combineLatest, distinctUntilChanged, map, type Observable, of, shareReplay, switchMap } from "rxjs";
 import type { ClusterLayout } from "../config/index.js";
-import type { Etcd3 } from "../etcd/index.js";
 import {
   decodeCounter,
   decodeValue,
   type NodeRecord,
   nodeRecordSchema,
   type PrefixSnapshot,
-  watchPrefix,
 } from "../etcd/index.js";
 import type { Logger } from "../logging.js";
+import { leaderValueProblem } from "./clusterStatus.js";
 
 export interface LeaderView {
-  /** Undefined when the key holds a value that does not decode: held, by a node we cannot name. */
+  /** The node holding the seat; undefined when the key is poisoned (see `problem`). */
   record?: NodeRecord;
+  /** Why the value does not name a node of this grouping; the seat still counts as held. */
+  problem?: string;
   token: number;
+  modRevision: number;
+  /** The lease the key is bound to; "0" for none. */
   lease: string;
 }
 
@@ -24,96 +27,124 @@ export interface LeadersSnapshot {
   backup?: LeaderView;
 }
 
+/** A leader key's view; its value judged by the one rule `leaderValueProblem`. */
 function decodeLeader(
   snapshot: PrefixSnapshot,
+  layout: ClusterLayout,
+  grouping: number,
   key: string,
-  eligible: (id: number) => boolean,
-  log: Logger,
 ): LeaderView | undefined {
   const entry = snapshot.entries.get(key);
   if (!entry) return undefined;
+  const seat = { token: entry.createRevision, modRevision: entry.modRevision, lease: entry.lease };
+  const problem = leaderValueProblem(layout, grouping, entry.value);
+  if (problem !== undefined) return { ...seat, problem };
   const decoded = decodeValue(nodeRecordSchema, entry.value);
-  const seat = { token: entry.createRevision, lease: entry.lease };
-  if (decoded.ok && eligible(decoded.value.id)) return { ...seat, record: decoded.value };
-  if (decoded.ok) {
-    log.warn("ignoring leader value naming a node outside this grouping; the seat counts as held", {
-      key: entry.key,
-      id: decoded.value.id,
-    });
-    return seat;
-  }
-  // Treated as held, not vacant: campaigning for a key that exists would only fail again and again.
-  log.warn("ignoring bad leader value; the seat counts as held", {
-    key: entry.key,
-    problem: decoded.problem,
-  });
-  return seat;
+  return decoded.ok ? { ...seat, record: decoded.value } : { ...seat, problem: decoded.problem };
 }
 
-/** The primary and backup found in a snapshot of a grouping's leader keys. */
+/**
+ * The primary and backup found in a snapshot of a grouping's leader keys. A poisoned key counts as
+ * held, not vacant: campaigning for a key that exists would only fail again and again.
+ */
 export function leadersOf(
   snapshot: PrefixSnapshot,
   layout: ClusterLayout,
   grouping: number,
-  log: Logger,
 ): LeadersSnapshot {
   const keys = layout.leaderKeys(grouping);
-  const eligible = (id: number) => layout.isNodeId(id) && layout.groupingOfNode(id) === grouping;
   return {
     revision: snapshot.revision,
-    primary: decodeLeader(snapshot, keys[1], eligible, log),
-    backup: decodeLeader(snapshot, keys[2], eligible, log),
+    primary: decodeLeader(snapshot, layout, grouping, keys[1]),
+    backup: decodeLeader(snapshot, layout, grouping, keys[2]),
   };
 }
 
 /** Live members of each group of the grouping, by group, sorted by ID. */
 export type MembersByGroup = ReadonlyMap<number, readonly NodeRecord[]>;
 
+/** The member records of one group's snapshot; keys or values that do not belong are logged and left out. */
+function membersOf(
+  snapshot: PrefixSnapshot,
+  layout: ClusterLayout,
+  group: number,
+  log: Logger,
+): NodeRecord[] {
+  const keys = layout.keys;
+  const records: NodeRecord[] = [];
+  for (const entry of snapshot.entries.values()) {
+    const id = keys.nodeIdOf(entry.key, keys.membershipPrefix(group));
+    const decoded = decodeValue(nodeRecordSchema, entry.value);
+    if (id === undefined || !layout.isNodeId(id) || layout.nodeGroup(id) !== group) {
+      log.warn("ignoring member key outside its group's slots", { key: entry.key });
+    } else if (!decoded.ok || decoded.value.id !== id) {
+      log.warn("ignoring bad member value", {
+        key: entry.key,
+        problem: decoded.ok ? "id differs from key" : decoded.problem,
+      });
+    } else records.push(decoded.value);
+  }
+  return records.sort((a, b) => a.id - b.id);
+}
+
+/**
+ * Groupings whose failed slots the primary of `grouping` advertises besides its own: the orphans
+ * (neither leader key present) whose nearest grouping after them, in ring order, with a primary
+ * key is `grouping`. Without this a grouping whose members all died would never be refilled, since
+ * only a primary advertises. Two primaries that briefly both adopt one orphan are harmless: an
+ * advertisement is created only while absent, and a claim takes it in one transaction.
+ */
+export function adoptedOrphans(leaders: PrefixSnapshot, layout: ClusterLayout, grouping: number): number[] {
+  const count = layout.groupings.length;
+  const hasPrimary = new Set<number>();
+  const hasAnyLeader = new Set<number>();
+  for (const key of leaders.entries.keys()) {
+    const seat = layout.keys.leaderSeatOf(key);
+    if (!seat || seat.grouping >= count) continue;
+    hasAnyLeader.add(seat.grouping);
+    if (seat.slot === 1) hasPrimary.add(seat.grouping);
+  }
+  const adopted: number[] = [];
+  for (let step = 1; step < count; step++) {
+    const k = (grouping - step + count) % count;
+    if (hasPrimary.has(k)) break;
+    if (!hasAnyLeader.has(k)) adopted.push(k);
+  }
+  return adopted.sort((a, b) => a - b);
+}
+
+const sameIds = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((id, i) => id === b[i]);
+
 /**
  * The etcd keys a member of one grouping reacts to, as RxJS streams: its two leader keys, the
- * members of the grouping's groups, and the slots that have failed and are not advertised yet.
- * Values that do not decode are logged once per revision and treated as absent.
+ * members of the grouping's groups, and the slots that have failed and are not advertised yet
+ * (its own and those of the orphaned groupings it adopts). Each stream is one prefix view; views
+ * are shared while subscribed.
  */
 export class GroupingViews {
   readonly leaders$: Observable<LeadersSnapshot>;
   readonly members$: Observable<MembersByGroup>;
+  /** For the primary: failed, unadvertised slots of this grouping and of the orphans it adopts. */
   readonly missingSlots$: Observable<readonly number[]>;
+  private readonly groupViews = new Map<number, Observable<readonly NodeRecord[]>>();
 
-  constructor(client: Etcd3, layout: ClusterLayout, grouping: number, log: Logger) {
+  constructor(
+    private readonly watch: (prefix: string) => Observable<PrefixSnapshot>,
+    private readonly layout: ClusterLayout,
+    grouping: number,
+    private readonly log: Logger,
+  ) {
     const keys = layout.keys;
-    const groups = layout.groupsOf(grouping);
-
-    this.leaders$ = watchPrefix(client, keys.leaderPrefix(grouping), log).pipe(
-      map((s) => leadersOf(s, layout, grouping, log)),
+    this.leaders$ = watch(keys.leaderPrefix(grouping)).pipe(
+      map((s) => leadersOf(s, layout, grouping)),
+      shareReplay({ bufferSize: 1, refCount: true }),
+    );
+    this.members$ = this.membersOfGroups(layout.groupsOf(grouping)).pipe(
       shareReplay({ bufferSize: 1, refCount: true }),
     );
 
-    const groupMembers$ = groups.map((group) =>
-      watchPrefix(client, keys.membershipPrefix(group), log).pipe(
-        map((s) => {
-          const records: NodeRecord[] = [];
-          for (const entry of s.entries.values()) {
-            const id = keys.nodeIdOf(entry.key, keys.membershipPrefix(group));
-            const decoded = decodeValue(nodeRecordSchema, entry.value);
-            if (id === undefined || !layout.isNodeId(id) || layout.nodeGroup(id) !== group) {
-              log.warn("ignoring member key outside its group's slots", { key: entry.key });
-            } else if (!decoded.ok || decoded.value.id !== id) {
-              log.warn("ignoring bad member value", {
-                key: entry.key,
-                problem: decoded.ok ? "id differs from key" : decoded.problem,
-              });
-            } else records.push(decoded.value);
-          }
-          return [group, records.sort((a, b) => a.id - b.id)] as const;
-        }),
-      ),
-    );
-    this.members$ = combineLatest(groupMembers$).pipe(
-      map((entries) => new Map(entries)),
-      shareReplay({ bufferSize: 1, refCount: true }),
-    );
-
-    const allocated$ = watchPrefix(client, keys.idKey, log).pipe(
+    const allocated$ = watch(keys.idKey).pipe(
       map((s) => {
         const entry = s.entries.get(keys.idKey);
         if (!entry) return 0;
@@ -124,16 +155,55 @@ export class GroupingViews {
         return count ?? 0;
       }),
     );
-    const advertised$ = watchPrefix(client, keys.failoverPrefix, log).pipe(
+    const advertised$ = watch(keys.failoverPrefix).pipe(
       map((s) => new Set([...s.entries.keys()].map((k) => keys.nodeIdOf(k, keys.failoverPrefix)))),
     );
-    const slots = groups.flatMap((g) => layout.slotsOf(g));
-    this.missingSlots$ = combineLatest([this.members$, allocated$, advertised$]).pipe(
-      map(([members, allocated, advertised]) => {
-        const live = new Set([...members.values()].flatMap((records) => records.map((r) => r.id)));
-        return slots.filter((id) => id < allocated && !live.has(id) && !advertised.has(id));
-      }),
-      distinctUntilChanged((a, b) => a.length === b.length && a.every((id, i) => id === b[i])),
+    const advertisedGroupings$ = watch(keys.allLeadersPrefix).pipe(
+      map((s) => [grouping, ...adoptedOrphans(s, layout, grouping)]),
+      distinctUntilChanged(sameIds),
     );
+    const live$ = advertisedGroupings$.pipe(
+      switchMap((groupings) => {
+        const groups = groupings.flatMap((k) => layout.groupsOf(k));
+        return this.membersOfGroups(groups).pipe(
+          map((members) => ({
+            groups,
+            live: new Set([...members.values()].flatMap((records) => records.map((r) => r.id))),
+          })),
+        );
+      }),
+    );
+    this.missingSlots$ = combineLatest([live$, allocated$, advertised$]).pipe(
+      map(([{ groups, live }, allocated, advertised]) => {
+        // Only IDs already handed out can have failed: the work grows with them, not the capacity.
+        const missing: number[] = [];
+        for (const group of groups) {
+          const { first, last } = layout.idRangeOf(group);
+          for (let id = first; id <= Math.min(last, allocated - 1); id++)
+            if (!live.has(id) && !advertised.has(id)) missing.push(id);
+        }
+        return missing;
+      }),
+      distinctUntilChanged(sameIds),
+    );
+  }
+
+  private membersOfGroups(groups: readonly number[]): Observable<MembersByGroup> {
+    if (groups.length === 0) return of(new Map());
+    return combineLatest(groups.map((g) => this.groupView(g).pipe(map((r) => [g, r] as const)))).pipe(
+      map((entries) => new Map(entries)),
+    );
+  }
+
+  private groupView(group: number): Observable<readonly NodeRecord[]> {
+    let view = this.groupViews.get(group);
+    if (!view) {
+      view = this.watch(this.layout.keys.membershipPrefix(group)).pipe(
+        map((s) => membersOf(s, this.layout, group, this.log)),
+        shareReplay({ bufferSize: 1, refCount: true }),
+      );
+      this.groupViews.set(group, view);
+    }
+    return view;
   }
 }

@@ -23,7 +23,8 @@ export type HistoryRecord = {
       slot: 1 | 2;
       /** The fencing token the action ran under (for campaign/promote: the token it won). */
       token?: number;
-      outcome: "ok" | "refused" | "error";
+      /** `unknown`: the reply was lost and settling it failed; the write may have committed. */
+      outcome: "ok" | "refused" | "unknown" | "error";
       /** Revision of the committed transaction. */
       revision?: number;
       detail?: string;

@@ -8,7 +8,7 @@ import {
 } from "../config/index.js";
 import { assertEtcdReachable } from "../etcd/index.js";
 import { createLogger } from "../logging.js";
-import { createClusterNode } from "../runtime/index.js";
+import { createClusterNode, readPoisonedLeaderKeys } from "../runtime/index.js";
 import { createServer, DEFAULT_HOST } from "./httpServer.js";
 import { KvStore } from "./kvStore.js";
 import { createMetrics } from "./metrics.js";
@@ -53,7 +53,9 @@ export async function serveCommand(options: ServeCommandOptions): Promise<number
   await assertEtcdReachable(settings.etcdEndpoints);
 
   const node = createClusterNode({ cluster: layout, settings, logger });
-  const metrics = createMetrics(node);
+  const metrics = createMetrics(node, {
+    countPoisonedLeaderKeys: () => readPoisonedLeaderKeys(node.client, layout).then((keys) => keys.length),
+  });
   const store = new KvStore(node, { onEtcdError: (reason) => metrics.etcdError(reason) });
   let server: Awaited<ReturnType<typeof createServer>>;
   try {

@@ -1,0 +1,79 @@
+import type { Etcd3 } from "etcd3";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
+import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
+import { leadershipSettled, leadersInEtcd } from "../support/invariants.js";
+import { waitUntil } from "../support/waitUntil.js";
+
+/** Two groupings of two groups of two: a capacity of eight node IDs. */
+const SMALL = { ...SEED_CONFIG, groups: 4, group_size: 2, reads: 2 };
+const TTL_SECONDS = 2;
+
+describe("every grouping gets its seats back", () => {
+  let etcd: EtcdCluster;
+  let client: Etcd3;
+  let factory: NodeFactory;
+
+  beforeEach(async () => {
+    etcd = await startEtcd();
+    client = etcd.client();
+    factory = new NodeFactory({ endpoints: etcd.endpoints, config: SMALL, leaseTtlSeconds: TTL_SECONDS });
+  });
+
+  afterEach(async () => {
+    await factory.stopAll();
+    await etcd.stop();
+  });
+
+  test("a grouping whose members all died is refilled by newcomers in a full cluster", async () => {
+    const nodes = await factory.startMany(8);
+    await waitUntil("both groupings seated", () => leadershipSettled(client, factory.layout, nodes), 30_000);
+    const grouping0 = nodes.filter((n) => n.status.grouping === 0);
+    expect(grouping0.map((n) => n.id).sort()).toEqual([0, 1, 2, 3]);
+    for (const node of grouping0) node.crash();
+
+    // The cluster is full: newcomers can only take advertised slots, and no member of grouping 0
+    // is left to advertise them.
+    const newcomers = Array.from({ length: 4 }, (_, i) => factory.create(`newcomer-${i}`));
+    await Promise.all(newcomers.map((n) => n.start()));
+    expect(newcomers.map((n) => n.id).sort()).toEqual([0, 1, 2, 3]);
+    const live = factory.live();
+    await waitUntil("grouping 0 seated again", () => leadershipSettled(client, factory.layout, live), 30_000);
+    const leaders = await leadersInEtcd(client, factory.layout);
+    expect(newcomers.map((n) => n.id)).toContain(leaders[0]?.primary);
+    expect(newcomers.map((n) => n.id)).toContain(leaders[0]?.backup);
+    const memberKeys = await client.getAll().prefix(factory.layout.keys.allMembersPrefix).keys();
+    expect(memberKeys).toHaveLength(8);
+  }, 90_000);
+
+  test("a poisoned primary key with no lease is removed by the grouping's other leader", async () => {
+    const primaryKey = factory.layout.keys.leaderKey(0, 1);
+    await client.put(primaryKey).value("{not json");
+    const nodes = await factory.startMany(4);
+    await waitUntil(
+      "grouping 0 seated by nodes",
+      () => leadershipSettled(client, factory.layout, nodes),
+      30_000,
+    );
+    const leaders = await leadersInEtcd(client, factory.layout);
+    expect(nodes.map((n) => n.id)).toContain(leaders[0]?.primary);
+    expect(await client.get(primaryKey).string()).not.toBe("{not json");
+  }, 90_000);
+
+  test("a poisoned primary key kept alive by a lease is left to its lease", async () => {
+    const primaryKey = factory.layout.keys.leaderKey(0, 1);
+    const foreign = client.lease(TTL_SECONDS * 5);
+    await foreign.put(primaryKey).value("{not json");
+    const nodes = await factory.startMany(4);
+    await waitUntil("a backup for grouping 0", () => client.get(factory.layout.keys.leaderKey(0, 2)).json());
+    // Several re-read intervals: the key is reported, never deleted, while its lease lives.
+    await new Promise((r) => setTimeout(r, TTL_SECONDS * 3 * 1000));
+    expect(await client.get(primaryKey).string()).toBe("{not json");
+    await foreign.revoke();
+    await waitUntil(
+      "grouping 0 seated once the lease is gone",
+      () => leadershipSettled(client, factory.layout, nodes),
+      30_000,
+    );
+  }, 90_000);
+});
