@@ -116,8 +116,6 @@ export class WatchStream {
   private options: Required<WatchStreamOptions> = DEFAULTS;
   private lastId = 0;
   private stream: Stream | undefined;
-  /** Tells the handlers of the current stream from those of streams already replaced. */
-  private generation = 0;
   private opening = false;
   private reconnectAttempt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -201,14 +199,10 @@ export class WatchStream {
 
   private onOpened(stream: Stream): void {
     this.opening = false;
-    this.generation += 1;
-    const generation = this.generation;
     // The error listener stays for the stream's whole life: an 'error' without one would throw.
-    stream.on("data", (res) => this.guarded(generation, () => this.onResponse(res)));
-    stream.on("error", (err) =>
-      this.guarded(generation, () => this.onBroken(`stream error: ${String(err)}`)),
-    );
-    stream.on("end", () => this.guarded(generation, () => this.onBroken("stream ended")));
+    stream.on("data", (res) => this.guarded(stream, () => this.onResponse(res)));
+    stream.on("error", (err) => this.guarded(stream, () => this.onBroken(`stream error: ${String(err)}`)));
+    stream.on("end", () => this.guarded(stream, () => this.onBroken("stream ended")));
     if (this.watches.size === 0) {
       endQuietly(stream);
       return;
@@ -230,9 +224,9 @@ export class WatchStream {
     this.scheduleReconnect();
   }
 
-  /** Runs a handler of stream `generation` unless that stream was replaced; never lets it throw. */
-  private guarded(generation: number, handle: () => void): void {
-    if (generation !== this.generation || this.stream === undefined) return;
+  /** Runs a handler of `stream` unless that stream was dropped; never lets it throw. */
+  private guarded(stream: Stream, handle: () => void): void {
+    if (stream !== this.stream) return;
     try {
       handle();
     } catch (err) {
@@ -339,22 +333,23 @@ export class WatchStream {
 
   private armProbe(delayMs = this.options.probeIntervalMs): void {
     clearTimeout(this.probeTimer);
-    const generation = this.generation;
-    this.probeTimer = setTimeout(() => this.probe(generation), delayMs);
+    this.probeTimer = setTimeout(() => this.probe(), delayMs);
   }
 
-  private probe(generation: number): void {
-    if (generation !== this.generation || this.stream === undefined) return;
+  /** Runs from a timer that dropping the stream clears. */
+  private probe(): void {
+    const stream = this.stream;
+    if (stream === undefined) return;
     const quietMs = performance.now() - this.lastHeardAt;
     if (quietMs < this.options.probeIntervalMs) {
       this.armProbe(this.options.probeIntervalMs - quietMs);
       return;
     }
-    this.stream.write({ progress_request: {} });
+    stream.write({ progress_request: {} });
     const timeoutMs = this.options.probeTimeoutMs;
     this.silenceTimer = setTimeout(() => {
       this.silenceTimer = undefined;
-      this.guarded(generation, () => {
+      this.guarded(stream, () => {
         this.log.warn("watch stream silent, reopening it", { silentForMs: Math.round(quietMs + timeoutMs) });
         this.onBroken("no reply to a progress request");
       });
@@ -370,7 +365,6 @@ export class WatchStream {
 
   /** Drops the current stream, if any; its handlers are ignored from now on. */
   private teardown(): void {
-    this.generation += 1;
     clearTimeout(this.probeTimer);
     clearTimeout(this.silenceTimer);
     this.probeTimer = undefined;

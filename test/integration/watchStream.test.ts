@@ -159,21 +159,45 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
   test("a create etcd refuses without naming it cancels the oldest unanswered create, not another", async () => {
     const stream = streamOf();
     const from = await nextRevision();
+    const before = recorder();
     const refused = recorder();
-    const fine = recorder();
+    const after = recorder();
+    watch(stream, "b/", from, before.listener);
+    await waitUntil("the first watch to attach", () => before.attached.length === 1);
     // An empty range (key after range end): etcd answers with watch_id -1.
-    handles.push(stream.watchRange(Buffer.from("b"), Buffer.from("a"), from, refused.listener));
-    watch(stream, "p/", from, fine.listener);
-    await writer.put("p/1").value("1");
+    handles.push(stream.watchRange(Buffer.from("y"), Buffer.from("x"), from, refused.listener));
+    watch(stream, "a/", from, after.listener);
+    await writer.put("b/1").value("1");
+    await writer.put("a/1").value("1");
 
     await waitUntil(
-      "the refusal and the other watch's event",
-      () => refused.canceled.length === 1 && fine.events.length === 1,
+      "the refusal and the other watches' events",
+      () => refused.canceled.length === 1 && before.events.length === 1 && after.events.length === 1,
     );
     expect(refused.canceled[0]?.compactRevision).toBe(0);
     expect(refused.canceled[0]?.reason).not.toBe("");
-    expect(fine.canceled).toEqual([]);
-    expect(fine.events).toEqual(["put:p/1"]);
+    expect(before.canceled).toEqual([]);
+    expect(after.canceled).toEqual([]);
+    expect([before.events, after.events]).toEqual([["put:b/1"], ["put:a/1"]]);
+  });
+
+  test("the stream closes with its last watch, or as soon as it opens if none is left, and reopens for a new one", async () => {
+    const stream = streamOf();
+    const opened = () => activity.filter((step) => step.kind === "opened").length;
+    stream.watchPrefix("p/", await nextRevision(), recorder().listener).cancel();
+    await sleep(300);
+    expect(opened()).toBe(0);
+
+    const first = recorder();
+    const handle = stream.watchPrefix("p/", await nextRevision(), first.listener);
+    await waitUntil("the first watch to attach", () => first.attached.length === 1);
+    handle.cancel();
+    const second = recorder();
+    watch(stream, "p/", await nextRevision(), second.listener);
+    await writer.put("p/1").value("1");
+    await waitUntil("the second watch's event", () => second.events.length === 1);
+    expect(opened()).toBe(2);
+    expect(first.events).toEqual([]);
   });
 
   test("responses for unknown ids are ignored, and cancelling a watch already gone sends nothing", async () => {
@@ -310,6 +334,22 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     expect(strictlyIncreasing(seen.revisions)).toBe(true);
   });
 
+  test("the last events of a dropped stream do not touch its successor: one cut, one reconnect", async () => {
+    // Reconnecting at once, so that a dropped stream's late events could meet its successor.
+    const stream = streamOf({ reconnect: { initialMs: 1, maxMs: 2 } });
+    const seen = recorder();
+    watch(stream, "p/", await nextRevision(), seen.listener);
+    await waitUntil("the watch to attach", () => seen.attached.length === 1);
+    proxy.setMode("reset");
+    proxy.setMode("pass");
+    await waitUntil("the watch to attach again", () => seen.attached.length === 2);
+    await sleep(500);
+    await writer.put("p/1").value("1");
+    await waitUntil("the event", () => seen.events.length === 1);
+    expect(activity.filter((step) => step.kind === "broken")).toHaveLength(1);
+    expect(seen.attached).toEqual([false, true]);
+  });
+
   test("a blackholed stream is noticed by its progress probe and reopened; events sent meanwhile arrive", async () => {
     const stream = streamOf({
       probeIntervalMs: 200,
@@ -329,9 +369,12 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     await writer.put("p/after").value("2");
 
     await waitUntil("both events", () => seen.events.length >= 2, 30_000);
-    await sleep(100);
     expect(seen.events).toEqual(["put:p/during", "put:p/after"]);
     expect(records.some((r) => r.message === "watch stream silent, reopening it")).toBe(true);
+    // Once the link is back, answered probes keep the stream.
+    const broken = activity.filter((step) => step.kind === "broken").length;
+    await sleep(1_500);
+    expect(activity.filter((step) => step.kind === "broken").length).toBe(broken);
   });
 
   test("while etcd is down the stream is reopened with backoff, not in a busy loop, and resumes after", async () => {
