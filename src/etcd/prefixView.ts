@@ -71,7 +71,8 @@ function optionalMs(name: string, value: number | undefined): number | undefined
  * Events at or below the view's revision are dropped; a list replaces the view only when it is not
  * older than what the view delivered. It re-lists after a stream reconnect, after etcd cancels the
  * watch (compaction), and every `resyncIntervalMs`, so a change the watch missed is repaired. Values
- * are delivered as they are; decoding them is the caller's job.
+ * are delivered as they are; decoding them is the caller's job. Ends with etcd3's ClientClosedError
+ * once the client is closed.
  */
 export function watchPrefix(
   client: Etcd3,
