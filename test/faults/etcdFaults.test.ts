@@ -34,11 +34,13 @@ test.each(faults)(`%s for ${DOWN_MS / TTL_MS} TTL, then restart it`, async (faul
   const c = cluster;
   for (let i = 0; i < TRIALS; i++) {
     const down = victims(c.etcd.members, await c.etcd.leaderIndex());
-    await c.trial(async () => {
-      await Promise.all(down.map((m) => m.kill()));
-      await sleep(DOWN_MS);
-      for (const member of down) await member.restart();
-    });
+    await c.trial(() =>
+      c.impair(fault, undefined, async () => {
+        await Promise.all(down.map((m) => m.kill()));
+        await sleep(DOWN_MS);
+        for (const member of down) await member.restart();
+      }),
+    );
   }
   const report = await c.finish();
   appendRow(inject("faultRowsFile"), rowOf(fault, c.trials, report));

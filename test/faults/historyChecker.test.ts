@@ -200,6 +200,13 @@ describe("history checker", () => {
     ]);
   });
 
+  test("an advertisement acknowledged again (found already in place) matches the put it made", () => {
+    const { log, histories } = cleanFailover();
+    const again = histories.find((r) => r.kind === "leader" && r.action === "advertise");
+    if (!again) throw new Error("no advertisement");
+    expect(check({ events: log.events, histories: [...histories, { ...again }] }).violations).toEqual([]);
+  });
+
   test("an acknowledged action after the local deadline", () => {
     const { log, histories } = cleanFailover();
     const late = histories.map((r) =>

@@ -560,15 +560,16 @@ function checkFencing(input: CheckInput, replay: Replay): Violation[] {
         fail(record, `${key} with token ${record.token} was never deleted`);
     } else if (record.action === "advertise") {
       const slot = Number(/slot (\d+)/.exec(record.detail ?? "")?.[1]);
+      // An advertiser that finds its own advertisement already there acknowledges it again (a view
+      // that lagged, a lost reply): such a record matches the put an earlier one matched.
       const candidates = input.events.filter(
         (e) =>
-          e.type === "put" &&
-          !adsMatched.has(e) &&
-          e.key === layout.keys.failoverKey(slot) &&
-          tokenOf(e.value) === record.token,
+          e.type === "put" && e.key === layout.keys.failoverKey(slot) && tokenOf(e.value) === record.token,
       );
       const ad = candidates.sort(
-        (a, b) => Math.abs(a.receivedAt - record.t) - Math.abs(b.receivedAt - record.t),
+        (a, b) =>
+          Number(adsMatched.has(a)) - Number(adsMatched.has(b)) ||
+          Math.abs(a.receivedAt - record.t) - Math.abs(b.receivedAt - record.t),
       )[0];
       if (!ad) fail(record, `no advertisement of slot ${slot} with token ${record.token} in etcd`);
       else {

@@ -79,7 +79,7 @@ export function formatSummary(rows: readonly FaultRow[], runtimeMs: number): str
       .join("  ")
       .trimEnd();
   return [
-    `Fault summary (lease TTL 2 s, one grouping, 3-member etcd), total ${(runtimeMs / 1000).toFixed(0)} s`,
+    `Fault summary (lease TTL 2 s, 3-member etcd, one grouping unless noted), total ${(runtimeMs / 1000).toFixed(0)} s`,
     line(header),
     line(widths.map((w) => "-".repeat(w))),
     ...body.map(line),
