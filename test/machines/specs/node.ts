@@ -28,7 +28,10 @@ type Done =
   | { type: "xstate.done.actor.bootstrapId"; output: BootstrapIdOutput }
   | { type: "xstate.done.actor.role"; output: FollowerOutput | CandidateOutput | { kind: "deposed" } };
 
-const row = rowsOf<NodeContext, NodeEvent | Done>();
+/** The node's context, and the seat a follower chose to run for (the real node reads it off the event). */
+type Ctx = NodeContext & { campaignSlot?: LeaderSlot };
+
+const row = rowsOf<Ctx, NodeEvent | Done>();
 
 const toBootstrap = [
   "SLOT_CLAIMED",
@@ -53,10 +56,10 @@ const toRole = [
   "RETRY",
 ] as const;
 
-const noSession: NodeContext = {};
-const leave = (c: NodeContext, office: Office | undefined) => [fx("leaveCluster", { id: c.id, office })];
+const noSession: Ctx = {};
+const leave = (c: Ctx, office: Office | undefined) => [fx("leaveCluster", { id: c.id, office })];
 
-export const nodeTable: Table<NodeContext, NodeEvent | Done> = {
+export const nodeTable: Table<Ctx, NodeEvent | Done> = {
   machine: N,
   effects: [
     "abandonSession",
@@ -83,7 +86,8 @@ export const nodeTable: Table<NodeContext, NodeEvent | Done> = {
   initial: "connecting",
   compound: { member: "member.follower" },
   context: () => ({}),
-  observed: ["leaseId", "id", "joinedVia", "office", "campaignSlot"],
+  // What the runtime reads; the slot a campaign is for is checked where it matters, in `campaign`.
+  observed: ["leaseId", "id", "joinedVia", "office"],
   start: { effects: () => [fx("openSession")] },
   finals: ["stopped"],
   invokes: {
@@ -259,7 +263,7 @@ export function nodeEvents(s: Instance): SpecEvent[] {
  * their exact values; and its children, tokens aside (which office, not which token).
  */
 export function nodeKey(s: Instance): unknown {
-  const c = s.context as NodeContext;
+  const c = s.context as Ctx;
   const children = Object.fromEntries(Object.entries(s.children).map(([id, child]) => [id, childKey(child)]));
   return {
     path: s.path,
