@@ -212,4 +212,18 @@ describe("TcpProxy drop-reply", () => {
     expect(upstreamReceived).toContain("req-3 key-y");
     expect(client.seen()).not.toContain("reply-3");
   });
+
+  test("drop-reply with keepConnection leaves the connection open and silent", async () => {
+    const client = await http2Client();
+    frameProxy.setMode("drop-reply", { match: "key-z", keepConnection: true });
+    client.socket.write(http2Frame(DATA, 1, "req-1 key-z"));
+    await waitUntil("the request to reach the upstream", () => upstreamReceived.includes("req-1"));
+    await waitUntil("the reply to be dropped", () => frameProxy.repliesDropped === 1);
+    client.socket.write(http2Frame(DATA, 3, "req-3"));
+    await waitUntil("a later request to reach the upstream", () => upstreamReceived.includes("req-3"));
+    await sleep(200);
+    expect(client.socket.destroyed).toBe(false);
+    expect(client.seen()).not.toMatch(/reply-/);
+    expect(frameProxy.mode).toBe("pass");
+  });
 });

@@ -367,17 +367,41 @@ describe("ClusterStore over a link that loses replies", () => {
       fencedTxn: () => silent.fencedTxn(fence, write("app/silent"), lease),
       fencedTxnLookingUpItsLease: () => silent.fencedTxn(fence, write("app/silent")),
     };
-    // Without a deadline a call waits for gRPC to give up on the silent connection (UNAVAILABLE).
-    for (const [name, call] of Object.entries(calls)) {
-      const failure = await call().then(
-        () => new Error(`${name} succeeded over a silent link`),
-        (err: unknown) => err,
-      );
-      const failures =
-        failure instanceof OutcomeUnknownError ? [failure.attemptError, failure.settleError] : [failure];
-      for (const err of failures) expect(String(err), name).toMatch(/DEADLINE_EXCEEDED|deadline exceeded/i);
-    }
+    for (const [name, call] of Object.entries(calls)) await expectDeadlineFailure(name, call());
   }, 240_000);
+
+  test("a fresh-ID allocation whose reply never comes is settled after its deadline", async () => {
+    const lease = await grantLease();
+    proxy.setMode("drop-reply", { match: KEYS.memberKey(0, 0), keepConnection: true });
+    const silent = storeOver(track(connectEtcd([proxy.endpoint], BARE)));
+    expect(await silent.allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 0 });
+    expect(proxy.repliesDropped).toBe(1);
+    expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([KEYS.memberKey(0, 0)]);
+  });
+
+  test("a slot claim whose reply never comes is settled after its deadline", async () => {
+    const lease = await grantLease();
+    await advertise(1);
+    proxy.setMode("drop-reply", { match: KEYS.memberKey(0, 1), keepConnection: true });
+    const silent = storeOver(track(connectEtcd([proxy.endpoint], BARE)));
+    expect(await silent.claimAdvertisedSlot(RECORD, lease)).toBe(1);
+    expect(proxy.repliesDropped).toBe(1);
+    expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([KEYS.memberKey(0, 1)]);
+  });
+
+  /**
+   * `call` failed at a deadline, and so did settling its outcome if it had to. Without a deadline
+   * a call would wait until gRPC gives up on the connection, if ever, and fail UNAVAILABLE.
+   */
+  async function expectDeadlineFailure(name: string, call: Promise<unknown>): Promise<void> {
+    const failure = await call.then(
+      () => new Error(`${name} succeeded over a silent link`),
+      (err: unknown) => err,
+    );
+    const failures =
+      failure instanceof OutcomeUnknownError ? [failure.attemptError, failure.settleError] : [failure];
+    for (const err of failures) expect(String(err), name).toMatch(/DEADLINE_EXCEEDED|deadline exceeded/i);
+  }
 
   const write = (key: string) => (c: Etcd3) => [c.put(key).value("v")];
 });

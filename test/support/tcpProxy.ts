@@ -13,7 +13,8 @@ import { connect, createServer, type Server, type Socket } from "node:net";
  * drop-reply: a lost reply. The request reaches etcd, but from then on nothing more reaches the
  * client on that connection, and the connection is destroyed as soon as etcd starts answering
  * that request (or after `dropReplyTimeoutMs`): the client sees UNAVAILABLE for a request that etcd
- * received and applied. `repliesDropped` counts them.
+ * received and applied. `repliesDropped` counts them. With `keepConnection`, the connection stays
+ * open instead, silent towards the client from then on: the client waits for its deadline.
  * hold-request: a late copy. The request is held back and the client's side of its connection is
  * cut at once, so the client sees UNAVAILABLE before etcd got it; the etcd side stays open.
  * `releaseHeldRequest()` later delivers the request there, after the client has moved on, as a
@@ -38,6 +39,8 @@ export interface ProxyModeOptions {
   afterwards?: Exclude<ProxyMode, "drop-reply" | "hold-request">;
   /** For `drop-reply`: destroy the connection after this long even if etcd has not answered (default 5 s). */
   dropReplyTimeoutMs?: number;
+  /** For `drop-reply`: keep the connection open, with nothing more reaching the client on it. */
+  keepConnection?: boolean;
 }
 
 const HTTP2_CLIENT_PREFACE_BYTES = 24;
@@ -141,6 +144,8 @@ interface Pair {
   /** The HTTP/2 stream whose reply is being dropped; nothing reaches the client any more. */
   droppingReplyTo?: number;
   dropTimer?: NodeJS.Timeout;
+  /** Nothing from etcd reaches the client on this connection any more (`keepConnection`). */
+  silenced?: boolean;
   /** The request held back by `hold-request`, and who waits for etcd's answer once it is released. */
   held?: { chunk: Buffer; stream: number; answered?: () => void };
 }
@@ -165,6 +170,7 @@ export class TcpProxy {
   private requestMatch: Buffer | undefined;
   private modeAfterRequest: ProxyMode = "pass";
   private dropReplyTimeoutMs = DEFAULT_DROP_REPLY_TIMEOUT_MS;
+  private keepConnection = false;
   port = 0;
   /** Client connections accepted so far. */
   connectionsAccepted = 0;
@@ -237,15 +243,17 @@ export class TcpProxy {
     };
     this.pairs.add(pair);
     client.on("data", (chunk: Buffer) => {
-      if (!this.holdsRequest(pair, chunk)) toUpstream.push(chunk);
+      const picked = this.pickRequest(pair, chunk);
+      if (picked !== "held") toUpstream.push(chunk);
+      if (picked === "silenced") this.setMode(this.modeAfterRequest);
     });
     upstream.on("data", (chunk: Buffer) => {
       const frames = pair.replies.push(chunk);
       if (pair.held) {
         if (answers(frames, pair.held.stream)) this.forgetHeld(pair);
       } else if (pair.droppingReplyTo !== undefined) {
-        if (answers(frames, pair.droppingReplyTo)) this.destroyForDroppedReply(pair);
-      } else toClient.push(chunk);
+        if (answers(frames, pair.droppingReplyTo)) this.replyDropped(pair);
+      } else if (!pair.silenced) toClient.push(chunk);
     });
     const close = () => this.destroy(pair);
     const upstreamGone = () => {
@@ -257,14 +265,15 @@ export class TcpProxy {
   }
 
   /**
-   * In `drop-reply` and `hold-request`, picks the first request that matches. True when the chunk
-   * carrying it is held back (`hold-request`) instead of forwarded.
+   * In `drop-reply` and `hold-request`, picks the first request that matches: `held` when the chunk
+   * carrying it must not be forwarded (`hold-request`), `silenced` when its connection stays open
+   * but silent (`keepConnection`), `dropping` when the connection is cut once etcd answers.
    */
-  private holdsRequest(pair: Pair, chunk: Buffer): boolean {
+  private pickRequest(pair: Pair, chunk: Buffer): "none" | "dropping" | "silenced" | "held" {
     const frames = pair.requests.push(chunk);
     const mode = this.currentMode;
     if ((mode !== "drop-reply" && mode !== "hold-request") || pair.droppingReplyTo !== undefined)
-      return false;
+      return "none";
     const match = this.requestMatch;
     const request = frames.find(
       (f) =>
@@ -273,13 +282,17 @@ export class TcpProxy {
         f.payload.length > 0 &&
         (match === undefined || f.payload.includes(match)),
     );
-    if (request === undefined) return false;
+    if (request === undefined) return "none";
     if (mode === "drop-reply") {
       pair.droppingReplyTo = request.streamId;
-      pair.dropTimer = setTimeout(() => this.destroyForDroppedReply(pair), this.dropReplyTimeoutMs);
-      // The mode changes once the connection is cut, so this chunk still goes through.
+      // The mode changes once this chunk went through (and, unless kept, the connection is cut).
       this.currentMode = "pass";
-      return false;
+      if (this.keepConnection) {
+        pair.silenced = true;
+        return "silenced";
+      }
+      pair.dropTimer = setTimeout(() => this.destroyForDroppedReply(pair), this.dropReplyTimeoutMs);
+      return "dropping";
     }
     pair.held = { chunk, stream: request.streamId };
     this.pairs.delete(pair);
@@ -288,7 +301,16 @@ export class TcpProxy {
     pair.pipes[1]?.dispose();
     pair.client.destroy();
     this.setMode(this.modeAfterRequest);
-    return true;
+    return "held";
+  }
+
+  private replyDropped(pair: Pair): void {
+    if (!pair.silenced) {
+      this.destroyForDroppedReply(pair);
+      return;
+    }
+    this.repliesDropped += 1;
+    pair.droppingReplyTo = undefined;
   }
 
   private destroyForDroppedReply(pair: Pair): void {
@@ -343,6 +365,7 @@ export class TcpProxy {
       this.requestMatch = options.match === undefined ? undefined : Buffer.from(options.match);
       this.modeAfterRequest = options.afterwards ?? "pass";
       this.dropReplyTimeoutMs = options.dropReplyTimeoutMs ?? DEFAULT_DROP_REPLY_TIMEOUT_MS;
+      this.keepConnection = options.keepConnection ?? false;
     }
     if (mode === "reset") {
       for (const pair of [...this.pairs]) this.destroy(pair);
