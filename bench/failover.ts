@@ -11,6 +11,7 @@ import { type ClusterConfig, parseClusterConfig } from "../src/config/index.js";
 import { MIN_LEASE_TTL_SECONDS } from "../src/config/nodeSettings.js";
 import { silentLogger } from "../src/logging.js";
 import type { ClusterNode } from "../src/runtime/clusterNode.js";
+import { crashNode } from "../src/runtime/testing.js";
 import { NodeFactory, SEED_CONFIG } from "../test/support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../test/support/etcdCluster.js";
 import { fmtMs, fmtRatio, formatTable, ratio, roundMs, type Summary, summarize } from "./stats.js";
@@ -202,7 +203,7 @@ async function stopNodes(factory: NodeFactory, tag: string): Promise<void> {
       `${tag}: stopAll did not finish within ${STOP_ALL_TIMEOUT_MS} ms; crashing ${stuck.length} node(s): ` +
         describeNodes(stuck).join("; "),
     );
-    for (const n of stuck) n.crash();
+    for (const n of stuck) crashNode(n);
   }
 }
 
@@ -249,7 +250,7 @@ async function runtimeFailoverTrial(
     );
     let stopDone: Promise<number> | undefined;
     const t0 = performance.now();
-    if (kind === "crash") primary.crash();
+    if (kind === "crash") crashNode(primary);
     else stopDone = primary.stop().then(() => performance.now());
     const t1 = await newPrimary;
     const stopAt = stopDone ? await withTimeout(stopDone, failoverTimeout, "stop() to resolve", roles) : t0;

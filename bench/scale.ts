@@ -11,6 +11,7 @@ import type { Subscription } from "rxjs";
 import { type ClusterConfig, parseClusterConfig } from "../src/config/index.js";
 import { MIN_LEASE_TTL_SECONDS } from "../src/config/nodeSettings.js";
 import type { ClusterNode } from "../src/runtime/clusterNode.js";
+import { crashNode } from "../src/runtime/testing.js";
 import { NodeFactory } from "../test/support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../test/support/etcdCluster.js";
 import { countsBetween, type EtcdRates, ratesBetween, type Scrape, scrape } from "./scale/etcdMetrics.js";
@@ -220,7 +221,7 @@ async function stopNodes(factory: NodeFactory, label: string): Promise<{ ms: num
     const stuck = factory.nodes.filter((n) => n.role !== "stopped");
     crashed = stuck.length;
     anomaly(`${label}: stopAll did not finish within ${STOP_ALL_TIMEOUT_MS} ms; crashing ${crashed} node(s)`);
-    for (const n of stuck) n.crash();
+    for (const n of stuck) crashNode(n);
   }
   return { ms: performance.now() - t0, crashed };
 }
@@ -298,7 +299,7 @@ async function failoverTrial(
       "another node of grouping 0 to become primary",
     );
     const t0 = performance.now();
-    primary.crash();
+    crashNode(primary);
     const t1 = await newPrimary;
     const record: FailoverTrial = {
       trial,

@@ -73,5 +73,8 @@ export const bootstrapIdMachine = setup({
     },
     identified: { type: "final" },
   },
-  output: ({ context }) => ({ id: context.id ?? -1, via: context.via ?? "fresh" }),
+  output: ({ context }) => {
+    if (context.id === undefined || context.via === undefined) throw new Error("identified without an ID");
+    return { id: context.id, via: context.via };
+  },
 });

@@ -1,11 +1,15 @@
 import { assign, setup } from "xstate";
 import type { LeaderSlot, LeadersChanged, Office } from "./events.js";
 
+export type FollowerEvent = LeadersChanged;
+
 export type FollowerOutput = { kind: "campaign"; slot: LeaderSlot } | { kind: "resume"; office: Office };
 
+/** The seat still this node's, the primary first; only called when `holdsALeaderKey` held. */
 function heldOffice(event: LeadersChanged): Office {
   if (event.primary?.mine) return { slot: 1, token: event.primary.token };
-  return { slot: 2, token: event.backup?.token ?? 0 };
+  if (event.backup?.mine) return { slot: 2, token: event.backup.token };
+  throw new Error("resumingOffice without a leader key of this node");
 }
 
 /**
@@ -16,7 +20,7 @@ function heldOffice(event: LeadersChanged): Office {
  */
 export const followerMachine = setup({
   types: {
-    events: {} as LeadersChanged,
+    events: {} as FollowerEvent,
     output: {} as FollowerOutput,
     context: {} as { outcome: FollowerOutput },
   },

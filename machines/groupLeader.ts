@@ -1,16 +1,14 @@
 import { assign, sendParent, sendTo, setup } from "xstate";
-import type { LeaderSlot, LeadersChanged, MembersChanged, Office } from "./events.js";
-import { failoverAdvertiserMachine } from "./failoverAdvertiser.js";
+import type { LeaderSlot, LeadersChanged, Office } from "./events.js";
+import { type FailoverAdvertiserEvent, failoverAdvertiserMachine } from "./failoverAdvertiser.js";
 
+/** Its own events, and those of the advertiser it runs as primary (passed on to it). */
 export type GroupLeaderEvent =
   | LeadersChanged
-  | MembersChanged
   | { type: "PROMOTED"; token: number }
   | { type: "PROMOTION_FAILED" }
   | { type: "FENCE_LOST" }
-  | { type: "SLOTS_ADVERTISED" }
-  | { type: "ADVERTISE_FAILED"; error: string }
-  | { type: "RETRY" };
+  | FailoverAdvertiserEvent;
 
 export interface GroupLeaderOutput {
   kind: "deposed";

@@ -1,11 +1,12 @@
-import { assign, sendTo, setup } from "xstate";
-import { bootstrapIdMachine } from "./bootstrapId.js";
-import { candidateMachine } from "./candidate.js";
-import type { LeaderSlot, LeadersChanged, MembersChanged, Office } from "./events.js";
-import { followerMachine } from "./follower.js";
-import { groupLeaderMachine, type OfficeChanged } from "./groupLeader.js";
+import { assign, type DoneActorEvent, sendTo, setup } from "xstate";
+import { type BootstrapIdEvent, bootstrapIdMachine } from "./bootstrapId.js";
+import { type CandidateEvent, type CandidateOutput, candidateMachine } from "./candidate.js";
+import type { LeaderSlot, Office } from "./events.js";
+import { type FollowerEvent, type FollowerOutput, followerMachine } from "./follower.js";
+import { type GroupLeaderEvent, groupLeaderMachine, type OfficeChanged } from "./groupLeader.js";
 
-export type NodeEvent =
+/** What the runtime tells the node about its etcd session, and the graceful stop. */
+export type SessionEvent =
   | { type: "SESSION_OPENED"; leaseId: string }
   | { type: "SESSION_FAILED"; error: string }
   | { type: "RECONNECT" }
@@ -13,34 +14,77 @@ export type NodeEvent =
   | { type: "SESSION_VALID" }
   | { type: "SESSION_LOST" }
   | { type: "STOP" }
-  | { type: "LEFT" }
-  | OfficeChanged
-  // forwarded to the bootstrapId child
-  | { type: "SLOT_CLAIMED"; id: number }
-  | { type: "NO_SLOT_CLAIMED" }
-  | { type: "ID_ALLOCATED"; id: number }
-  | { type: "CLUSTER_FULL" }
-  | { type: "SLOT_ADVERTISED" }
-  // forwarded to the role child
-  | LeadersChanged
-  | MembersChanged
-  | { type: "CAMPAIGN_WON"; token: number }
-  | { type: "CAMPAIGN_LOST" }
-  | { type: "PROMOTED"; token: number }
-  | { type: "PROMOTION_FAILED" }
-  | { type: "FENCE_LOST" }
-  | { type: "SLOTS_ADVERTISED" }
-  | { type: "ADVERTISE_FAILED"; error: string }
-  // forwarded to whichever child is running
-  | { type: "ETCD_FAILED"; error: string }
-  | { type: "RETRY" };
+  | { type: "LEFT" };
+
+/** The events of the role children (follower, candidate, groupLeader and its advertiser). */
+export type RoleEvent = FollowerEvent | CandidateEvent | GroupLeaderEvent;
+
+export type NodeEvent = SessionEvent | OfficeChanged | BootstrapIdEvent | RoleEvent;
+
+// Every event of a child is passed on while that child runs; a child event missing here fails to compile.
+const BOOTSTRAP_EVENTS = {
+  SLOT_CLAIMED: true,
+  NO_SLOT_CLAIMED: true,
+  ID_ALLOCATED: true,
+  CLUSTER_FULL: true,
+  SLOT_ADVERTISED: true,
+  ETCD_FAILED: true,
+  RETRY: true,
+} as const satisfies Record<BootstrapIdEvent["type"], true>;
+
+const ROLE_EVENTS = {
+  LEADERS_CHANGED: true,
+  MEMBERS_CHANGED: true,
+  CAMPAIGN_WON: true,
+  CAMPAIGN_LOST: true,
+  PROMOTED: true,
+  PROMOTION_FAILED: true,
+  FENCE_LOST: true,
+  SLOTS_ADVERTISED: true,
+  ADVERTISE_FAILED: true,
+  ETCD_FAILED: true,
+  RETRY: true,
+} as const satisfies Record<RoleEvent["type"], true>;
+
+/** One transition per event type, each running `action` (a forward to a child). */
+function forwarding<T extends string, A extends string>(types: Record<T, true>, action: A) {
+  const on = {} as Record<T, { actions: A }>;
+  for (const type of Object.keys(types) as T[]) on[type] = { actions: action };
+  return on;
+}
 
 export interface NodeContext {
   leaseId?: string;
   id?: number;
   joinedVia?: "failover" | "fresh";
+  /**
+   * The office as the groupLeader child last reported it (OFFICE_CHANGED), kept only so that a
+   * graceful stop can resign it: the child, which owns the office, is stopped before `stopping`
+   * is entered. Role and fencing token are read from the child itself.
+   */
   office?: Office;
-  campaignSlot?: LeaderSlot;
+}
+
+type RoleDone = DoneActorEvent<FollowerOutput | CandidateOutput, "role">;
+
+/** The seat a follower decided to run for: only a follower's `campaign` output enters `candidate`. */
+function campaignOf(event: { type: string }): { slot: LeaderSlot } {
+  const output = (event as Partial<RoleDone>).output;
+  if (output?.kind !== "campaign") throw new Error(`candidate entered on ${event.type}, not on a campaign`);
+  return { slot: output.slot };
+}
+
+/** The office a follower resumes or a candidate won: the only ways into `leader`. */
+function officeTakenOn(event: { type: string }): Office {
+  const output = (event as Partial<RoleDone>).output;
+  if (output?.kind === "resume") return output.office;
+  if (output?.kind === "won") return { slot: output.slot, token: output.token };
+  throw new Error(`leader entered on ${event.type}, without an office resumed or won`);
+}
+
+function requireId(context: NodeContext): number {
+  if (context.id === undefined) throw new Error("member without a node ID");
+  return context.id;
 }
 
 /**
@@ -53,6 +97,7 @@ export const nodeMachine = setup({
   types: {
     context: {} as NodeContext,
     events: {} as NodeEvent,
+    children: {} as { bootstrapId: "bootstrapId"; role: "follower" | "candidate" | "groupLeader" },
   },
   actors: {
     bootstrapId: bootstrapIdMachine,
@@ -107,34 +152,18 @@ export const nodeMachine = setup({
         },
       },
       on: {
-        SLOT_CLAIMED: { actions: "forwardToBootstrap" },
-        NO_SLOT_CLAIMED: { actions: "forwardToBootstrap" },
-        ID_ALLOCATED: { actions: "forwardToBootstrap" },
-        CLUSTER_FULL: { actions: "forwardToBootstrap" },
-        SLOT_ADVERTISED: { actions: "forwardToBootstrap" },
-        ETCD_FAILED: { actions: "forwardToBootstrap" },
-        RETRY: { actions: "forwardToBootstrap" },
+        ...forwarding(BOOTSTRAP_EVENTS, "forwardToBootstrap"),
         SESSION_EXPIRED_LOCALLY: "renewing",
         SESSION_LOST: "renewing",
         STOP: "stopping",
       },
     },
     member: {
-      entry: { type: "watchGrouping", params: ({ context }) => ({ id: context.id ?? -1 }) },
-      exit: ["unwatchGrouping", assign({ campaignSlot: undefined })],
+      entry: { type: "watchGrouping", params: ({ context }) => ({ id: requireId(context) }) },
+      exit: "unwatchGrouping",
       initial: "follower",
       on: {
-        LEADERS_CHANGED: { actions: "forwardToRole" },
-        MEMBERS_CHANGED: { actions: "forwardToRole" },
-        CAMPAIGN_WON: { actions: "forwardToRole" },
-        CAMPAIGN_LOST: { actions: "forwardToRole" },
-        PROMOTED: { actions: "forwardToRole" },
-        PROMOTION_FAILED: { actions: "forwardToRole" },
-        FENCE_LOST: { actions: "forwardToRole" },
-        SLOTS_ADVERTISED: { actions: "forwardToRole" },
-        ADVERTISE_FAILED: { actions: "forwardToRole" },
-        ETCD_FAILED: { actions: "forwardToRole" },
-        RETRY: { actions: "forwardToRole" },
+        ...forwarding(ROLE_EVENTS, "forwardToRole"),
         SESSION_EXPIRED_LOCALLY: "suspended",
         SESSION_LOST: "renewing",
         STOP: "stopping",
@@ -148,17 +177,8 @@ export const nodeMachine = setup({
               {
                 guard: { type: "resumesOffice", params: ({ event }) => ({ kind: event.output.kind }) },
                 target: "leader",
-                actions: assign({
-                  office: ({ event }) => (event.output.kind === "resume" ? event.output.office : undefined),
-                }),
               },
-              {
-                target: "candidate",
-                actions: assign({
-                  campaignSlot: ({ event }) =>
-                    event.output.kind === "campaign" ? event.output.slot : undefined,
-                }),
-              },
+              { target: "candidate" },
             ],
           },
         },
@@ -166,17 +186,11 @@ export const nodeMachine = setup({
           invoke: {
             id: "role",
             src: "candidate",
-            input: ({ context }) => ({ slot: context.campaignSlot ?? 2 }),
+            input: ({ event }) => campaignOf(event),
             onDone: [
               {
                 guard: { type: "wonCampaign", params: ({ event }) => ({ kind: event.output.kind }) },
                 target: "leader",
-                actions: assign({
-                  office: ({ event }) =>
-                    event.output.kind === "won"
-                      ? { slot: event.output.slot, token: event.output.token }
-                      : undefined,
-                }),
               },
               { target: "follower" },
             ],
@@ -186,7 +200,7 @@ export const nodeMachine = setup({
           invoke: {
             id: "role",
             src: "groupLeader",
-            input: ({ context }) => context.office ?? { slot: 2, token: 0 },
+            input: ({ event }) => officeTakenOn(event),
             onDone: { target: "follower", actions: assign({ office: undefined }) },
           },
           on: {
@@ -211,7 +225,7 @@ export const nodeMachine = setup({
         "abandonSession",
         assign({ id: undefined, leaseId: undefined, joinedVia: undefined, office: undefined }),
       ],
-      // Through the reconnect delay: nodes that lost their leases together do not all return at once.
+      // Through the reconnect delay: nodes that lost their sessions together do not all return at once.
       always: "reconnecting",
     },
     stopping: {

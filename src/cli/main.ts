@@ -2,12 +2,12 @@ import { Command, CommanderError } from "commander";
 import { ConfigError } from "../config/index.js";
 import { EtcdUnreachableError } from "../runtime/index.js";
 import { ListenError } from "../server/httpServer.js";
-import { type ServeCommandOptions, serveCommand } from "../server/serveCommand.js";
 import { layoutCommand } from "./layoutCommand.js";
 import { registerLocalCommand } from "./local/localCommand.js";
 import { type NodeCommandOptions, nodeCommand } from "./nodeCommand.js";
 import { DEFAULT_CONFIG, withNodeSettingsFlags } from "./nodeOptions.js";
 import { type RepairCommandOptions, repairCommand } from "./repairCommand.js";
+import { type ServeCommandOptions, serveCommand } from "./serveCommand.js";
 import { type StatusCommandOptions, statusCommand } from "./statusCommand.js";
 import { type TimelineOptions, timelineCommand } from "./timelineCommand.js";
 

@@ -17,6 +17,7 @@ export {
   type WatchPrefixOptions,
   watchPrefix,
 } from "./prefixView.js";
+export { listPrefix, type ReadOptions, readKey } from "./reads.js";
 export {
   deletePoisonedLeaderKey,
   type LeaderKeyRemoval,

@@ -185,6 +185,7 @@ export class GroupingViews {
         return missing;
       }),
       distinctUntilChanged(sameIds),
+      shareReplay({ bufferSize: 1, refCount: true }),
     );
   }
 

@@ -1,4 +1,5 @@
 import { closeSync, openSync, writeSync } from "node:fs";
+import type { EtcdSession } from "../etcd/index.js";
 import type { NodeRole } from "./roles.js";
 
 export type LeaderAction = "campaign" | "promote" | "advertise" | "write" | "resign";
@@ -20,6 +21,7 @@ export type HistoryRecord = {
       kind: "leader";
       action: LeaderAction;
       grouping: number;
+      /** The leader seat (1 primary, 2 backup); named `slot` in the records the fault suite reads. */
       slot: 1 | 2;
       /** The fencing token the action ran under (for campaign/promote: the token it won). */
       token?: number;
@@ -37,6 +39,28 @@ export type HistoryFacts = HistoryRecord extends infer R
     ? Omit<R, "node" | "mono" | "t" | "lease" | "deadlineMs">
     : never
   : never;
+
+/** Stamps facts with the node, both clocks and the session's lease and time left, and hands them to the sink. */
+export class HistoryRecorder {
+  constructor(
+    private readonly node: string,
+    private readonly sink: ((record: HistoryRecord) => void) | undefined,
+    private readonly session: () => EtcdSession | undefined,
+  ) {}
+
+  record(facts: HistoryFacts): void {
+    if (!this.sink) return;
+    const session = this.session();
+    this.sink({
+      node: this.node,
+      mono: process.hrtime.bigint().toString(),
+      t: Date.now(),
+      lease: session?.leaseId,
+      deadlineMs: session ? Math.round(session.remainingMs()) : undefined,
+      ...facts,
+    } as HistoryRecord);
+  }
+}
 
 /** Appends history records as JSON lines, one synchronous write each, so they survive `kill -9`. */
 export class HistoryFileWriter {

@@ -21,4 +21,4 @@ export {
 export type { LeadersSnapshot, LeaderView, MembersByGroup } from "./groupingViews.js";
 export { HistoryFileWriter, type HistoryRecord, type LeaderAction } from "./history.js";
 export { InspectionFileWriter, type InspectionRecord } from "./inspection.js";
-export { type NodeRole, roleOf, statePath } from "./roles.js";
+export { type NodeRole, type RoleFacts, roleFactsOf, roleOf, statePathOf } from "./roles.js";

@@ -1,5 +1,6 @@
 import type { SnapshotFrom, StateValue } from "xstate";
 import type { Office } from "../../machines/events.js";
+import type { groupLeaderMachine } from "../../machines/groupLeader.js";
 import type { nodeMachine } from "../../machines/node.js";
 
 export type NodeRole =
@@ -14,6 +15,7 @@ export type NodeRole =
   | "stopped";
 
 export type NodeSnapshot = SnapshotFrom<typeof nodeMachine>;
+type LeaderSnapshot = SnapshotFrom<typeof groupLeaderMachine>;
 
 /** A state value as one dotted path, e.g. `member.leader`. */
 export function statePathOf(value: StateValue): string {
@@ -27,36 +29,52 @@ export function statePathOf(value: StateValue): string {
 }
 
 /**
- * The role a person cares about, from the node machine's state path and office. Works on live
- * snapshots and on recorded ones (see `inspection.ts`) alike.
+ * What a role is decided on: the node machine's state and status and, while it leads, the state
+ * and office of its groupLeader child, which owns the office. Live snapshots (`roleFactsOf`) and
+ * recorded ones (`timeline.ts`) are both reduced to this.
  */
-export function roleFromState(path: string, office: Office | undefined, status = "active"): NodeRole {
+export interface RoleFacts {
+  path: string;
+  status: string;
+  leader?: { office: Office; promoting: boolean };
+}
+
+/**
+ * The role a person cares about. A backup whose promotion is in flight counts as a candidate: the
+ * promotion may already have committed, and a follower may already hold the backup seat it
+ * vacated, so it is neither backup nor yet primary until the result is in.
+ */
+export function roleOf({ path, status, leader }: RoleFacts): NodeRole {
   if (status !== "active" || path === "stopped") return "stopped";
-  if (path === "member.leader") return office?.slot === 1 ? "primary" : "backup";
+  if (path === "member.leader") {
+    if (leader?.promoting) return "candidate";
+    return leader?.office.slot === 1 ? "primary" : "backup";
+  }
   if (path === "member.candidate") return "candidate";
   if (path.startsWith("member")) return "follower";
   if (path === "bootstrapping" || path === "suspended" || path === "stopping") return path;
   return "connecting";
 }
 
-export function statePath(snapshot: NodeSnapshot): string {
-  return statePathOf(snapshot.value);
-}
+const isGroupLeader = (snapshot: { machine?: { id: string } }): snapshot is LeaderSnapshot =>
+  snapshot.machine?.id === "groupLeader";
 
 /**
- * Live role: as `roleFromState`, but a leader's office is read from the groupLeader child, which
- * owns it (the node's copy follows one event later). A backup whose promotion is in flight counts
- * as a candidate: the promotion may already have committed, and a follower may already hold the
- * backup seat it vacated, so it is neither backup nor yet primary until the result is in.
+ * The facts of a live node snapshot. The groupLeader child runs in the node's actor system, so its
+ * snapshot is current whenever the node's is: every event reaches it through the node, and the
+ * node's step ends only after the child has taken it. A deposed child keeps its office until the
+ * node has taken its result and left `member.leader`.
  */
-export function roleOf(snapshot: NodeSnapshot): NodeRole {
-  const role = roleFromState(statePath(snapshot), snapshot.context.office, snapshot.status);
-  if (role !== "primary" && role !== "backup") return role;
-  const leader = snapshot.children.role?.getSnapshot() as
-    | { value?: unknown; context?: Partial<Office> }
-    | undefined;
-  if (leader?.value === "promoting") return "candidate";
-  if (leader?.context?.slot === 1) return "primary";
-  if (leader?.context?.slot === 2) return "backup";
-  return role;
+export function roleFactsOf(snapshot: NodeSnapshot): RoleFacts {
+  const facts: RoleFacts = { path: statePathOf(snapshot.value), status: snapshot.status };
+  const child = snapshot.children.role?.getSnapshot();
+  if (child && isGroupLeader(child)) {
+    facts.leader = { office: { ...child.context }, promoting: child.value === "promoting" };
+  }
+  return facts;
+}
+
+/** The office of a node that leads its grouping, from the groupLeader child (undefined otherwise). */
+export function officeOf(snapshot: NodeSnapshot): Office | undefined {
+  return roleFactsOf(snapshot).leader?.office;
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { Office } from "../../machines/events.js";
 import type { InspectionRecord } from "./inspection.js";
-import { type NodeRole, roleFromState, statePathOf } from "./roles.js";
+import { type NodeRole, roleOf, statePathOf } from "./roles.js";
 
 export interface TimelineEntry {
   t: number;
@@ -34,7 +34,11 @@ export function readInspectionFiles(paths: readonly string[]): InspectionRecord[
   return records.sort((a, b) => a.t - b.t);
 }
 
-/** Every change of a node machine's state, with the role it means, across all nodes, in time order. */
+/**
+ * Every change of a node machine's state, with the role it means, across all nodes, in time order.
+ * A recorded node snapshot carries the office its groupLeader child last reported, not the child's
+ * state, so a promotion in flight shows as the backup it was until the new office is reported.
+ */
 export function roleTimeline(records: readonly InspectionRecord[]): TimelineEntry[] {
   const last = new Map<string, { state: string; role: NodeRole }>();
   const entries: TimelineEntry[] = [];
@@ -42,7 +46,8 @@ export function roleTimeline(records: readonly InspectionRecord[]): TimelineEntr
     if (r.type !== "@xstate.snapshot" || r.actor !== ROOT_ACTOR_ID || r.value === undefined) continue;
     const context = (r.context ?? {}) as { id?: number; office?: Office };
     const state = statePathOf(r.value as Parameters<typeof statePathOf>[0]);
-    const role = roleFromState(state, context.office, r.status);
+    const leader = context.office && { office: context.office, promoting: false };
+    const role = roleOf({ path: state, status: r.status ?? "active", leader });
     const prev = last.get(r.node);
     if (prev?.state === state && prev.role === role) continue;
     last.set(r.node, { state, role });

@@ -33,7 +33,7 @@ export interface MetricsOptions {
   /**
    * Counts the poisoned leader keys of the whole cluster, read at every scrape (without it there
    * is no `rdeebee_poisoned_leader_keys` gauge); e.g.
-   * `() => readPoisonedLeaderKeys(node.client, layout).then((keys) => keys.length)`.
+   * `() => node.readPoisonedLeaderKeys().then((keys) => keys.length)`.
    * A read that fails leaves the gauge at its last value and counts an etcd error.
    */
   countPoisonedLeaderKeys?: () => Promise<number>;

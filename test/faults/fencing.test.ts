@@ -7,6 +7,7 @@ import { ClusterStore, FenceLostError } from "../../src/etcd/index.js";
 import { silentLogger } from "../../src/logging.js";
 import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
 import type { HistoryRecord } from "../../src/runtime/history.js";
+import { crashNode, etcdClientOf } from "../../src/runtime/testing.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { TcpProxy } from "../support/tcpProxy.js";
 import { waitUntil } from "../support/waitUntil.js";
@@ -69,7 +70,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   const running = nodes.filter(({ node }) => node.role !== "stopped");
-  await Promise.all(running.map(({ node }) => node.stop().catch(() => node.crash())));
+  await Promise.all(running.map(({ node }) => node.stop().catch(() => crashNode(node))));
   await Promise.all(nodes.flatMap((n) => n.proxies.map((p) => p.close())));
   await observer.stop();
   await etcd.stop();
@@ -105,7 +106,7 @@ test("a primary paused between its local check and its write: the fenced transac
   expect(["FenceLostError", "WriteOutcomeUnknownError"]).toContain(staleError);
 
   // Its next pending write, with the fence it captured before, through its own connection.
-  const store = new ClusterStore(primary.node.client, FAULT_LAYOUT, silentLogger());
+  const store = new ClusterStore(etcdClientOf(primary.node), FAULT_LAYOUT, silentLogger());
   if (!staleFence) throw new Error("no fence");
   await expect(
     store.fencedTxn(staleFence, (etcd) => [etcd.put(PROBE_KEY).value("stale again")]),

@@ -1,5 +1,6 @@
 import type { Etcd3 } from "etcd3";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { crashNode } from "../../src/runtime/testing.js";
 import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { leadershipSettled, leadersInEtcd, membersInEtcd } from "../support/invariants.js";
@@ -66,7 +67,7 @@ describe("cluster formation against a real etcd", () => {
     const follower = nodes.find((n) => n.role === "follower");
     expect(follower).toBeDefined();
     const lostId = follower?.id;
-    follower?.crash();
+    crashNode(follower);
     const status = await joined;
     expect(status.id).toBe(lostId);
   });

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { ClusterStore, FenceLostError, type FencingToken } from "../../src/etcd/index.js";
 import { silentLogger } from "../../src/logging.js";
 import { type ClusterNode, NotPrimaryError } from "../../src/runtime/clusterNode.js";
+import { crashNode } from "../../src/runtime/testing.js";
 import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { leadershipSettled, leadersInEtcd } from "../support/invariants.js";
@@ -61,7 +62,7 @@ describe("failover against a real etcd", () => {
   test("crash of the primary (lease left to expire): the backup is promoted and a new backup elected", async () => {
     const { nodes, primary, backup } = await formed(6);
     const crashedAt = performance.now();
-    primary.crash();
+    crashNode(primary);
     await waitUntil("the backup to become primary", () => backup.role === "primary", TTL_SECONDS * 10_000);
     const failoverMs = performance.now() - crashedAt;
     await waitUntil("a new backup", () => leadershipSettled(client, factory.layout, nodes));
@@ -73,7 +74,7 @@ describe("failover against a real etcd", () => {
     const { nodes } = await formed(9);
     const victim = nodes.find((n) => n.role === "follower");
     const victimId = victim?.id ?? -1;
-    victim?.crash();
+    crashNode(victim);
     const adKey = factory.layout.keys.failoverKey(victimId);
     const ad = await waitUntil(
       "the failed slot to be advertised",
@@ -93,7 +94,7 @@ describe("failover against a real etcd", () => {
     const { nodes } = await formed(6);
     const victim = nodes.find((n) => n.role === "follower");
     const victimId = victim?.id ?? -1;
-    victim?.crash();
+    crashNode(victim);
     await waitUntil(
       "the advertisement",
       () => client.get(factory.layout.keys.failoverKey(victimId)).string(),

@@ -8,6 +8,7 @@ import { timelineHtml, timelineText } from "../../src/cli/timelineFormat.js";
 import { silentLogger } from "../../src/logging.js";
 import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
 import { InspectionFileWriter } from "../../src/runtime/inspection.js";
+import { crashNode } from "../../src/runtime/testing.js";
 import { readInspectionFiles, roleTimeline } from "../../src/runtime/timeline.js";
 import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
@@ -58,7 +59,7 @@ describe("inspection files and the role timeline of a recorded failover", () => 
     const primary = nodes.find((n) => n.role === "primary");
     const backup = nodes.find((n) => n.role === "backup");
     if (!primary || !backup) throw new Error("no leaders");
-    primary.crash();
+    crashNode(primary);
     await waitUntil("the backup to be promoted", () => backup.role === "primary", 10_000);
     return { files: writers.map((w) => w.path), crashed: primary.status.name, promoted: backup.status.name };
   }

@@ -5,6 +5,7 @@ import { ClusterLayout } from "../../src/config/index.js";
 import { FenceLostError } from "../../src/etcd/index.js";
 import { silentLogger } from "../../src/logging.js";
 import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
+import { crashNode } from "../../src/runtime/testing.js";
 import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { TcpProxy } from "../support/tcpProxy.js";
@@ -28,7 +29,7 @@ describe("local lease deadline", () => {
   });
 
   afterEach(async () => {
-    await cutOff?.stop().catch(() => cutOff?.crash());
+    await cutOff?.stop().catch(() => crashNode(cutOff));
     cutOff = undefined;
     await factory.stopAll();
     await proxy.close();

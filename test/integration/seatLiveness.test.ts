@@ -1,5 +1,6 @@
 import type { Etcd3 } from "etcd3";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { crashNode } from "../../src/runtime/testing.js";
 import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { leadershipSettled, leadersInEtcd } from "../support/invariants.js";
@@ -30,7 +31,7 @@ describe("every grouping gets its seats back", () => {
     await waitUntil("both groupings seated", () => leadershipSettled(client, factory.layout, nodes), 30_000);
     const grouping0 = nodes.filter((n) => n.status.grouping === 0);
     expect(grouping0.map((n) => n.id).sort()).toEqual([0, 1, 2, 3]);
-    for (const node of grouping0) node.crash();
+    for (const node of grouping0) crashNode(node);
 
     // The cluster is full: newcomers can only take advertised slots, and no member of grouping 0
     // is left to advertise them.

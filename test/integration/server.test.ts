@@ -6,6 +6,7 @@ import { main } from "../../src/cli/main.js";
 import { ClusterLayout, KeySpace } from "../../src/config/index.js";
 import { silentLogger } from "../../src/logging.js";
 import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
+import { crashNode } from "../../src/runtime/testing.js";
 import type { ClusterJson } from "../../src/server/clusterView.js";
 import {
   createServer,
@@ -347,7 +348,7 @@ describe("PUT /kv when etcd's reply to the write is lost", () => {
     proxy.setMode("pass");
     if (served) {
       await served.server.close();
-      await served.node.stop().catch(() => served?.node.crash());
+      await served.node.stop().catch(() => crashNode(served?.node));
       served.metrics.close();
       served = undefined;
     }

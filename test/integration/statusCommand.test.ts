@@ -14,6 +14,7 @@ import {
   readClusterStatus,
   readPoisonedLeaderKeys,
 } from "../../src/runtime/clusterStatus.js";
+import { crashNode } from "../../src/runtime/testing.js";
 import { createMetrics } from "../../src/server/metrics.js";
 import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
@@ -68,7 +69,7 @@ describe("rdeebee-cluster status", () => {
     await waitUntil("a primary and a backup", () => leadershipSettled(client, factory.layout, nodes));
     const victim = nodes.find((n) => n.role === "follower");
     const victimId = victim?.id ?? -1;
-    victim?.crash();
+    crashNode(victim);
     await waitUntil(
       "the advertisement",
       () => client.get(factory.layout.keys.failoverKey(victimId)).string(),

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3 } from "etcd3";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import type { ClusterNode } from "../../src/runtime/clusterNode.js";
+import { crashNode } from "../../src/runtime/testing.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { waitUntil } from "../support/waitUntil.js";
 import { ModelCluster, TTL_SECONDS } from "./clusterHarness.js";
@@ -82,10 +83,10 @@ describe("cluster failover paths from the model, against real etcd and real node
   ): Promise<void> {
     switch (event) {
       case "PRIMARY_CRASHES":
-        primary.crash();
+        crashNode(primary);
         return;
       case "BACKUP_CRASHES":
-        backup.crash();
+        crashNode(backup);
         return;
       case "PRIMARY_STOPS":
         await primary.stop();

@@ -3,6 +3,7 @@ import { ClusterLayout } from "../../src/config/index.js";
 import { silentLogger } from "../../src/logging.js";
 import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
 import { type ClusterStatus, readClusterStatus } from "../../src/runtime/clusterStatus.js";
+import { crashNode } from "../../src/runtime/testing.js";
 import { SEED_CONFIG } from "../support/clusterNodes.js";
 import type { EtcdCluster } from "../support/etcdCluster.js";
 import { TcpProxy } from "../support/tcpProxy.js";
@@ -104,8 +105,8 @@ export class ModelCluster {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.live().map((n) => n.stop().catch(() => n.crash())));
-    for (const n of this.nodes) if (n.node.role !== "stopped") n.node.crash();
+    await Promise.all(this.live().map((n) => n.stop().catch(() => crashNode(n))));
+    for (const n of this.nodes) if (n.node.role !== "stopped") crashNode(n.node);
     await Promise.all(this.nodes.flatMap((n) => n.proxies.map((p) => p.close())));
   }
 }

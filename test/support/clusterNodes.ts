@@ -1,6 +1,7 @@
 import { type ClusterConfig, ClusterLayout, type NodeSettings } from "../../src/config/index.js";
 import { type Logger, silentLogger } from "../../src/logging.js";
 import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
+import { crashNode } from "../../src/runtime/testing.js";
 
 export const SEED_CONFIG: ClusterConfig = {
   dbname: "RDeeBee",
@@ -64,7 +65,7 @@ export class NodeFactory {
 
   async stopAll(): Promise<void> {
     await Promise.all(
-      this.nodes.filter((n) => n.role !== "stopped").map((n) => n.stop().catch(() => n.crash())),
+      this.nodes.filter((n) => n.role !== "stopped").map((n) => n.stop().catch(() => crashNode(n))),
     );
   }
 }

@@ -1,4 +1,3 @@
-import type { NodeSettingsFlags } from "../cli/nodeOptions.js";
 import {
   ClusterLayout,
   ConfigError,
@@ -6,12 +5,12 @@ import {
   NODE_SETTINGS_ENV,
   resolveNodeSettings,
 } from "../config/index.js";
-import { assertEtcdReachable } from "../etcd/index.js";
 import { createLogger } from "../logging.js";
-import { createClusterNode, readPoisonedLeaderKeys } from "../runtime/index.js";
-import { createServer, DEFAULT_HOST } from "./httpServer.js";
-import { KvStore } from "./kvStore.js";
-import { createMetrics } from "./metrics.js";
+import { assertEtcdReachable, createClusterNode } from "../runtime/index.js";
+import { createServer, DEFAULT_HOST } from "../server/httpServer.js";
+import { KvStore } from "../server/kvStore.js";
+import { createMetrics } from "../server/metrics.js";
+import type { NodeSettingsFlags } from "./nodeOptions.js";
 
 export interface ServeCommandOptions extends NodeSettingsFlags {
   port: string;
@@ -54,7 +53,7 @@ export async function serveCommand(options: ServeCommandOptions): Promise<number
 
   const node = createClusterNode({ cluster: layout, settings, logger });
   const metrics = createMetrics(node, {
-    countPoisonedLeaderKeys: () => readPoisonedLeaderKeys(node.client, layout).then((keys) => keys.length),
+    countPoisonedLeaderKeys: () => node.readPoisonedLeaderKeys().then((keys) => keys.length),
   });
   const store = new KvStore(node, { onEtcdError: (reason) => metrics.etcdError(reason) });
   let server: Awaited<ReturnType<typeof createServer>>;

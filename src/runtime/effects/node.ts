@@ -1,0 +1,82 @@
+import type { Office } from "../../../machines/events.js";
+import type { nodeMachine } from "../../../machines/node.js";
+import { EtcdSession } from "../../etcd/index.js";
+import type { AdvertisedSlotWatch } from "./bootstrapId.js";
+import type { EffectContext } from "./context.js";
+
+type Actions = NonNullable<Parameters<(typeof nodeMachine)["provide"]>[0]["actions"]>;
+
+const RECONNECT_MIN_MS = 250;
+const RECONNECT_JITTER_MS = 750;
+const LEAVE_TIMEOUT_MS = 800;
+
+/** The node machine's effects: its session, its grouping watch, and leaving the cluster. */
+export function nodeEffects(ctx: EffectContext, slotWatch: AdvertisedSlotWatch): Actions {
+  return {
+    openSession: () => openSession(ctx),
+    // Jittered, so that nodes that lost their sessions together do not all come back at once.
+    scheduleReconnect: () =>
+      ctx.timers.after(RECONNECT_MIN_MS + Math.random() * RECONNECT_JITTER_MS, () =>
+        ctx.send({ type: "RECONNECT" }),
+      ),
+    abandonSession: () => {
+      const scope = ctx.scope();
+      const session = scope.session;
+      scope.session = undefined;
+      scope.end();
+      // Best effort: a lease this node gave up on should not hold its keys for another TTL.
+      session?.revoke().catch(() => session.abandon());
+    },
+    watchGrouping: (_, { id }) => ctx.grouping.start(id, ctx.scope()),
+    unwatchGrouping: () => ctx.grouping.stop(),
+    stopAwaitingAdvertisedSlot: () => slotWatch.stop(),
+    leaveCluster: (_, { id, office }) => leaveCluster(ctx, id, office),
+  };
+}
+
+function openSession(ctx: EffectContext): void {
+  const scope = ctx.beginScope();
+  const { leaseTtlSeconds: ttlSeconds, keepaliveIntervalMs } = ctx.settings;
+  EtcdSession.open(ctx.etcd, { ttlSeconds, keepaliveIntervalMs }, ctx.log).then(
+    (session) => {
+      if (!scope.isCurrent || ctx.snapshot().status !== "active") {
+        void session.revoke().catch(() => undefined);
+        return;
+      }
+      scope.session = session;
+      scope.own(
+        session.health$.subscribe((health) => {
+          if (health === "expiredLocally") scope.send({ type: "SESSION_EXPIRED_LOCALLY" });
+          else if (health === "lost") scope.send({ type: "SESSION_LOST" });
+          else scope.send({ type: "SESSION_VALID" });
+        }),
+      );
+      scope.own(session.keepaliveRoundTrips$.subscribe((ms) => ctx.keepaliveRoundTrip(ms)));
+      scope.send({ type: "SESSION_OPENED", leaseId: session.leaseId });
+    },
+    (err) => {
+      ctx.log.warn("cannot open an etcd session", { error: String(err) });
+      scope.send({ type: "SESSION_FAILED", error: String(err) });
+    },
+  );
+}
+
+/** Resigns the office, deletes the member key and revokes the lease, each step bounded; then LEFT. */
+function leaveCluster(ctx: EffectContext, id: number | undefined, office: Office | undefined): void {
+  const scope = ctx.scope();
+  const session = scope.session;
+  const leave = async () => {
+    if (id !== undefined && office)
+      await ctx.store.resign({ grouping: ctx.layout.groupingOfNode(id), ...office });
+    if (id !== undefined && session) await ctx.store.deregister(id, session.leaseId);
+    await session?.revoke();
+  };
+  const timeout = new Promise<void>((resolve) => ctx.timers.after(LEAVE_TIMEOUT_MS, resolve));
+  Promise.race([leave(), timeout])
+    .catch((err) => ctx.log.warn("graceful leave incomplete", { error: String(err) }))
+    .finally(() => {
+      scope.end();
+      session?.abandon();
+      ctx.send({ type: "LEFT" });
+    });
+}

@@ -1,0 +1,113 @@
+import {
+  type CampaignResult,
+  type ClusterStore,
+  type FencedWrite,
+  FenceLostError,
+  type FencingToken,
+  type FreshIdResult,
+  type NodeRecord,
+  WriteNotCommittedError,
+  WriteOutcomeUnknownError,
+} from "../etcd/index.js";
+import type { HistoryRecorder, LeaderAction } from "./history.js";
+
+type Outcome = "ok" | "refused" | "unknown" | "error";
+
+/** How a failed fenced write ended: refused for certain, unknown (it may have committed), or another error. */
+function writeOutcomeOf(err: unknown): Outcome {
+  if (err instanceof FenceLostError || err instanceof WriteNotCommittedError) return "refused";
+  if (err instanceof WriteOutcomeUnknownError) return "unknown";
+  return "error";
+}
+
+/**
+ * The node's view of `ClusterStore`: the one place where its leader actions (campaign, promote,
+ * advertise, write, resign) are written to its history, each with the fence it ran under and
+ * its outcome. The other calls pass through unrecorded.
+ */
+export class RecordingStore {
+  constructor(
+    private readonly store: ClusterStore,
+    private readonly history: HistoryRecorder,
+  ) {}
+
+  private record(
+    action: LeaderAction,
+    fence: FencingToken,
+    outcome: Outcome,
+    extra: { revision?: number; detail?: string } = {},
+  ): void {
+    const { grouping, slot, token } = fence;
+    this.history.record({ kind: "leader", action, grouping, slot, token, outcome, ...extra });
+  }
+
+  allocateFreshId(
+    record: Omit<NodeRecord, "id">,
+    leaseId: string,
+    stillWanted: () => boolean,
+  ): Promise<FreshIdResult> {
+    return this.store.allocateFreshId(record, leaseId, stillWanted);
+  }
+
+  claimAdvertisedSlot(record: Omit<NodeRecord, "id">, leaseId: string): Promise<number | undefined> {
+    return this.store.claimAdvertisedSlot(record, leaseId);
+  }
+
+  deregister(nodeId: number, leaseId: string): Promise<boolean> {
+    return this.store.deregister(nodeId, leaseId);
+  }
+
+  async campaign(
+    grouping: number,
+    slot: FencingToken["slot"],
+    record: NodeRecord,
+    leaseId: string,
+  ): Promise<CampaignResult> {
+    const result = await this.store.campaign(grouping, slot, record, leaseId);
+    if (result.kind === "lost") this.record("campaign", { grouping, slot, token: 0 }, "refused");
+    else this.record("campaign", { grouping, slot, token: result.token }, "ok", { revision: result.token });
+    return result;
+  }
+
+  async promote(backup: FencingToken, record: NodeRecord, leaseId: string): Promise<CampaignResult> {
+    const result = await this.store.promote(backup, record, leaseId);
+    if (result.kind === "lost") this.record("promote", backup, "refused");
+    else {
+      const primary = { grouping: backup.grouping, slot: 1 as const, token: result.token };
+      this.record("promote", primary, "ok", { revision: result.token });
+    }
+    return result;
+  }
+
+  async advertiseFailedSlot(fence: FencingToken, nodeId: number, advertisedBy: number): Promise<boolean> {
+    try {
+      const advertised = await this.store.advertiseFailedSlot(fence, nodeId, advertisedBy);
+      if (advertised) this.record("advertise", fence, "ok", { detail: `slot ${nodeId}` });
+      return advertised;
+    } catch (err) {
+      if (err instanceof FenceLostError) this.record("advertise", fence, "refused");
+      throw err;
+    }
+  }
+
+  async resign(fence: FencingToken): Promise<boolean> {
+    const resigned = await this.store.resign(fence);
+    this.record("resign", fence, resigned ? "ok" : "refused");
+    return resigned;
+  }
+
+  async fencedTxn(
+    fence: FencingToken,
+    build: Parameters<ClusterStore["fencedTxn"]>[1],
+    leaseId: string,
+  ): Promise<FencedWrite> {
+    try {
+      const write = await this.store.fencedTxn(fence, build, leaseId);
+      this.record("write", fence, "ok", { revision: write.revision });
+      return write;
+    } catch (err) {
+      this.record("write", fence, writeOutcomeOf(err), { detail: String(err) });
+      throw err;
+    }
+  }
+}
