@@ -27,28 +27,23 @@ function mutateGlobs() {
 }
 
 /**
- * MUTATION_TESTS=pure runs only the tests that need no etcd (machine model tests, unit tests): the
- * fast way to score machines/ and src/config/. Unset, every test related to a mutated file runs.
+ * MUTATION_TESTS=pure runs only the tests that need no etcd (test/mutation/testSets.ts), the fast way
+ * to score machines/ and src/config/. Unset, every test related to a mutated file runs.
  */
-const TEST_SETS = {
-  pure: [
-    "test/machines/**/*.test.ts",
-    "test/model/clusterPaths.test.ts",
-    "test/unit/**/*.test.ts",
-    "test/mutation-killers/**/*.test.ts",
-  ],
+const VITEST_CONFIGS = {
+  all: "test/mutation/vitest.config.ts",
+  pure: "test/mutation/vitest.pure.config.ts",
 };
 
-function testFiles() {
-  const set = process.env.MUTATION_TESTS ?? "";
-  if (set === "") return {};
-  const globs = TEST_SETS[set];
-  if (globs === undefined) {
+function vitestConfigFile() {
+  const set = process.env.MUTATION_TESTS || "all";
+  const file = VITEST_CONFIGS[set];
+  if (file === undefined) {
     throw new Error(
-      `MUTATION_TESTS: unknown test set "${set}"; known sets: ${Object.keys(TEST_SETS).join(", ")}`,
+      `MUTATION_TESTS: unknown test set "${set}"; known sets: ${Object.keys(VITEST_CONFIGS).join(", ")}`,
     );
   }
-  return { testFiles: globs };
+  return file;
 }
 
 function positiveInteger(name, fallback) {
@@ -62,13 +57,13 @@ function positiveInteger(name, fallback) {
 
 /** @type {import("@stryker-mutator/api/core").PartialStrykerOptions} */
 export default {
-  testRunner: "vitest",
-  plugins: ["@stryker-mutator/vitest-runner"],
-  vitest: { configFile: "test/mutation/vitest.config.ts", related: true },
+  // Stryker's vitest runner, plus: a test file that fails outside its tests fails the run.
+  testRunner: "vitest-strict",
+  plugins: ["@stryker-mutator/vitest-runner", "./scripts/mutation/strictVitestRunner.mjs"],
+  vitest: { configFile: vitestConfigFile(), related: true },
   // Each mutant runs only the tests that executed its code in the dry run.
   coverageAnalysis: "perTest",
   mutate: mutateGlobs(),
-  ...testFiles(),
   // Two cores, shared with other test runs; integration tests wait on lease expiry and must not starve.
   concurrency: positiveInteger("MUTATION_CONCURRENCY", 1),
   // A mutant's limit is its tests' dry-run time × factor + timeoutMS. Tests wait on lease expiry and

@@ -8,13 +8,21 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { printMutationSummary, REPORT_FILE } from "./printSummary.js";
 
+const args = process.argv.slice(2);
+if (args.some((arg) => arg === "--testFiles" || arg.startsWith("--testFiles=") || arg === "-t")) {
+  console.error(
+    "--testFiles is refused: with it StrykerJS 9.6.1 switches static mutants on only after the modules are " +
+      "loaded, so they survive untested. Use MUTATION_TESTS=pure (test/mutation/testSets.ts) instead.",
+  );
+  process.exit(2);
+}
 const root = process.cwd();
 const stryker = join(root, "node_modules", ".bin", "stryker");
 
 // A report left from an earlier run must not be summarized as this run's.
 rmSync(join(root, REPORT_FILE), { force: true });
 const started = performance.now();
-const run = spawnSync(stryker, ["run", "stryker.config.mjs", ...process.argv.slice(2)], {
+const run = spawnSync(stryker, ["run", "stryker.config.mjs", ...args], {
   cwd: root,
   stdio: "inherit",
 });

@@ -1,5 +1,5 @@
 /**
- * Test files that `npm run test:mutation` does not run, each with the reason. Stryker mutates a
+ * Which test files `npm run test:mutation` runs. EXCLUDED_FROM_MUTATION: never, each with the reason. Stryker mutates a
  * copy of the sources in its sandbox and activates one mutant at a time inside the test worker, so
  * a test only sees a mutant when it runs the mutated module in that worker.
  */
@@ -32,4 +32,17 @@ export const EXCLUDED_FROM_MUTATION: readonly ExcludedTests[] = [
       "compares diagrams generated from the machines with the checked-in files, so it fails for every change " +
       "to a machine's shape, right or wrong: it would count as killing mutants that no behaviour test catches",
   },
+];
+
+/**
+ * MUTATION_TESTS=pure: only the tests that need no etcd, the fast way to score machines/ and
+ * src/config/. Chosen through vitest's `include` (vitest.pure.config.ts), not Stryker's `testFiles`:
+ * with `testFiles`, StrykerJS 9.6.1 switches static mutants on only after the modules are loaded, so
+ * every mutant of a machine's config object survives untested.
+ */
+export const PURE_TESTS: readonly string[] = [
+  "test/machines/**/*.test.ts",
+  "test/model/clusterPaths.test.ts",
+  "test/unit/**/*.test.ts",
+  "test/mutation-killers/**/*.test.ts",
 ];
