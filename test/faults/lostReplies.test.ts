@@ -45,8 +45,9 @@ test("lost replies to ID allocations and slot claims (a node started through pro
         await c.trial(async ({ primary, backup, status }) => {
           if (claim) {
             const victim = followerOf(c, primary, backup);
-            const id = status.groups.flatMap((g) => g.members).find((m) => m.name === victim?.name)?.id;
-            await victim?.kill9();
+            if (!victim) throw new Error("no follower to kill");
+            const id = status.groups.flatMap((g) => g.members).find((m) => m.name === victim.name)?.id;
+            await victim.kill9();
             await waitUntil(
               `slot ${id} advertised`,
               async () => (await c.status()).advertised.some((a) => a.id === id),

@@ -4,7 +4,7 @@ import { waitUntil } from "../support/waitUntil.js";
 import { FaultCluster, rowOf, TTL_MS } from "./faultCluster.js";
 import { appendRow } from "./summary.js";
 
-const KILL_TRIALS = 30;
+const KILL_TRIALS = 20;
 const PAUSE_TRIALS = 3;
 const PAUSES_IN_TTL = [0.5, 1, 1.5, 3];
 
