@@ -1,4 +1,4 @@
-import type { ClusterLayout, LeaderSlot } from "../../src/config/index.js";
+import type { ClusterLayout } from "../../src/config/index.js";
 import type { HistoryRecord } from "../../src/runtime/history.js";
 import type { ObservedEvent } from "./observer.js";
 
@@ -145,7 +145,7 @@ export interface CheckReport {
 }
 
 type KeyKind =
-  | { kind: "leader"; grouping: number; slot: LeaderSlot }
+  | { kind: "leader"; grouping: number; slot: 1 | 2 }
   | { kind: "member"; id: number }
   | { kind: "failover"; id: number }
   | { kind: "counter" }
@@ -183,6 +183,13 @@ interface OpenVacancy {
   backup?: string;
 }
 
+/** The node ID that ends `key` after `prefix`, written as the runtime writes IDs (plain decimal). */
+function idAfter(prefix: string, key: string): number | undefined {
+  if (!key.startsWith(prefix)) return undefined;
+  const rest = key.slice(prefix.length);
+  return /^(0|[1-9]\d{0,8})$/.test(rest) ? Number(rest) : undefined;
+}
+
 export function classifyKey(layout: ClusterLayout, key: string): KeyKind {
   const keys = layout.keys;
   if (key === keys.idKey) return { kind: "counter" };
@@ -195,13 +202,13 @@ export function classifyKey(layout: ClusterLayout, key: string): KeyKind {
   }
   if (key.startsWith(keys.allMembersPrefix)) {
     for (let group = 0; group < layout.config.groups; group++) {
-      const id = keys.nodeIdOf(key, keys.membershipPrefix(group));
+      const id = idAfter(keys.membershipPrefix(group), key);
       if (id !== undefined && layout.isNodeId(id) && layout.nodeGroup(id) === group)
         return { kind: "member", id };
     }
     return { kind: "other" };
   }
-  const id = keys.nodeIdOf(key, keys.failoverPrefix);
+  const id = idAfter(keys.failoverPrefix, key);
   if (id !== undefined && layout.isNodeId(id)) return { kind: "failover", id };
   return { kind: "other" };
 }
