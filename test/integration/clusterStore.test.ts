@@ -1,4 +1,4 @@
-import { Etcd3 } from "etcd3";
+import { Etcd3, EtcdLeaseInvalidError } from "etcd3";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { ClusterLayout } from "../../src/config/index.js";
 import {
@@ -116,6 +116,13 @@ describe("ClusterStore over a link that loses replies", () => {
       await advertise(2);
       expect(await ids.claimAdvertisedSlot(RECORD, lease)).toBe(0);
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
+    });
+
+    test("an allocation under a lease that is gone fails at once and changes nothing", async () => {
+      const lease = await grantLease();
+      await direct.leaseClient.leaseRevoke({ ID: lease });
+      await expect(store().allocateFreshId(RECORD, lease)).rejects.toBeInstanceOf(EtcdLeaseInvalidError);
+      expect(await direct.get(KEYS.idKey).string()).toBeNull();
     });
 
     test("a late copy of an abandoned allocation never gives the node an ID", async () => {
