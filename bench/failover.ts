@@ -7,7 +7,6 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type Campaign, Etcd3, Lease } from "etcd3";
 import type { Subscription } from "rxjs";
-import { type ClusterConfig, parseClusterConfig } from "../src/config/index.js";
 import { MIN_LEASE_TTL_SECONDS } from "../src/config/nodeSettings.js";
 import { silentLogger } from "../src/logging.js";
 import type { ClusterNode } from "../src/runtime/clusterNode.js";
@@ -20,18 +19,23 @@ import {
   anomaly,
   errorText,
   etcdVersion,
+  freshKeysConfig,
   packageRoot,
   progress,
   runBenchmark,
-  whenStatus,
+  SETTLE_BASE_MS,
+  settleMs,
+  stopNodes,
+  type TimeoutError,
+  when,
+  wholeNumberFlag,
+  withTimeout,
 } from "./support.js";
 
 /** Nodes of the failover scenarios: IDs 0..5 are groups 0 and 1, both in grouping 0. */
 const FAILOVER_NODES = 6;
 const FORMATION_NODES = 30;
 const FAILOVER_GROUPING = 0;
-/** Pause after the leaders settle and before the leader goes, plus a random part (see `settleMs`). */
-const SETTLE_BASE_MS = 200;
 const STOP_ALL_TIMEOUT_MS = 10_000;
 const DIAL_TIMEOUT_MS = 2_000;
 
@@ -98,37 +102,24 @@ function parseOptions(argv: string[]): Options {
     );
     process.exit(0);
   }
-  const int = (flag: string, raw: string, min: number): number => {
-    if (!/^\d+$/.test(raw) || Number(raw) < min) {
-      throw new Error(`--${flag}: must be a whole number >= ${min}, got "${raw}"`);
-    }
-    return Number(raw);
-  };
   return {
-    ttl: int("ttl", values.ttl, MIN_LEASE_TTL_SECONDS),
-    trials: int("trials", values.trials, 1),
-    formationTrials: int("formation-trials", values["formation-trials"], 1),
+    ttl: wholeNumberFlag("ttl", values.ttl, MIN_LEASE_TTL_SECONDS),
+    trials: wholeNumberFlag("trials", values.trials, 1),
+    formationTrials: wholeNumberFlag("formation-trials", values["formation-trials"], 1),
   };
 }
 
 /** A config of the seed's shape whose every key is fresh, so that trials never see each other. */
-function trialConfig(tag: string): ClusterConfig {
-  const base = `bench-${runId}-${tag}`;
-  return parseClusterConfig(
-    { ...SEED_CONFIG, dbname: base, id_key: `${base}-id`, failover_id_key_prefix: `${base}-failover` },
-    `benchmark config ${tag}`,
-  );
-}
+const trialConfig = (tag: string) =>
+  freshKeysConfig(`bench-${runId}-${tag}`, SEED_CONFIG, `benchmark config ${tag}`);
 
-/**
- * The pause between "leaders are in place" and "the leader goes": a fixed part so that every
- * watcher is established, and a uniform random part over one keepalive interval (TTL/3, both
- * for the runtime and for etcd3's lease) so that the leader goes at a random phase of its
- * keepalive cycle in both the runtime and the baseline.
- */
-function settleMs(ttl: number): number {
-  return SETTLE_BASE_MS + Math.random() * ((ttl * 1000) / 3);
-}
+/** The record of a trial that failed, with every node's role when it did. */
+const failedTrial = (trial: number, err: unknown, roles: () => string[]): TrialRecord => ({
+  trial,
+  ok: false,
+  error: errorText(err),
+  roles: err instanceof TrialFailure ? err.roles : roles(),
+});
 
 function describeNodes(nodes: readonly ClusterNode[]): string[] {
   return nodes.map((n) => {
@@ -138,25 +129,11 @@ function describeNodes(nodes: readonly ClusterNode[]): string[] {
   });
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string, roles: () => string[]): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new TrialFailure(`timed out after ${ms} ms waiting for ${what}`, roles())),
-      ms,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function when(nodes: readonly ClusterNode[], predicate: () => boolean, timeoutMs: number, what: string) {
-  return whenStatus(
-    nodes,
-    predicate,
-    timeoutMs,
-    () => new TrialFailure(`timed out after ${timeoutMs} ms waiting for ${what}`, describeNodes(nodes)),
-  );
-}
+/** The timeout error of a trial: a TrialFailure with every node's role at that moment. */
+const trialFailure =
+  (roles: () => string[]): TimeoutError =>
+  (message) =>
+    new TrialFailure(message, roles());
 
 /** Tracks the most nodes seen holding one role at once, per grouping, while subscribed. */
 class SeatWatch {
@@ -190,21 +167,10 @@ class SeatWatch {
 
 const withRole = (nodes: readonly ClusterNode[], role: string) => nodes.filter((n) => n.role === role);
 
-/** Stops every node of `factory` gracefully; crashes whatever has not stopped after a while. */
-async function stopNodes(factory: NodeFactory, tag: string): Promise<void> {
-  const giveUp = new AbortController();
-  const stopped = await Promise.race([
-    factory.stopAll().then(() => true),
-    sleep(STOP_ALL_TIMEOUT_MS, false, { signal: giveUp.signal }).catch(() => false),
-  ]).finally(() => giveUp.abort());
-  if (!stopped) {
-    const stuck = factory.nodes.filter((n) => n.role !== "stopped");
-    anomaly(
-      `${tag}: stopAll did not finish within ${STOP_ALL_TIMEOUT_MS} ms; crashing ${stuck.length} node(s): ` +
-        describeNodes(stuck).join("; "),
-    );
-    for (const n of stuck) crashNode(n);
-  }
+/** How long a trial waits for its setup, and for the failover it measures: five TTLs (setup at least 10 s). */
+function trialTimeouts(opts: Options): { setupTimeout: number; failoverTimeout: number } {
+  const ttlMs = opts.ttl * 1000;
+  return { setupTimeout: Math.max(10_000, 5 * ttlMs), failoverTimeout: 5 * ttlMs };
 }
 
 /** One trial of the runtime: the primary of grouping 0 crashes or stops; time to the next primary. */
@@ -214,9 +180,7 @@ async function runtimeFailoverTrial(
   trial: number,
   opts: Options,
 ): Promise<TrialRecord> {
-  const ttlMs = opts.ttl * 1000;
-  const setupTimeout = Math.max(10_000, 5 * ttlMs);
-  const failoverTimeout = 5 * ttlMs;
+  const { setupTimeout, failoverTimeout } = trialTimeouts(opts);
   const factory = new NodeFactory({
     endpoints: etcd.endpoints,
     config: trialConfig(`${kind}${trial}`),
@@ -226,14 +190,25 @@ async function runtimeFailoverTrial(
   const roles = () => describeNodes(factory.nodes);
   let seats: SeatWatch | undefined;
   try {
-    await withTimeout(factory.startMany(FAILOVER_NODES), setupTimeout, "every node to join", roles);
+    await withTimeout(
+      factory.startMany(FAILOVER_NODES),
+      setupTimeout,
+      "every node to join",
+      trialFailure(roles),
+    );
     const nodes = [...factory.nodes];
     const grouping = (n: ClusterNode) => n.status.grouping;
     if (nodes.some((n) => grouping(n) !== FAILOVER_GROUPING)) {
       throw new TrialFailure(`a node joined outside grouping ${FAILOVER_GROUPING}`, roles());
     }
     const seated = () => withRole(nodes, "primary").length === 1 && withRole(nodes, "backup").length === 1;
-    await when(nodes, seated, setupTimeout, "grouping 0 to have a primary and a backup");
+    await when(
+      nodes,
+      seated,
+      setupTimeout,
+      "grouping 0 to have a primary and a backup",
+      trialFailure(() => describeNodes(nodes)),
+    );
     await sleep(settleMs(opts.ttl));
     const primary = withRole(nodes, "primary")[0];
     const backup = withRole(nodes, "backup")[0];
@@ -247,13 +222,16 @@ async function runtimeFailoverTrial(
       () => others.some((n) => n.role === "primary"),
       failoverTimeout,
       `another node to become primary after the ${kind === "crash" ? "crash" : "graceful stop"}`,
+      trialFailure(() => describeNodes(others)),
     );
     let stopDone: Promise<number> | undefined;
     const t0 = performance.now();
     if (kind === "crash") crashNode(primary);
     else stopDone = primary.stop().then(() => performance.now());
     const t1 = await newPrimary;
-    const stopAt = stopDone ? await withTimeout(stopDone, failoverTimeout, "stop() to resolve", roles) : t0;
+    const stopAt = stopDone
+      ? await withTimeout(stopDone, failoverTimeout, "stop() to resolve", trialFailure(roles))
+      : t0;
     const winner = others.find((n) => n.role === "primary");
     const details: TrialRecord["details"] = {
       formerBackupPromoted: winner === backup,
@@ -266,6 +244,7 @@ async function runtimeFailoverTrial(
         () => withRole(others, "primary").length === 1 && withRole(others, "backup").length === 1,
         failoverTimeout,
         "a new backup",
+        trialFailure(() => describeNodes(others)),
       );
       details.backupRestoredMs = roundMs(reseated - t0);
     } catch (err) {
@@ -287,15 +266,10 @@ async function runtimeFailoverTrial(
     }
     return record;
   } catch (err) {
-    return {
-      trial,
-      ok: false,
-      error: errorText(err),
-      roles: err instanceof TrialFailure ? err.roles : roles(),
-    };
+    return failedTrial(trial, err, roles);
   } finally {
     seats?.close();
-    await stopNodes(factory, `${kind} trial ${trial}`);
+    await stopNodes(factory, `${kind} trial ${trial}`, STOP_ALL_TIMEOUT_MS, describeNodes);
   }
 }
 
@@ -319,9 +293,7 @@ async function electionTrial(
   trial: number,
   opts: Options,
 ): Promise<TrialRecord> {
-  const ttlMs = opts.ttl * 1000;
-  const setupTimeout = Math.max(10_000, 5 * ttlMs);
-  const failoverTimeout = 5 * ttlMs;
+  const { setupTimeout, failoverTimeout } = trialTimeouts(opts);
   const name = `bench-${runId}-etcd3-${kind}${trial}`;
   const clientA = new Etcd3({ hosts: etcd.endpoints, dialTimeout: DIAL_TIMEOUT_MS });
   const clientB = new Etcd3({ hosts: etcd.endpoints, dialTimeout: DIAL_TIMEOUT_MS });
@@ -334,7 +306,7 @@ async function electionTrial(
   try {
     a = clientA.election(name, opts.ttl).campaign("a");
     a.on("error", (err) => errors.push(`a error: ${errorText(err)}`));
-    await withTimeout(a.wait(), setupTimeout, "the first campaign to be elected", roles);
+    await withTimeout(a.wait(), setupTimeout, "the first campaign to be elected", trialFailure(roles));
     state.a = "leader";
     b = clientB.election(name, opts.ttl).campaign("b");
     state.b = "campaigning";
@@ -350,7 +322,12 @@ async function electionTrial(
     });
     // `_isWaiting`: etcd3's internal event, emitted once b found a and is about to watch its key.
     const waiting = new Promise<void>((resolve) => b?.once("_isWaiting", () => resolve()));
-    await withTimeout(waiting, setupTimeout, "the second campaign to wait behind the first", roles);
+    await withTimeout(
+      waiting,
+      setupTimeout,
+      "the second campaign to wait behind the first",
+      trialFailure(roles),
+    );
     state.b = "waiting";
     await sleep(settleMs(opts.ttl));
     if (electedEarly || state.b === "leader") {
@@ -367,7 +344,12 @@ async function electionTrial(
       await resigned;
       state.a = "resigned";
     }
-    const t1 = await withTimeout(elected, failoverTimeout, "the second campaign to be elected", roles);
+    const t1 = await withTimeout(
+      elected,
+      failoverTimeout,
+      "the second campaign to be elected",
+      trialFailure(roles),
+    );
     return { trial, ok: true, ms: t1 - t0 };
   } catch (err) {
     return { trial, ok: false, error: errorText(err), roles: roles() };
@@ -406,15 +388,22 @@ async function formationTrial(etcd: EtcdCluster, trial: number, opts: Options): 
       Array.from({ length: groupings }, (_, k) => k).every(
         (k) => seated(k, "primary") && seated(k, "backup"),
       );
-    const joined = when(nodes, allJoined, timeout, `all ${FORMATION_NODES} nodes to have IDs`);
+    const joined = when(
+      nodes,
+      allJoined,
+      timeout,
+      `all ${FORMATION_NODES} nodes to have IDs`,
+      trialFailure(() => describeNodes(nodes)),
+    );
     joined.catch(() => undefined);
     const t1 = await when(
       nodes,
       formed,
       timeout,
       `every one of the ${groupings} groupings to have a primary and a backup`,
+      trialFailure(() => describeNodes(nodes)),
     );
-    await withTimeout(started, timeout, "startMany to resolve", roles);
+    await withTimeout(started, timeout, "startMany to resolve", trialFailure(roles));
     const ids = nodes.map((n) => n.status.id);
     const details: TrialRecord["details"] = {
       allIdsMs: roundMs((await joined) - t0),
@@ -435,15 +424,10 @@ async function formationTrial(etcd: EtcdCluster, trial: number, opts: Options): 
     }
     return record;
   } catch (err) {
-    return {
-      trial,
-      ok: false,
-      error: errorText(err),
-      roles: err instanceof TrialFailure ? err.roles : roles(),
-    };
+    return failedTrial(trial, err, roles);
   } finally {
     seats?.close();
-    await stopNodes(factory, `formation trial ${trial}`);
+    await stopNodes(factory, `formation trial ${trial}`, STOP_ALL_TIMEOUT_MS, describeNodes);
   }
 }
 

@@ -8,7 +8,6 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { Etcd3 } from "etcd3";
 import type { Subscription } from "rxjs";
-import { type ClusterConfig, parseClusterConfig } from "../src/config/index.js";
 import { MIN_LEASE_TTL_SECONDS } from "../src/config/nodeSettings.js";
 import type { ClusterNode } from "../src/runtime/clusterNode.js";
 import { crashNode } from "../src/runtime/testing.js";
@@ -29,16 +28,29 @@ import {
   tcpConnectionsTo,
 } from "./scale/processStats.js";
 import { Timeline, type TimelinePoint } from "./scale/timeline.js";
-import { CountingLogger, errorText, FormationTracker, when, withTimeout } from "./scale/tracking.js";
+import { CountingLogger, FormationTracker, phaseTimeout } from "./scale/tracking.js";
 import { fmtMs, fmtRatio, formatTable, ratio, roundMs, summarize } from "./stats.js";
-import { anomalies, anomaly, etcdVersion, packageRoot, progress, runBenchmark } from "./support.js";
+import {
+  anomalies,
+  anomaly,
+  errorText,
+  etcdVersion,
+  freshKeysConfig,
+  packageRoot,
+  progress,
+  runBenchmark,
+  settleMs,
+  stopNodes,
+  when,
+  wholeNumberFlag,
+  withTimeout,
+} from "./support.js";
 
 const GROUP_SIZE = 3;
 const READS = 3;
 const PROGRESS_EVERY_MS = 2_000;
 const TIMELINE_EVERY_MS = 1_000;
 const STOP_ALL_TIMEOUT_MS = 30_000;
-const SETTLE_BASE_MS = 200;
 const IDLE_BASELINE_MS = 3_000;
 const SCRAPE_TIMEOUT_MS = 20_000;
 /**
@@ -171,12 +183,7 @@ function parseOptions(argv: string[]): Options {
     );
     process.exit(0);
   }
-  const int = (flag: string, raw: string, min: number): number => {
-    if (!/^\d+$/.test(raw) || Number(raw) < min) {
-      throw new Error(`--${flag}: must be a whole number >= ${min}, got "${raw}"`);
-    }
-    return Number(raw);
-  };
+  const int = wholeNumberFlag;
   const sizes = values.sizes.split(",").map((s) => int("sizes", s.trim(), 2));
   return {
     sizes,
@@ -191,40 +198,14 @@ function parseOptions(argv: string[]): Options {
 }
 
 /** group_size 3, reads 3, groups = ceil(n/3), and keys of its own. */
-function sizeConfig(n: number): ClusterConfig {
-  const base = `scale-${runId}-n${n}`;
-  return parseClusterConfig(
-    {
-      dbname: base,
-      groups: Math.ceil(n / GROUP_SIZE),
-      group_size: GROUP_SIZE,
-      reads: READS,
-      writes: 2,
-      id_key: `${base}-id`,
-      failover_id_key_prefix: `${base}-failover`,
-    },
+const sizeConfig = (n: number) =>
+  freshKeysConfig(
+    `scale-${runId}-n${n}`,
+    { groups: Math.ceil(n / GROUP_SIZE), group_size: GROUP_SIZE, reads: READS, writes: 2 },
     `scale config n=${n}`,
   );
-}
 
 const kib = (bytes: number, n: number) => Math.round((bytes / n / 1024) * 10) / 10;
-
-async function stopNodes(factory: NodeFactory, label: string): Promise<{ ms: number; crashed: number }> {
-  const t0 = performance.now();
-  const giveUp = new AbortController();
-  const stopped = await Promise.race([
-    factory.stopAll().then(() => true),
-    sleep(STOP_ALL_TIMEOUT_MS, false, { signal: giveUp.signal }).catch(() => false),
-  ]).finally(() => giveUp.abort());
-  let crashed = 0;
-  if (!stopped) {
-    const stuck = factory.nodes.filter((n) => n.role !== "stopped");
-    crashed = stuck.length;
-    anomaly(`${label}: stopAll did not finish within ${STOP_ALL_TIMEOUT_MS} ms; crashing ${crashed} node(s)`);
-    for (const n of stuck) crashNode(n);
-  }
-  return { ms: performance.now() - t0, crashed };
-}
 
 const SETTLED_ROLES = new Set(["follower", "candidate", "primary", "backup"]);
 const BATCH_POLL_MS = 100;
@@ -255,10 +236,6 @@ function startAll(nodes: readonly ClusterNode[], batch: number, abort: AbortSign
   })();
 }
 
-function settleMs(ttl: number): number {
-  return SETTLE_BASE_MS + Math.random() * ((ttl * 1000) / 3);
-}
-
 /** Polls until the failover advertisement of `id` exists; ms after `t0`, or null on timeout. */
 async function waitForAdvertisement(client: Etcd3, key: string, t0: number, timeoutMs: number) {
   const deadline = t0 + timeoutMs;
@@ -284,7 +261,13 @@ async function failoverTrial(
     nodes.filter((x) => x.role === "backup").length === 1;
   try {
     const members = group0();
-    await when(members, () => seated(members), timeout, "grouping 0 to have a primary and a backup");
+    await when(
+      members,
+      () => seated(members),
+      timeout,
+      "grouping 0 to have a primary and a backup",
+      phaseTimeout,
+    );
     await sleep(settleMs(opts.ttl));
     const primary = members.find((x) => x.role === "primary");
     const backup = members.find((x) => x.role === "backup");
@@ -297,6 +280,7 @@ async function failoverTrial(
       () => others.some((x) => x.role === "primary"),
       timeout,
       "another node of grouping 0 to become primary",
+      phaseTimeout,
     );
     const t0 = performance.now();
     crashNode(primary);
@@ -318,7 +302,12 @@ async function failoverTrial(
     record.advertisedMs = advertisedMs === null ? null : roundMs(advertisedMs);
     if (advertisedMs === null) anomaly(`n=${n} failover trial ${trial}: slot ${crashedId} never advertised`);
     const replacement = factory.create(`n${n}-replacement-${trial}`);
-    const joined = await withTimeout(replacement.start(), timeout, "the replacement node to join");
+    const joined = await withTimeout(
+      replacement.start(),
+      timeout,
+      "the replacement node to join",
+      phaseTimeout,
+    );
     record.replacementId = joined.id ?? null;
     if (joined.id !== crashedId)
       anomaly(
@@ -561,7 +550,7 @@ async function runSize(
     abortStart.abort();
     tracker?.close();
     progress(`${n} nodes: stopping ${factory.live().length} node(s)`);
-    const stopped = await stopNodes(factory, `n=${n}`);
+    const stopped = await stopNodes(factory, `n=${n}`, STOP_ALL_TIMEOUT_MS);
     result.stop = { ms: Math.round(stopped.ms), crashedAfterTimeout: stopped.crashed };
     progress(`${n} nodes: stopped in ${result.stop.ms} ms`);
   }

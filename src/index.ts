@@ -7,6 +7,14 @@ export { followerMachine } from "../machines/follower.js";
 export { groupLeaderMachine } from "../machines/groupLeader.js";
 export { nodeMachine } from "../machines/node.js";
 export * from "./config/index.js";
-export { ClusterStore, FenceLostError, type FencingToken, type NodeRecord } from "./etcd/index.js";
+export {
+  type ClusterKey,
+  ClusterStore,
+  classifyKey,
+  decodeLeaderValue,
+  FenceLostError,
+  type FencingToken,
+  type NodeRecord,
+} from "./etcd/index.js";
 export { createLogger, type Logger, silentLogger } from "./logging.js";
 export * from "./runtime/index.js";

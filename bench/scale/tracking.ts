@@ -5,7 +5,6 @@ import type { Subscription } from "rxjs";
 import winston from "winston";
 import type { Logger } from "../../src/logging.js";
 import type { ClusterNode, NodeStatus } from "../../src/runtime/clusterNode.js";
-import { whenStatus } from "../support.js";
 
 export class PhaseTimeout extends Error {
   constructor(message: string) {
@@ -14,7 +13,8 @@ export class PhaseTimeout extends Error {
   }
 }
 
-export { errorText } from "../support.js";
+/** For the waits of `support.ts`: a timed-out phase. */
+export const phaseTimeout = (message: string): Error => new PhaseTimeout(message);
 
 /**
  * Incremental formation state of `nodes` (one grouping count per grouping, updated per status
@@ -135,30 +135,6 @@ export class FormationTracker {
     for (const s of this.subscriptions) s.unsubscribe();
     this.listeners.clear();
   }
-}
-
-/** `whenStatus` with a PhaseTimeout naming what was awaited. */
-export function when(
-  nodes: readonly ClusterNode[],
-  predicate: () => boolean,
-  timeoutMs: number,
-  what: string,
-): Promise<number> {
-  return whenStatus(
-    nodes,
-    predicate,
-    timeoutMs,
-    () => new PhaseTimeout(`timed out after ${timeoutMs} ms waiting for ${what}`),
-  );
-}
-
-/** Races `promise` against a timer; the timer is cleared either way. */
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new PhaseTimeout(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**

@@ -1,20 +1,54 @@
 import type { ClusterConfig } from "./clusterConfig.js";
 
-/** Leader slot of a grouping: 1 is the primary, 2 the backup. */
-export type LeaderSlot = 1 | 2;
-export const LEADER_SLOTS: readonly LeaderSlot[] = [1, 2];
+/**
+ * A leader seat of a grouping: 1 the primary, 2 the backup. Not a *slot*, which is a node ID's
+ * place in its group (a failed slot is advertised and claimed).
+ */
+export type LeaderSeat = 1 | 2;
+export const LEADER_SEATS: readonly LeaderSeat[] = [1, 2];
+/** @deprecated The old name of `LeaderSeat`, until the fault suite's checker has moved to it. */
+export type LeaderSlot = LeaderSeat;
 
 /** Prefixes of the key names derived from `dbname`; a configured `id_key` or failover prefix must not start with one. */
 export function reservedKeyPrefixes(db: string): string[] {
-  return [leadersPrefixOf(db), electionsPrefixOf(db), membersPrefixOf(db)];
+  return [
+    leadersPrefixOf(db),
+    electionsPrefixOf(db),
+    membersPrefixOf(db),
+    writeMarkersPrefixOf(db),
+    commitRecordsPrefixOf(db),
+  ];
 }
 
 const leadersPrefixOf = (db: string) => `leader-${db}-group-`;
 const electionsPrefixOf = (db: string) => `election-${db}-group-`;
 const membersPrefixOf = (db: string) => `member-${db}-group-`;
+const writeMarkersPrefixOf = (db: string) => `fenced-write-${db}-grouping-`;
+const commitRecordsPrefixOf = (db: string) => `kv-${db}-grouping-`;
+
+/** A decimal number as this runtime writes it: no sign, no leading zero, at most nine digits. */
+const DECIMAL = "(0|[1-9]\\d{0,8})";
+const exactly = (pattern: string) => new RegExp(`^${pattern}$`);
+const LEADER_REST = exactly(`${DECIMAL}-([12])`);
+const MEMBER_REST = exactly(`${DECIMAL}/${DECIMAL}`);
+const ID_REST = exactly(DECIMAL);
+const GROUPING_REST = exactly(`${DECIMAL}/(.+)`);
 
 /**
- * The one place that formats etcd key names. Names follow the seed so that
+ * What a key's name says, before it is checked against a layout (see `classifyKey` in
+ * `src/etcd/codec.ts`): the one grammar of the key names below.
+ */
+export type KeyName =
+  | { kind: "idCounter" }
+  | { kind: "leader"; grouping: number; seat: LeaderSeat }
+  | { kind: "member"; group: number; id: number }
+  | { kind: "failoverAd"; id: number }
+  | { kind: "writeMarker"; grouping: number; marker: string }
+  | { kind: "commitRecord"; grouping: number; key: string }
+  | { kind: "unknown" };
+
+/**
+ * The one place that formats and parses etcd key names. Names follow the seed so that
  * `etcdctl get --prefix` reads naturally; every prefix that holds several keys
  * ends in "/" so that group 1's prefix never matches group 10's keys.
  */
@@ -32,16 +66,16 @@ export class KeySpace {
   }
 
   /**
-   * Reserved for candidate records of grouping `k`'s election for `slot`. A campaign is one
-   * transaction on the leader key, so no candidate queue is written here (see DESIGN.md).
+   * Reserved for candidate records of grouping `k`'s election for `seat`. A campaign is one
+   * transaction on the leader key, so no candidate queue is written here.
    */
-  electionPrefix(grouping: number, slot: LeaderSlot): string {
-    return `${electionsPrefixOf(this.db)}${grouping}-leader-${slot}/`;
+  electionPrefix(grouping: number, seat: LeaderSeat): string {
+    return `${electionsPrefixOf(this.db)}${grouping}-leader-${seat}/`;
   }
 
   /** The key a grouping's leader holds, bound to its lease; its create revision is the fencing token. */
-  leaderKey(grouping: number, slot: LeaderSlot): string {
-    return `${this.leaderPrefix(grouping)}${slot}`;
+  leaderKey(grouping: number, seat: LeaderSeat): string {
+    return `${this.leaderPrefix(grouping)}${seat}`;
   }
 
   /** Both leader keys of grouping `k` start with this (and no other grouping's do). */
@@ -59,7 +93,12 @@ export class KeySpace {
 
   /** Where the example server commits a value written by grouping `k`'s primary (see src/server). */
   commitRecordKey(grouping: number, key: string): string {
-    return `kv-${this.db}-grouping-${grouping}/${key}`;
+    return `${commitRecordsPrefixOf(this.db)}${grouping}/${key}`;
+  }
+
+  /** The outcome marker of one fenced write of grouping `k`'s leader (see `FencedWriter`). */
+  writeMarkerKey(grouping: number, marker: string): string {
+    return `${writeMarkersPrefixOf(this.db)}${grouping}/${marker}`;
   }
 
   failoverKey(nodeId: number): string {
@@ -76,18 +115,30 @@ export class KeySpace {
     return membersPrefixOf(this.db);
   }
 
-  /** The grouping and seat a leader key names, or undefined when the key is not a leader key. */
-  leaderSeatOf(key: string): { grouping: number; slot: LeaderSlot } | undefined {
-    const match = /^(0|[1-9]\d{0,8})-([12])$/.exec(key.slice(this.allLeadersPrefix.length));
-    if (!key.startsWith(this.allLeadersPrefix) || !match) return undefined;
-    return { grouping: Number(match[1]), slot: match[2] === "1" ? 1 : 2 };
+  /** What `key`'s name says; `unknown` for a name none of the formats above produces. */
+  parse(key: string): KeyName {
+    if (key === this.idKey) return { kind: "idCounter" };
+    const rest = (prefix: string) => (key.startsWith(prefix) ? key.slice(prefix.length) : undefined);
+    const leader = LEADER_REST.exec(rest(this.allLeadersPrefix) ?? "");
+    if (leader) return { kind: "leader", grouping: Number(leader[1]), seat: leader[2] === "1" ? 1 : 2 };
+    const member = MEMBER_REST.exec(rest(this.allMembersPrefix) ?? "");
+    if (member) return { kind: "member", group: Number(member[1]), id: Number(member[2]) };
+    const ad = ID_REST.exec(rest(this.failoverPrefix) ?? "");
+    if (ad) return { kind: "failoverAd", id: Number(ad[1]) };
+    const marker = GROUPING_REST.exec(rest(writeMarkersPrefixOf(this.db)) ?? "");
+    if (marker) return { kind: "writeMarker", grouping: Number(marker[1]), marker: marker[2] ?? "" };
+    const record = GROUPING_REST.exec(rest(commitRecordsPrefixOf(this.db)) ?? "");
+    if (record) return { kind: "commitRecord", grouping: Number(record[1]), key: record[2] ?? "" };
+    return { kind: "unknown" };
   }
 
-  /** The node ID at the end of a member or failover key, or undefined when the key is not one. */
+  /**
+   * @deprecated Use `parse` (or `classifyKey` in `src/etcd/codec.ts`): the node ID of a member key
+   * under `prefix` or of a failover key, until the fault suite's checker has moved to them.
+   */
   nodeIdOf(key: string, prefix: string): number | undefined {
+    const name = this.parse(key);
     if (!key.startsWith(prefix)) return undefined;
-    const rest = key.slice(prefix.length);
-    if (!/^(0|[1-9]\d{0,8})$/.test(rest)) return undefined;
-    return Number(rest);
+    return name.kind === "member" || name.kind === "failoverAd" ? name.id : undefined;
   }
 }

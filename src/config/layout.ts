@@ -1,5 +1,5 @@
 import { type ClusterConfig, parseClusterConfig } from "./clusterConfig.js";
-import { KeySpace, LEADER_SLOTS, type LeaderSlot } from "./keys.js";
+import { KeySpace, LEADER_SEATS, type LeaderSeat } from "./keys.js";
 
 /** The node IDs `first..last` (both included) of one group. */
 export interface IdRange {
@@ -85,7 +85,7 @@ export class ClusterLayout {
     return Array.from({ length: last - first }, (_, i) => first + i);
   }
 
-  leaderKeys(grouping: number): Record<LeaderSlot, string> {
+  leaderKeys(grouping: number): Record<LeaderSeat, string> {
     return { 1: this.keys.leaderKey(grouping, 1), 2: this.keys.leaderKey(grouping, 2) };
   }
 
@@ -102,8 +102,8 @@ export class ClusterLayout {
       groupings,
       groupGrouping: Object.fromEntries(groupings.flatMap((gs, k) => gs.map((g) => [g, k]))),
       groupNodeIds: Array.from({ length: this.config.groups }, (_, g) => this.idRangeOf(g)),
-      electionPrefixes: groupings.map((_, k) => LEADER_SLOTS.map((s) => this.keys.electionPrefix(k, s))),
-      leaderKeys: groupings.map((_, k) => LEADER_SLOTS.map((s) => this.keys.leaderKey(k, s))),
+      electionPrefixes: groupings.map((_, k) => LEADER_SEATS.map((s) => this.keys.electionPrefix(k, s))),
+      leaderKeys: groupings.map((_, k) => LEADER_SEATS.map((s) => this.keys.leaderKey(k, s))),
       membershipPrefixes: Array.from({ length: this.config.groups }, (_, g) => this.keys.membershipPrefix(g)),
       idKey: this.keys.idKey,
       failoverPrefix: this.keys.failoverPrefix,

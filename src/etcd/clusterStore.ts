@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3, IKeyValue } from "etcd3";
-import type { ClusterLayout, LeaderSlot } from "../config/index.js";
+import type { ClusterLayout, LeaderSeat } from "../config/index.js";
 import type { Logger } from "../logging.js";
+import { decodeCounter, decodeFailoverAd, type NodeRecord } from "./codec.js";
 import { type FencedWrite, FencedWriter, type TxnOperation } from "./fencedWrite.js";
 import { FenceLostError, type FencingToken } from "./fencing.js";
 import {
@@ -14,7 +15,6 @@ import {
   retryWithin,
   WriteNotCommittedError,
 } from "./outcome.js";
-import { decodeCounter, decodeValue, failoverAdSchema, type NodeRecord } from "./values.js";
 
 export { FenceLostError, type FencingToken } from "./fencing.js";
 
@@ -114,12 +114,9 @@ export class ClusterStore {
       if (round > 0) await sleep(backoffDelay(round - 1, CONTENTION_BACKOFF));
       if (!stillWanted()) throw new Error("fresh-ID allocation abandoned: its session is over");
       const counter = (await this.client.get(this.keys.idKey).options(this.callOptions()).exec()).kvs[0];
-      const next = counter ? decodeCounter(counter.value.toString(), this.layout.capacity) : 0;
-      if (next === undefined) {
-        throw new Error(
-          `${this.keys.idKey}: value "${counter?.value.toString().slice(0, 64)}" is not a node ID counter (0..${this.layout.capacity})`,
-        );
-      }
+      const text = counter?.value.toString();
+      const { allocated: next, problem } = decodeCounter(text, this.layout.capacity);
+      if (problem) throw new Error(`${this.keys.idKey}: value "${text?.slice(0, 64)}" is ${problem}`);
       if (next >= this.layout.capacity) return { kind: "full" };
       const id = await this.tryAllocate(counter, next, record, leaseId);
       if (id !== undefined) return { kind: "allocated", id };
@@ -213,12 +210,11 @@ export class ClusterStore {
 
   /** The IDs handed out so far (every ID below the counter); 0 when the counter is absent or bad, so nothing is claimed. */
   async allocatedCount(): Promise<number> {
-    const value = await this.client.get(this.keys.idKey).options(this.callOptions()).string();
-    if (value === null) return 0;
-    const count = decodeCounter(value, this.layout.capacity);
-    if (count === undefined)
-      this.log.warn("ignoring bad node ID counter", { key: this.keys.idKey, value: value.slice(0, 64) });
-    return count ?? 0;
+    const value = (await this.client.get(this.keys.idKey).options(this.callOptions()).string()) ?? undefined;
+    const { allocated, problem } = decodeCounter(value, this.layout.capacity);
+    if (problem)
+      this.log.warn("ignoring bad node ID counter", { key: this.keys.idKey, value: value?.slice(0, 64) });
+    return allocated;
   }
 
   /**
@@ -237,22 +233,21 @@ export class ClusterStore {
       .exec();
     const allocated = await this.allocatedCount();
     const candidates = ads.kvs
-      .map((kv) => ({ kv, id: this.keys.nodeIdOf(kv.key.toString(), this.keys.failoverPrefix) }))
-      .filter((c): c is typeof c & { id: number } => {
+      .flatMap((kv) => {
+        const found = decodeFailoverAd(this.layout, kv.key.toString(), kv.value.toString());
         // Only an ID that was handed out can have failed; anything else is not a real advertisement.
-        if (c.id !== undefined && c.id < allocated) return true;
+        if (found && found.id < allocated) return [{ kv, ...found }];
         this.log.warn("ignoring failover advertisement for a slot never handed out", {
-          key: c.kv.key.toString(),
+          key: kv.key.toString(),
         });
-        return false;
+        return [];
       })
       .sort((a, b) => a.id - b.id);
-    for (const { kv, id } of candidates) {
-      const decoded = decodeValue(failoverAdSchema, kv.value.toString());
-      if (!decoded.ok)
+    for (const { kv, id, ad } of candidates) {
+      if (!ad.ok)
         this.log.warn("failover advertisement has a bad value; claiming by key", {
           key: kv.key.toString(),
-          problem: decoded.problem,
+          problem: ad.problem,
         });
       const claimed = await this.tryClaim(kv, id, record, leaseId);
       if (claimed !== undefined) return claimed;
@@ -313,7 +308,7 @@ export class ClusterStore {
    */
   async campaign(
     grouping: number,
-    slot: LeaderSlot,
+    slot: LeaderSeat,
     record: NodeRecord,
     leaseId: string,
   ): Promise<CampaignResult> {
@@ -364,14 +359,14 @@ export class ClusterStore {
     }
   }
 
-  private won(grouping: number, slot: LeaderSlot, token: number, leaseId: string): CampaignResult {
+  private won(grouping: number, slot: LeaderSeat, token: number, leaseId: string): CampaignResult {
     this.rememberFenceLease({ grouping, slot, token }, leaseId);
     return { kind: "won", token };
   }
 
   private wonIfHeld(
     grouping: number,
-    slot: LeaderSlot,
+    slot: LeaderSeat,
     held: IKeyValue | undefined,
     leaseId: string,
   ): CampaignResult {
@@ -467,7 +462,7 @@ export class ClusterStore {
       // Not there yet: the attempt has not applied (a late copy would only write the same advertisement).
       if (!existing && leader && Number(leader.create_revision) === fence.token) throw err;
     }
-    if (existing && advertisedWith(existing, fence.token)) return true;
+    if (existing && this.advertisedWith(existing, fence.token)) return true;
     if (!leader || Number(leader.create_revision) !== fence.token) throw new FenceLostError(fence);
     return false;
   }
@@ -493,7 +488,13 @@ export class ClusterStore {
 
   /** Key of one fenced write's outcome marker: a random name under the grouping's marker prefix. */
   private writeMarkerKey(fence: FencingToken): string {
-    return `fenced-write-${this.keys.db}-grouping-${fence.grouping}/${randomUUID()}`;
+    return this.keys.writeMarkerKey(fence.grouping, randomUUID());
+  }
+
+  /** An advertisement this leader wrote under `token` (a lost reply of its own earlier attempt). */
+  private advertisedWith(kv: IKeyValue, token: number): boolean {
+    const found = decodeFailoverAd(this.layout, kv.key.toString(), kv.value.toString());
+    return found?.ad.ok === true && found.ad.value.token === token;
   }
 
   private async leaseOfFence(fence: FencingToken, leaderKey: string): Promise<string> {
@@ -524,9 +525,4 @@ const fenceId = (fence: FencingToken) => `${fence.grouping}/${fence.slot}/${fenc
 
 function heldBy(kv: IKeyValue | undefined, leaseId: string): boolean {
   return kv !== undefined && kv.lease === leaseId;
-}
-
-function advertisedWith(kv: IKeyValue, token: number): boolean {
-  const decoded = decodeValue(failoverAdSchema, kv.value.toString());
-  return decoded.ok && decoded.value.token === token;
 }

@@ -1,9 +1,9 @@
-import type { LeaderSlot } from "../config/index.js";
+import type { LeaderSeat } from "../config/index.js";
 
 /** A leader's proof of office: the create revision of the leader key it holds. */
 export interface FencingToken {
   grouping: number;
-  slot: LeaderSlot;
+  slot: LeaderSeat;
   token: number;
 }
 

@@ -26,13 +26,20 @@ export {
 } from "./repair.js";
 export { EtcdSession, monotonicNow, type SessionHealth, type SessionOptions } from "./session.js";
 export {
+  type ClusterKey,
+  classifyKey,
+  type Decoded,
+  type DecodedMember,
   decodeCounter,
+  decodeFailoverAd,
+  decodeLeaderValue,
+  decodeMember,
   decodeValue,
   type FailoverAd,
   failoverAdSchema,
   type NodeRecord,
   nodeRecordSchema,
-} from "./values.js";
+} from "./codec.js";
 export { type BackoffPolicy, backoffDelay, jitteredInterval } from "./watchBackoff.js";
 export {
   type WatchHandle,

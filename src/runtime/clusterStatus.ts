@@ -1,14 +1,17 @@
-import type { ClusterLayout, LeaderSlot } from "../config/index.js";
-import type { Etcd3, KeyEntry, PrefixSnapshot } from "../etcd/index.js";
+import type { ClusterLayout, LeaderSeat } from "../config/index.js";
 import {
   decodeCounter,
-  decodeValue,
+  decodeFailoverAd,
+  decodeLeaderValue,
+  decodeMember,
   deletePoisonedLeaderKey,
-  failoverAdSchema,
+  type Etcd3,
+  type KeyEntry,
   type LeaderKeyRemoval,
+  listPrefix,
   type NodeRecord,
-  nodeRecordSchema,
-  snapshotOf,
+  type PrefixSnapshot,
+  readKey,
 } from "../etcd/index.js";
 
 export type { LeaderKeyRemoval } from "../etcd/index.js";
@@ -30,7 +33,7 @@ export interface SeatStatus {
 export interface PoisonedLeaderKey {
   key: string;
   grouping: number;
-  slot: LeaderSlot;
+  seat: LeaderSeat;
   reason: string;
   /** The lease the key is bound to, in decimal; "0" when it has none (then it never expires). */
   lease: string;
@@ -58,33 +61,14 @@ export interface StatusReadOptions {
 
 const DEFAULT_READ_TIMEOUT_MS = 5_000;
 
-const deadline = (timeoutMs: number) => ({ deadline: new Date(Date.now() + timeoutMs) });
-
-/**
- * Why the value of grouping `grouping`'s leader key is poisoned, or undefined when it names a node
- * of that grouping. The one rule for "poisoned", for status, repair and metrics.
- */
-export function leaderValueProblem(
-  layout: ClusterLayout,
-  grouping: number,
-  value: string,
-): string | undefined {
-  const decoded = decodeValue(nodeRecordSchema, value);
-  if (!decoded.ok) return decoded.problem;
-  const { id } = decoded.value;
-  if (!layout.isNodeId(id) || layout.groupingOfNode(id) !== grouping)
-    return `names node ${id}, which is not in this grouping`;
-  return undefined;
-}
-
 function poisonedIn(leaders: PrefixSnapshot, layout: ClusterLayout): PoisonedLeaderKey[] {
   const poisoned: PoisonedLeaderKey[] = [];
-  const check = (grouping: number, slot: LeaderSlot, entry: KeyEntry | undefined) => {
+  const check = (grouping: number, seat: LeaderSeat, entry: KeyEntry | undefined) => {
     if (!entry) return;
-    const reason = leaderValueProblem(layout, grouping, entry.value);
-    if (reason === undefined) return;
+    const decoded = decodeLeaderValue(layout, grouping, entry.value);
+    if (decoded.ok) return;
     const { key, lease, modRevision, createRevision } = entry;
-    poisoned.push({ key, grouping, slot, reason, lease, modRevision, createRevision });
+    poisoned.push({ key, grouping, seat, reason: decoded.problem, lease, modRevision, createRevision });
   };
   for (let grouping = 0; grouping < layout.groupingCount; grouping++) {
     const keys = layout.leaderKeys(grouping);
@@ -100,13 +84,8 @@ export async function readPoisonedLeaderKeys(
   layout: ClusterLayout,
   options: StatusReadOptions = {},
 ): Promise<PoisonedLeaderKey[]> {
-  const prefix = layout.keys.allLeadersPrefix;
-  const listed = await client
-    .getAll()
-    .prefix(prefix)
-    .options(deadline(options.timeoutMs ?? DEFAULT_READ_TIMEOUT_MS))
-    .exec();
-  return poisonedIn(snapshotOf(prefix, listed), layout);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
+  return poisonedIn(await listPrefix(client, layout.keys.allLeadersPrefix, { timeoutMs }), layout);
 }
 
 /** Deletes a poisoned leader key found by a status read, only if it is unchanged since (see `deletePoisonedLeaderKey`). */
@@ -130,53 +109,35 @@ export async function readClusterStatus(
 ): Promise<ClusterStatus> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
   const keys = layout.keys;
-  const first = await client.get(keys.idKey).options(deadline(timeoutMs)).exec();
-  const revision = Number(first.header.revision);
-  const list = async (prefix: string) =>
-    snapshotOf(
-      prefix,
-      await client.getAll().prefix(prefix).revision(String(revision)).options(deadline(timeoutMs)).exec(),
-    );
+  const { revision, value: counterText } = await readKey(client, keys.idKey, { timeoutMs });
+  const list = (prefix: string) => listPrefix(client, prefix, { timeoutMs, revision });
   const [leaders, members, ads] = await Promise.all([
     list(keys.allLeadersPrefix),
     list(keys.allMembersPrefix),
     list(keys.failoverPrefix),
   ]);
   const problems: string[] = [];
-  const counterText = first.kvs[0]?.value.toString();
-  const counter = counterText === undefined ? 0 : decodeCounter(counterText, layout.capacity);
-  if (counter === undefined)
+  const { allocated, problem: counterProblem } = decodeCounter(counterText, layout.capacity);
+  if (counterProblem)
     problems.push(`${keys.idKey}: not a node ID counter: ${JSON.stringify(counterText?.slice(0, 40))}`);
-  const allocated = Math.min(counter ?? 0, layout.capacity);
 
   const poisonedLeaderKeys = poisonedIn(leaders, layout);
-  const poisonByKey = new Map(poisonedLeaderKeys.map((p) => [p.key, p]));
   for (const p of poisonedLeaderKeys) problems.push(`${p.key}: ${p.reason}`);
-  const seat = (key: string): SeatStatus | undefined => {
+  const seat = (grouping: number, key: string): SeatStatus | undefined => {
     const entry = leaders.entries.get(key);
     if (!entry) return undefined;
-    const poison = poisonByKey.get(key);
-    if (poison) return { token: entry.createRevision, problem: poison.reason };
-    // Not poisoned, so the value decodes.
-    const decoded = decodeValue(nodeRecordSchema, entry.value);
-    return { ...(decoded.ok ? decoded.value : {}), token: entry.createRevision };
+    const decoded = decodeLeaderValue(layout, grouping, entry.value);
+    return decoded.ok
+      ? { ...decoded.value, token: entry.createRevision }
+      : { token: entry.createRevision, problem: decoded.problem };
   };
 
   const membersByGroup = new Map<number, NodeRecord[]>();
   for (const entry of members.entries.values()) {
-    const slot = /^(0|[1-9]\d{0,8})\/(0|[1-9]\d{0,8})$/.exec(entry.key.slice(keys.allMembersPrefix.length));
-    const group = Number(slot?.[1]);
-    const id = Number(slot?.[2]);
-    const decoded = decodeValue(nodeRecordSchema, entry.value);
-    if (!slot || !layout.isNodeId(id) || layout.nodeGroup(id) !== group)
-      problems.push(`${entry.key}: not a member key of this cluster's slots`);
-    else if (!decoded.ok || decoded.value.id !== id)
-      problems.push(`${entry.key}: ${decoded.ok ? "id differs from key" : decoded.problem}`);
-    else {
-      const live = membersByGroup.get(group) ?? [];
-      live.push(decoded.value);
-      membersByGroup.set(group, live);
-    }
+    const member = decodeMember(layout, entry.key, entry.value);
+    if (member.kind === "badKey") problems.push(`${entry.key}: not a member key of this cluster's slots`);
+    else if (member.kind === "badValue") problems.push(`${entry.key}: ${member.problem}`);
+    else membersByGroup.set(member.group, [...(membersByGroup.get(member.group) ?? []), member.record]);
   }
 
   const groups = Array.from({ length: layout.config.groups }, (_, group) => {
@@ -190,16 +151,14 @@ export async function readClusterStatus(
   });
 
   const advertised = [...ads.entries.values()].flatMap((entry) => {
-    const id = keys.nodeIdOf(entry.key, keys.failoverPrefix);
-    if (id === undefined || !layout.isNodeId(id)) {
+    const found = decodeFailoverAd(layout, entry.key, entry.value);
+    if (!found) {
       problems.push(`${entry.key}: not a node ID`);
       return [];
     }
-    const decoded = decodeValue(failoverAdSchema, entry.value);
-    if (!decoded.ok) problems.push(`${entry.key}: ${decoded.problem}`);
-    return [
-      { id, group: layout.nodeGroup(id), advertisedBy: decoded.ok ? decoded.value.advertisedBy : undefined },
-    ];
+    const { id, ad } = found;
+    if (!ad.ok) problems.push(`${entry.key}: ${ad.problem}`);
+    return [{ id, group: layout.nodeGroup(id), advertisedBy: ad.ok ? ad.value.advertisedBy : undefined }];
   });
 
   return {
@@ -208,7 +167,12 @@ export async function readClusterStatus(
     allocated,
     groupings: layout.groupings.map((groupsOf, grouping) => {
       const leaderKeys = layout.leaderKeys(grouping);
-      return { grouping, groups: groupsOf, primary: seat(leaderKeys[1]), backup: seat(leaderKeys[2]) };
+      return {
+        grouping,
+        groups: groupsOf,
+        primary: seat(grouping, leaderKeys[1]),
+        backup: seat(grouping, leaderKeys[2]),
+      };
     }),
     groups,
     advertised: advertised.sort((a, b) => a.id - b.id),

@@ -1,14 +1,15 @@
 import { combineLatest, distinctUntilChanged, map, type Observable, of, shareReplay, switchMap } from "rxjs";
 import type { ClusterLayout } from "../config/index.js";
 import {
+  classifyKey,
   decodeCounter,
-  decodeValue,
+  decodeFailoverAd,
+  decodeLeaderValue,
+  decodeMember,
   type NodeRecord,
-  nodeRecordSchema,
   type PrefixSnapshot,
 } from "../etcd/index.js";
 import type { Logger } from "../logging.js";
-import { leaderValueProblem } from "./clusterStatus.js";
 
 export interface LeaderView {
   /** The node holding the seat; undefined when the key is poisoned (see `problem`). */
@@ -27,7 +28,7 @@ export interface LeadersSnapshot {
   backup?: LeaderView;
 }
 
-/** A leader key's view; its value judged by the one rule `leaderValueProblem`. */
+/** A leader key's view; its value judged by the one rule for leader values, `decodeLeaderValue`. */
 function decodeLeader(
   snapshot: PrefixSnapshot,
   layout: ClusterLayout,
@@ -37,9 +38,7 @@ function decodeLeader(
   const entry = snapshot.entries.get(key);
   if (!entry) return undefined;
   const seat = { token: entry.createRevision, modRevision: entry.modRevision, lease: entry.lease };
-  const problem = leaderValueProblem(layout, grouping, entry.value);
-  if (problem !== undefined) return { ...seat, problem };
-  const decoded = decodeValue(nodeRecordSchema, entry.value);
+  const decoded = decodeLeaderValue(layout, grouping, entry.value);
   return decoded.ok ? { ...seat, record: decoded.value } : { ...seat, problem: decoded.problem };
 }
 
@@ -70,19 +69,14 @@ function membersOf(
   group: number,
   log: Logger,
 ): NodeRecord[] {
-  const keys = layout.keys;
   const records: NodeRecord[] = [];
   for (const entry of snapshot.entries.values()) {
-    const id = keys.nodeIdOf(entry.key, keys.membershipPrefix(group));
-    const decoded = decodeValue(nodeRecordSchema, entry.value);
-    if (id === undefined || !layout.isNodeId(id) || layout.nodeGroup(id) !== group) {
+    const member = decodeMember(layout, entry.key, entry.value);
+    if (member.kind === "badValue")
+      log.warn("ignoring bad member value", { key: entry.key, problem: member.problem });
+    else if (member.kind === "badKey" || member.group !== group)
       log.warn("ignoring member key outside its group's slots", { key: entry.key });
-    } else if (!decoded.ok || decoded.value.id !== id) {
-      log.warn("ignoring bad member value", {
-        key: entry.key,
-        problem: decoded.ok ? "id differs from key" : decoded.problem,
-      });
-    } else records.push(decoded.value);
+    else records.push(member.record);
   }
   return records.sort((a, b) => a.id - b.id);
 }
@@ -99,10 +93,10 @@ export function adoptedOrphans(leaders: PrefixSnapshot, layout: ClusterLayout, g
   const hasPrimary = new Set<number>();
   const hasAnyLeader = new Set<number>();
   for (const key of leaders.entries.keys()) {
-    const seat = layout.keys.leaderSeatOf(key);
-    if (!seat || seat.grouping >= count) continue;
-    hasAnyLeader.add(seat.grouping);
-    if (seat.slot === 1) hasPrimary.add(seat.grouping);
+    const name = classifyKey(layout, key);
+    if (name.kind !== "leader") continue;
+    hasAnyLeader.add(name.grouping);
+    if (name.seat === 1) hasPrimary.add(name.grouping);
   }
   const adopted: number[] = [];
   for (let step = 1; step < count; step++) {
@@ -146,17 +140,15 @@ export class GroupingViews {
 
     const allocated$ = watch(keys.idKey).pipe(
       map((s) => {
-        const entry = s.entries.get(keys.idKey);
-        if (!entry) return 0;
-        const count = decodeCounter(entry.value, layout.capacity);
-        // A bad counter counts as nothing handed out: no slot is taken for failed on its word.
-        if (count === undefined)
-          log.warn("ignoring bad node ID counter", { key: keys.idKey, value: entry.value.slice(0, 64) });
-        return count ?? 0;
+        const value = s.entries.get(keys.idKey)?.value;
+        const { allocated, problem } = decodeCounter(value, layout.capacity);
+        if (problem)
+          log.warn("ignoring bad node ID counter", { key: keys.idKey, value: value?.slice(0, 64) });
+        return allocated;
       }),
     );
     const advertised$ = watch(keys.failoverPrefix).pipe(
-      map((s) => new Set([...s.entries.keys()].map((k) => keys.nodeIdOf(k, keys.failoverPrefix)))),
+      map((s) => new Set([...s.entries.values()].map((e) => decodeFailoverAd(layout, e.key, e.value)?.id))),
     );
     const advertisedGroupings$ = watch(keys.allLeadersPrefix).pipe(
       map((s) => [grouping, ...adoptedOrphans(s, layout, grouping)]),

@@ -13,11 +13,7 @@ export {
   type NodeStatus,
   NotPrimaryError,
 } from "./clusterNode.js";
-export {
-  leaderValueProblem,
-  type PoisonedLeaderKey,
-  readPoisonedLeaderKeys,
-} from "./clusterStatus.js";
+export { type PoisonedLeaderKey, readPoisonedLeaderKeys } from "./clusterStatus.js";
 export type { LeadersSnapshot, LeaderView, MembersByGroup } from "./groupingViews.js";
 export { HistoryFileWriter, type HistoryRecord, type LeaderAction } from "./history.js";
 export { InspectionFileWriter, type InspectionRecord } from "./inspection.js";

@@ -219,7 +219,7 @@ describe("repair of poisoned leader keys", () => {
       {
         key: keys.leaderKey(1, 1),
         grouping: 1,
-        slot: 1,
+        seat: 1,
         reason: "value is not JSON",
         lease: "0",
         modRevision: planted.garbage.modRevision,
@@ -228,7 +228,7 @@ describe("repair of poisoned leader keys", () => {
       {
         key: keys.leaderKey(1, 2),
         grouping: 1,
-        slot: 2,
+        seat: 2,
         reason: "names node 2, which is not in this grouping",
         lease: leaseId,
         modRevision: planted.outsider.modRevision,

@@ -140,7 +140,7 @@ describe("rdeebee-cluster status", () => {
       {
         key: keys.leaderKey(0, 1),
         grouping: 0,
-        slot: 1,
+        seat: 1,
         reason: "value is not JSON",
         lease: "0",
         ...primary,
@@ -148,7 +148,7 @@ describe("rdeebee-cluster status", () => {
       {
         key: keys.leaderKey(0, 2),
         grouping: 0,
-        slot: 2,
+        seat: 2,
         reason: "names node 99, which is not in this grouping",
         lease: leaseId,
         ...backup,

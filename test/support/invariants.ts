@@ -1,6 +1,9 @@
 import type { Etcd3 } from "etcd3";
 import type { ClusterLayout } from "../../src/config/index.js";
+import { decodeLeaderValue, decodeMember, listPrefix } from "../../src/etcd/index.js";
 import type { ClusterNode } from "../../src/runtime/clusterNode.js";
+
+const READ_TIMEOUT_MS = 5_000;
 
 export interface GroupingLeaders {
   grouping: number;
@@ -8,31 +11,31 @@ export interface GroupingLeaders {
   backup?: number;
 }
 
-/** The node IDs in each grouping's two leader keys, read from etcd. */
+/** The node IDs in each grouping's two leader keys, read from etcd and decoded by the runtime's codec. */
 export async function leadersInEtcd(client: Etcd3, layout: ClusterLayout): Promise<GroupingLeaders[]> {
-  return Promise.all(
-    layout.groupings.map(async (_, grouping) => {
-      const keys = layout.leaderKeys(grouping);
-      const [primary, backup] = await Promise.all([keys[1], keys[2]].map((k) => client.get(k).json()));
-      return {
-        grouping,
-        primary: (primary as { id?: number } | null)?.id,
-        backup: (backup as { id?: number } | null)?.id,
-      };
-    }),
-  );
+  const leaders = await listPrefix(client, layout.keys.allLeadersPrefix, { timeoutMs: READ_TIMEOUT_MS });
+  return layout.groupings.map((_, grouping) => {
+    const keys = layout.leaderKeys(grouping);
+    const holder = (key: string) => {
+      const entry = leaders.entries.get(key);
+      const decoded = entry && decodeLeaderValue(layout, grouping, entry.value);
+      return decoded?.ok ? decoded.value.id : undefined;
+    };
+    return { grouping, primary: holder(keys[1]), backup: holder(keys[2]) };
+  });
 }
 
-/** The IDs of live member keys, by group, read from etcd. */
+/** The IDs of live member keys, by group, read from etcd and decoded by the runtime's codec. */
 export async function membersInEtcd(client: Etcd3, layout: ClusterLayout): Promise<Map<number, number[]>> {
+  const members = await listPrefix(client, layout.keys.allMembersPrefix, { timeoutMs: READ_TIMEOUT_MS });
   const result = new Map<number, number[]>();
-  for (let group = 0; group < layout.config.groups; group++) {
-    const keys = await client.getAll().prefix(layout.keys.membershipPrefix(group)).keys();
-    result.set(
-      group,
-      keys.map((k) => Number(k.slice(layout.keys.membershipPrefix(group).length))).sort((a, b) => a - b),
-    );
+  for (let group = 0; group < layout.config.groups; group++) result.set(group, []);
+  for (const entry of members.entries.values()) {
+    const member = decodeMember(layout, entry.key, entry.value);
+    if (member.kind !== "member") throw new Error(`${entry.key}: not a valid member key and value`);
+    result.get(member.group)?.push(member.record.id);
   }
+  for (const ids of result.values()) ids.sort((a, b) => a - b);
   return result;
 }
 
@@ -60,18 +63,4 @@ export async function leadershipSettled(
       primary !== backup
     );
   });
-}
-
-/** Never more than one node per grouping in each leader role, and never one node in both. */
-export function atMostOneLeaderPerSlot(nodes: ClusterNode[]): string | undefined {
-  const seen = new Map<string, number>();
-  for (const node of nodes) {
-    const { role, grouping, id } = node.status;
-    if (role !== "primary" && role !== "backup") continue;
-    const key = `${grouping}/${role}`;
-    const holder = seen.get(key);
-    if (holder !== undefined) return `grouping ${grouping} has two ${role}s: nodes ${holder} and ${id}`;
-    seen.set(key, id ?? -1);
-  }
-  return undefined;
 }

@@ -5,7 +5,7 @@ import {
   type ClusterConfig,
   ClusterLayout,
   ConfigError,
-  LEADER_SLOTS,
+  LEADER_SEATS,
   loadClusterConfig,
   parseClusterConfig,
 } from "../../src/config/index.js";
@@ -16,15 +16,27 @@ function seedLayout(): ClusterLayout {
   return new ClusterLayout(loadClusterConfig(SEED_CONFIG_PATH));
 }
 
+/** What `KeySpace.parse` must make of each kind of key name (prefixes are not keys). */
+const KIND_OF_LABEL: Record<string, string> = {
+  leaderKey: "leader",
+  memberKey: "member",
+  failoverKey: "failoverAd",
+  idKey: "idCounter",
+  writeMarkerKey: "writeMarker",
+  commitRecordKey: "commitRecord",
+};
+
 /** Every key name and key prefix the layout derives, labelled so a collision can be reported. */
 function allKeyNames(layout: ClusterLayout): { label: string; key: string }[] {
   const { keys } = layout;
   const names: { label: string; key: string }[] = [];
   layout.groupings.forEach((_, k) => {
-    for (const slot of LEADER_SLOTS) {
-      names.push({ label: `leaderKey(${k},${slot})`, key: keys.leaderKey(k, slot) });
-      names.push({ label: `electionPrefix(${k},${slot})`, key: keys.electionPrefix(k, slot) });
+    for (const seat of LEADER_SEATS) {
+      names.push({ label: `leaderKey(${k},${seat})`, key: keys.leaderKey(k, seat) });
+      names.push({ label: `electionPrefix(${k},${seat})`, key: keys.electionPrefix(k, seat) });
     }
+    names.push({ label: `writeMarkerKey(${k})`, key: keys.writeMarkerKey(k, "marker") });
+    names.push({ label: `commitRecordKey(${k})`, key: keys.commitRecordKey(k, "key") });
   });
   for (let g = 0; g < layout.config.groups; g++) {
     names.push({ label: `membershipPrefix(${g})`, key: keys.membershipPrefix(g) });
@@ -112,12 +124,12 @@ describe("seed config (config.yaml)", () => {
 
   it("reads node IDs back from member and failover keys, and nothing else", () => {
     const { keys } = seedLayout();
-    expect(keys.nodeIdOf(keys.memberKey(1, 4), keys.membershipPrefix(1))).toBe(4);
-    expect(keys.nodeIdOf(keys.failoverKey(0), keys.failoverPrefix)).toBe(0);
-    expect(keys.nodeIdOf(keys.memberKey(10, 30), keys.membershipPrefix(1))).toBeUndefined();
-    expect(keys.nodeIdOf("failover_id/07", keys.failoverPrefix)).toBeUndefined();
-    expect(keys.nodeIdOf("failover_id/x", keys.failoverPrefix)).toBeUndefined();
-    expect(keys.nodeIdOf("failover_id/", keys.failoverPrefix)).toBeUndefined();
+    expect(keys.parse(keys.memberKey(1, 4))).toEqual({ kind: "member", group: 1, id: 4 });
+    expect(keys.parse(keys.failoverKey(0))).toEqual({ kind: "failoverAd", id: 0 });
+    expect(keys.parse("failover_id/07")).toEqual({ kind: "unknown" });
+    expect(keys.parse("failover_id/x")).toEqual({ kind: "unknown" });
+    expect(keys.parse("failover_id/")).toEqual({ kind: "unknown" });
+    expect(keys.parse("member-RDeeBee-group-1/")).toEqual({ kind: "unknown" });
   });
 
   it("describes itself as plain, JSON-safe data, with an ID range per group", () => {
@@ -250,6 +262,10 @@ const trickyConfigArb: fc.Arbitrary<ClusterConfig> = configArb.chain((c) => {
       `member-${c.dbname}-group-`,
       `member-${c.dbname}`,
       `leader-${c.dbname}`,
+      `fenced-write-${c.dbname}-grouping-0/marker`,
+      `fenced-write-${c.dbname}-grouping-0`,
+      `kv-${c.dbname}-grouping-0/key`,
+      `kv-${c.dbname}-grouping-0`,
       "id_key",
       "failover_id",
     ),
@@ -389,6 +405,10 @@ describe("layout properties over random valid configs", () => {
           // The failover prefix covers failover keys only.
           if (key.startsWith(layout.keys.failoverPrefix) && !/^failover(Key|Prefix)/.test(label))
             problems.push(`failoverPrefix "${layout.keys.failoverPrefix}" covers ${label} "${key}"`);
+          // Each key reads back as what it was made as: the grammar of the names is unambiguous.
+          const kind = KIND_OF_LABEL[/^\w+/.exec(label)?.[0] ?? ""];
+          const parsed = layout.keys.parse(key).kind;
+          if (kind !== undefined && parsed !== kind) problems.push(`${label} "${key}" reads back as ${parsed}`);
         }
         expect(problems).toEqual([]);
       }),
