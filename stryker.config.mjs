@@ -1,5 +1,5 @@
 // `npm run test:mutation`: StrykerJS over the cluster's core, with the vitest runner and the default
-// suite's tests less those listed in test/mutation/excludedTests.ts. docs/mutation.md explains it.
+// suite's tests less those listed in test/mutation/testSets.ts. docs/mutation.md explains it.
 
 /** The areas a full run mutates; MUTATION_AREAS=machines,config (comma-separated) runs only some. */
 const AREAS = {

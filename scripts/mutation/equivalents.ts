@@ -98,18 +98,24 @@ export interface SurvivorClassification {
   readonly unmatched: EquivalentEntry[];
 }
 
+/** An entry's text ending in `…` (as the summary shortens long code) matches by its beginning. */
+function sameCode(actual: string, listed: string): boolean {
+  return listed.endsWith("…") ? actual.startsWith(listed.slice(0, -1)) : actual === listed;
+}
+
 function sameMutation(mutant: Mutant, entry: EquivalentEntry): boolean {
   return (
     mutant.file === entry.file &&
     mutant.mutator === entry.mutator &&
-    mutant.original === entry.original &&
-    mutant.replacement === entry.replacement
+    sameCode(mutant.original, entry.original) &&
+    sameCode(mutant.replacement, entry.replacement)
   );
 }
 
 /**
  * Splits surviving mutants into those a docs entry explains and the rest. An entry matches a
- * survivor with the same file, mutator, original text and replacement: the one on its line, or, when
+ * survivor with the same file, mutator, original text and replacement (a text ending in `…` matches
+ * by its beginning): the one on its line, or, when
  * the line moved, the only such survivor. Entries for files outside `mutatedFiles` are ignored.
  */
 export function classifySurvivors(

@@ -9,7 +9,7 @@ export interface AreaScore {
   readonly detected: number;
   /** Detected + survived + not covered: the mutants that ran (or could have). */
   readonly valid: number;
-  /** Survivors that docs/mutation.md lists as equivalent. */
+  /** Survivors and uncovered mutants that docs/mutation.md lists as equivalent. */
   readonly equivalent: number;
   /** detected / valid, in percent: Stryker's own score. */
   readonly score: number;
@@ -22,7 +22,7 @@ export interface MutationSummary {
   readonly areas: AreaScore[];
   /** Survived and not explained by a listed equivalent, by file and line. */
   readonly survivors: Mutant[];
-  /** Never executed by any test. */
+  /** Never executed by any test, and not listed as equivalent. */
   readonly noCoverage: Mutant[];
   readonly equivalents: MatchedEquivalent[];
   readonly staleEquivalents: EquivalentEntry[];
@@ -47,8 +47,11 @@ function percent(part: number, whole: number): number {
 }
 
 export function summarize(mutants: readonly Mutant[], entries: readonly EquivalentEntry[]): MutationSummary {
-  const survived = mutants.filter((mutant) => mutant.status === "Survived");
-  const classified = classifySurvivors(survived, entries, new Set(mutants.map((mutant) => mutant.file)));
+  // A mutant no test executes can be equivalent too (a message in a throw that cannot be reached).
+  const undetected = mutants.filter(
+    (mutant) => mutant.status === "Survived" || mutant.status === "NoCoverage",
+  );
+  const classified = classifySurvivors(undetected, entries, new Set(mutants.map((mutant) => mutant.file)));
   const byArea = new Map<string, { area: Area; counts: Record<MutantStatus, number>; equivalent: number }>();
   const entryFor = (mutant: Mutant) => {
     const area = areaOf(mutant.file);
@@ -78,8 +81,8 @@ export function summarize(mutants: readonly Mutant[], entries: readonly Equivale
   });
   return {
     areas,
-    survivors: classified.survivors,
-    noCoverage: mutants.filter((mutant) => mutant.status === "NoCoverage"),
+    survivors: classified.survivors.filter((mutant) => mutant.status === "Survived"),
+    noCoverage: classified.survivors.filter((mutant) => mutant.status === "NoCoverage"),
     equivalents: classified.equivalents,
     staleEquivalents: classified.unmatched,
     timedOut: mutants.filter((mutant) => mutant.status === "Timeout").length,
@@ -131,8 +134,8 @@ export function formatSummary(summary: MutationSummary): string {
   for (const mutant of summary.noCoverage) out.push(mutantLine(mutant));
   out.push("");
   out.push(
-    `Surviving mutants listed as equivalent in docs/mutation.md (${summary.equivalents.length}; ` +
-      "counted as survivors in 'score', left out of 'w/o equiv' only):",
+    `Surviving or uncovered mutants listed as equivalent in docs/mutation.md (${summary.equivalents.length}; ` +
+      "counted as undetected in 'score', left out of 'w/o equiv' only):",
   );
   for (const { mutant, entry } of summary.equivalents) {
     const moved = mutant.line === entry.line ? "" : ` (listed at line ${entry.line})`;

@@ -116,6 +116,14 @@ describe("classifying survivors against the list", () => {
     expect(result.unmatched).toHaveLength(1);
   });
 
+  test("listed code ending in … matches by its beginning, as the summary shortens it", () => {
+    const long = mutant({ original: "{ context: {} as { id?: number } }" });
+    const result = classifySurvivors([long], [entry({ original: "{ context: {} as…" })], mutated);
+    expect(result.equivalents.map((m) => m.mutant)).toEqual([long]);
+    const other = classifySurvivors([long], [entry({ original: "{ input: {} as…" })], mutated);
+    expect(other.equivalents).toEqual([]);
+  });
+
   test("a different mutation on the listed line is still a survivor", () => {
     const other = mutant({ replacement: "false" });
     const result = classifySurvivors([other], [entry({})], mutated);
@@ -168,6 +176,13 @@ describe("the summary", () => {
       "machines/node.ts:10:5  ConditionalExpression  a > b  →  true\n      why: b is never below a",
     );
     expect(text).toContain("1 mutant(s) were detected only by timing out");
+  });
+
+  test("an uncovered mutant can be listed as equivalent too; it then leaves the uncovered list", () => {
+    const summary = summarize(mutants, [entry({ line: 12 })]);
+    expect(summary.noCoverage).toEqual([]);
+    expect(summary.equivalents.map((m) => m.mutant.line)).toEqual([12]);
+    expect(summary.areas.find((a) => a.area.name === "machines")).toMatchObject({ score: 40, equivalent: 1 });
   });
 
   test("names the listed entries that no longer match a survivor", () => {
