@@ -4,10 +4,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Etcd3 } from "etcd3";
 import { afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
+import { freePort } from "../../src/cli/local/etcdMember.js";
 import { ClusterLayout, loadClusterConfig, NODE_SETTINGS_ENV } from "../../src/config/index.js";
 import { type ClusterStatus, readClusterStatus } from "../../src/runtime/clusterStatus.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
-import { freePort } from "../support/freePort.js";
 import { waitUntil } from "../support/waitUntil.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -6,8 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Etcd3, type IOptions } from "etcd3";
-import { QUIET_FAST_ARGS } from "../../src/cli/local/localEtcd.js";
-import { freePorts } from "./freePort.js";
+import {
+  EtcdMember as EtcdMemberProcess,
+  findEtcdBinary,
+  freePorts,
+  killAllEtcdMembers,
+  loopbackUrl,
+} from "../../src/cli/local/etcdMember.js";
 
 export interface StartEtcdOptions {
   members?: 1 | 3;
@@ -60,11 +64,6 @@ export interface EtcdCluster {
   stop(): Promise<void>;
 }
 
-export const ETCD_NOT_FOUND_MESSAGE =
-  "etcd binary not found on PATH: install Debian's etcd-server package (apt-get install -y etcd-server)";
-
-const LOG_LINES_KEPT = 200;
-const STOP_GRACE_MS = 3_000;
 const READY_TIMEOUT_MS = 20_000;
 const LEADER_TIMEOUT_MS = 10_000;
 const POLL_INTERVAL_MS = 50;
@@ -73,68 +72,24 @@ const HTTP_TIMEOUT_MS = 500;
 const CLIENT_DIAL_TIMEOUT_MS = 2_000;
 const CALL_DEADLINE_MS = 5_000;
 
-const liveChildren = new Set<ChildProcess>();
 const liveRootDirs = new Set<string>();
 
-function killChildrenAndRemoveRootDirs(): void {
-  for (const child of liveChildren) {
-    child.kill("SIGKILL");
-  }
+function killMembersAndRemoveRootDirs(): void {
+  killAllEtcdMembers();
   for (const rootDir of liveRootDirs) {
     rmSync(rootDir, { recursive: true, force: true, maxRetries: 3 });
   }
 }
 
-process.on("exit", killChildrenAndRemoveRootDirs);
+process.on("exit", killMembersAndRemoveRootDirs);
 // Vitest ends its fork workers with SIGTERM, which skips "exit"; re-raise so the default action still applies.
 for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
   process.once(signal, () => {
-    killChildrenAndRemoveRootDirs();
+    killMembersAndRemoveRootDirs();
     if (process.listenerCount(signal) === 0) {
       process.kill(process.pid, signal);
     }
   });
-}
-
-function etcdBinary(): string {
-  const binary = process.env.ETCD_BIN || "etcd";
-  const probe = spawnSync(binary, ["--version"], { stdio: "ignore" });
-  if (probe.error !== undefined || probe.status !== 0) {
-    throw new Error(ETCD_NOT_FOUND_MESSAGE);
-  }
-  return binary;
-}
-
-class LineRing {
-  private readonly lines: string[] = [];
-  private partial = "";
-
-  constructor(private readonly capacity: number) {}
-
-  write(chunk: Buffer | string): void {
-    const parts = (this.partial + chunk.toString()).split("\n");
-    this.partial = parts.pop() ?? "";
-    for (const line of parts) {
-      this.lines.push(line);
-      if (this.lines.length > this.capacity) {
-        this.lines.shift();
-      }
-    }
-  }
-
-  text(): string {
-    return this.partial ? [...this.lines, this.partial].join("\n") : this.lines.join("\n");
-  }
-}
-
-async function isHealthy(endpoint: string): Promise<boolean> {
-  try {
-    const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) });
-    const body = (await response.json()) as { health?: unknown };
-    return body.health === "true" || body.health === true;
-  } catch {
-    return false;
-  }
 }
 
 interface MemberStatus {
@@ -164,48 +119,11 @@ function formatLogs(members: readonly EtcdMember[]): string {
 }
 
 async function waitForHealth(members: readonly Member[], timeoutMs = READY_TIMEOUT_MS): Promise<void> {
-  try {
-    await Promise.all(members.map((member) => member.waitUntilHealthy(timeoutMs)));
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`${reason}\ncaptured etcd output:\n${formatLogs(members)}`);
-  }
+  await Promise.all(members.map((member) => member.waitUntilHealthy(timeoutMs)));
 }
 
-interface MemberSpec {
-  name: string;
-  endpoint: string;
-  peerUrl: string;
-  dataDir: string;
-}
-
-interface ClusterSpec {
-  binary: string;
-  token: string;
-  initialCluster: string;
-  extraArgs: string[];
-}
-
-class Member implements EtcdMember {
-  private child: ChildProcess | undefined;
-  private alive = false;
-  private stopped = false;
-  private exited: Promise<void> = Promise.resolve();
-  private readonly output = new LineRing(LOG_LINES_KEPT);
-
-  constructor(
-    private readonly spec: MemberSpec,
-    private readonly cluster: ClusterSpec,
-  ) {}
-
-  get name(): string {
-    return this.spec.name;
-  }
-
-  get endpoint(): string {
-    return this.spec.endpoint;
-  }
-
+/** A member of a test cluster: the project's etcd launcher, restarted on its data dir by `restart()`. */
+class Member extends EtcdMemberProcess implements EtcdMember {
   get peerUrl(): string {
     return this.spec.peerUrl;
   }
@@ -214,118 +132,10 @@ class Member implements EtcdMember {
     return this.spec.dataDir;
   }
 
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-
-  get running(): boolean {
-    return this.alive;
-  }
-
-  get paused(): boolean {
-    return this.alive && this.stopped;
-  }
-
-  start(state: "new" | "existing"): void {
-    if (this.alive) {
-      throw new Error(`etcd member ${this.name} is already running`);
-    }
-    const child = spawn(this.cluster.binary, this.args(state), { stdio: ["ignore", "pipe", "pipe"] });
-    liveChildren.add(child);
-    this.child = child;
-    this.alive = true;
-    this.stopped = false;
-    child.stdout?.on("data", (chunk: Buffer) => this.output.write(chunk));
-    child.stderr?.on("data", (chunk: Buffer) => this.output.write(chunk));
-    this.exited = new Promise((resolve) => {
-      const onGone = (): void => {
-        liveChildren.delete(child);
-        this.alive = false;
-        resolve();
-      };
-      child.once("close", onGone);
-      child.once("error", (error) => {
-        this.output.write(`[harness] spawn failed: ${error.message}\n`);
-        onGone();
-      });
-    });
-  }
-
-  stop(): Promise<void> {
-    return this.terminate("SIGTERM");
-  }
-
-  kill(): Promise<void> {
-    return this.terminate("SIGKILL");
-  }
-
   async restart(): Promise<void> {
     await this.stop();
     this.start("existing");
     await waitForHealth([this]);
-  }
-
-  pause(): void {
-    if (!this.alive) throw new Error(`etcd member ${this.name} is not running, so it cannot be paused`);
-    this.child?.kill("SIGSTOP");
-    this.stopped = true;
-  }
-
-  resume(): void {
-    if (this.alive) this.child?.kill("SIGCONT");
-    this.stopped = false;
-  }
-
-  logs(): string {
-    return this.output.text();
-  }
-
-  async waitUntilHealthy(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await isHealthy(this.endpoint))) {
-      if (!this.alive) {
-        throw new Error(`etcd member ${this.name} exited before ${this.endpoint}/health reported healthy`);
-      }
-      if (Date.now() > deadline) {
-        throw new Error(
-          `etcd member ${this.name} not healthy at ${this.endpoint}/health within ${timeoutMs} ms`,
-        );
-      }
-      await sleep(POLL_INTERVAL_MS);
-    }
-  }
-
-  private async terminate(signal: NodeJS.Signals): Promise<void> {
-    const child = this.child;
-    if (!this.alive || child === undefined) {
-      return;
-    }
-    // A stopped process would hold SIGTERM until continued.
-    this.resume();
-    child.kill(signal);
-    const escalation = setTimeout(() => child.kill("SIGKILL"), STOP_GRACE_MS);
-    try {
-      await this.exited;
-    } finally {
-      clearTimeout(escalation);
-    }
-  }
-
-  private args(state: "new" | "existing"): string[] {
-    const { name, endpoint, peerUrl, dataDir } = this.spec;
-    return [
-      ["--name", name],
-      ["--data-dir", dataDir],
-      ["--listen-client-urls", endpoint],
-      ["--advertise-client-urls", endpoint],
-      ["--listen-peer-urls", peerUrl],
-      ["--initial-advertise-peer-urls", peerUrl],
-      ["--initial-cluster", this.cluster.initialCluster],
-      ["--initial-cluster-state", state],
-      ["--initial-cluster-token", this.cluster.token],
-      QUIET_FAST_ARGS,
-      this.cluster.extraArgs,
-    ].flat();
   }
 }
 
@@ -430,33 +240,31 @@ function takePort(ports: number[]): number {
   return port;
 }
 
-function loopbackUrl(port: number): string {
-  return `http://127.0.0.1:${port}`;
-}
-
 export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdCluster> {
-  const binary = etcdBinary();
+  const binary = findEtcdBinary();
   const size = options.members ?? 1;
   const prefix = options.name ?? "etcd";
   const rootDir = await mkdtemp(join(tmpdir(), "rdeebee-etcd-"));
   liveRootDirs.add(rootDir);
   const ports = await freePorts(size * 2);
-  const specs: MemberSpec[] = Array.from({ length: size }, (_, i) => {
-    const name = `${prefix}-${i}`;
-    return {
-      name,
-      endpoint: loopbackUrl(takePort(ports)),
-      peerUrl: loopbackUrl(takePort(ports)),
-      dataDir: join(rootDir, name),
-    };
-  });
-  const clusterSpec: ClusterSpec = {
-    binary,
-    token: `${prefix}-${randomUUID()}`,
-    initialCluster: specs.map((spec) => `${spec.name}=${spec.peerUrl}`).join(","),
-    extraArgs: options.extraArgs ?? [],
-  };
-  const members = specs.map((spec) => new Member(spec, clusterSpec));
+  const names = Array.from({ length: size }, (_, i) => `${prefix}-${i}`);
+  const urls = names.map((name) => ({
+    name,
+    endpoint: loopbackUrl(takePort(ports)),
+    peerUrl: loopbackUrl(takePort(ports)),
+  }));
+  const initialCluster = urls.map(({ name, peerUrl }) => `${name}=${peerUrl}`).join(",");
+  const token = `${prefix}-${randomUUID()}`;
+  const members = urls.map(
+    (url) =>
+      new Member(binary, {
+        ...url,
+        dataDir: join(rootDir, url.name),
+        initialCluster,
+        token,
+        extraArgs: options.extraArgs ?? [],
+      }),
+  );
   const cluster = new Cluster(rootDir, members);
   try {
     for (const member of members) {

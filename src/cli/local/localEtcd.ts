@@ -1,34 +1,13 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
+import { EtcdMember, EtcdStartError, findEtcdBinary, freePorts, loopbackUrl } from "./etcdMember.js";
 
-export const ETCD_MISSING_MESSAGE =
-  "etcd binary not found on PATH: install Debian's etcd-server package (apt-get install -y etcd-server), " +
-  "set ETCD_BIN, or pass --etcd to use an etcd that is already running";
+export { EtcdStartError } from "./etcdMember.js";
 
-const LOOPBACK = "127.0.0.1";
 const READY_TIMEOUT_MS = 20_000;
-const STOP_GRACE_MS = 3_000;
-const HEALTH_POLL_MS = 50;
-/** etcd 3.4 flags for a throwaway member: quiet logs, fast raft elections (also used by the test harness). */
-export const QUIET_FAST_ARGS = [
-  "--heartbeat-interval",
-  "50",
-  "--election-timeout",
-  "500",
-  "--logger",
-  "zap",
-  "--log-level",
-  "error",
-];
-
-export class EtcdStartError extends Error {
-  override readonly name = "EtcdStartError";
-}
+const OUTPUT_LINES_KEPT = 50;
 
 /** A throwaway single-member etcd on loopback ports, with its data in a temporary directory. */
 export interface LocalEtcd {
@@ -45,142 +24,65 @@ export interface LocalEtcd {
   stop(): Promise<void>;
 }
 
-function etcdBinary(): string {
-  const binary = process.env.ETCD_BIN || "etcd";
-  const probe = spawnSync(binary, ["--version"], { stdio: "ignore" });
-  if (probe.error !== undefined || probe.status !== 0) throw new EtcdStartError(ETCD_MISSING_MESSAGE);
-  return binary;
-}
-
-function listen(): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, LOOPBACK, () => resolve(server));
-  });
-}
-
-/** Binds port 0 `n` times at once, so the ports are distinct, then releases them. */
-async function freePorts(n: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let i = 0; i < n; i++) servers.push(await listen());
-    return servers.map((server) => {
-      const address = server.address();
-      if (address === null || typeof address === "string") throw new Error("no port bound");
-      return address.port;
-    });
-  } finally {
-    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  }
-}
-
-async function isHealthy(endpoint: string): Promise<boolean> {
-  try {
-    const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(500) });
-    const body = (await response.json()) as { health?: unknown };
-    return body.health === "true" || body.health === true;
-  } catch {
-    return false;
-  }
-}
-
-class EtcdProcess implements LocalEtcd {
-  private readonly child: ChildProcess;
-  readonly exited: Promise<void>;
-  private exit: string | undefined;
-  private readonly output: string[] = [];
-
+class TemporaryEtcd implements LocalEtcd {
   constructor(
-    binary: string,
-    readonly endpoint: string,
-    peerUrl: string,
+    private readonly member: EtcdMember,
     readonly rootDir: string,
-  ) {
-    const args = [
-      ["--name", "local"],
-      ["--data-dir", join(rootDir, "data")],
-      ["--listen-client-urls", endpoint],
-      ["--advertise-client-urls", endpoint],
-      ["--listen-peer-urls", peerUrl],
-      ["--initial-advertise-peer-urls", peerUrl],
-      ["--initial-cluster", `local=${peerUrl}`],
-      QUIET_FAST_ARGS,
-    ].flat();
-    this.child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
-    const keep = (chunk: Buffer) => {
-      this.output.push(chunk.toString());
-      if (this.output.length > 50) this.output.shift();
-    };
-    this.child.stdout?.on("data", keep);
-    this.child.stderr?.on("data", keep);
-    this.exited = new Promise((resolve) => {
-      this.child.once("error", (err) => {
-        this.exit = `failed to start: ${err.message}`;
-        resolve();
-      });
-      this.child.once("exit", (code, signal) => {
-        this.exit = signal ? `killed by ${signal}` : `exited with code ${code}`;
-        resolve();
-      });
-    });
+  ) {}
+
+  get endpoint(): string {
+    return this.member.endpoint;
   }
 
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.member.pid;
   }
 
   get running(): boolean {
-    return this.exit === undefined;
+    return this.member.running;
   }
 
   get exitReason(): string | undefined {
-    return this.exit;
+    return this.member.exitReason;
   }
 
-  async waitUntilHealthy(): Promise<void> {
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    while (!(await isHealthy(this.endpoint))) {
-      if (!this.running || Date.now() > deadline) {
-        const why = this.running ? `not healthy within ${READY_TIMEOUT_MS} ms` : this.exit;
-        throw new EtcdStartError(`etcd at ${this.endpoint} ${why}\n${this.output.join("").trim()}`);
-      }
-      await sleep(HEALTH_POLL_MS);
-    }
+  get exited(): Promise<void> {
+    return this.member.exited;
   }
 
   async stop(): Promise<void> {
-    process.off("exit", this.killNow);
-    if (this.running && this.child.pid !== undefined) {
-      this.child.kill("SIGTERM");
-      const escalation = setTimeout(() => this.child.kill("SIGKILL"), STOP_GRACE_MS);
-      await this.exited;
-      clearTimeout(escalation);
-    }
+    process.off("exit", this.removeNow);
+    await this.member.stop();
     await rm(this.rootDir, { recursive: true, force: true, maxRetries: 3 });
   }
 
-  /** On a process exit that skipped stop(): nothing can wait there. */
-  readonly killNow = () => {
-    if (this.running) this.child.kill("SIGKILL");
-    rmSync(this.rootDir, { recursive: true, force: true });
-  };
+  /** On a process exit that skipped stop(): the member is killed by its launcher, the data removed here. */
+  readonly removeNow = () => rmSync(this.rootDir, { recursive: true, force: true });
 }
 
 /** Starts a throwaway etcd on free loopback ports and waits until `/health` answers. */
 export async function startLocalEtcd(): Promise<LocalEtcd> {
-  const binary = etcdBinary();
+  const binary = findEtcdBinary();
   const [clientPort, peerPort] = await freePorts(2);
+  if (clientPort === undefined || peerPort === undefined) throw new EtcdStartError("no free ports");
   const rootDir = await mkdtemp(join(tmpdir(), "rdeebee-local-"));
-  const etcd = new EtcdProcess(
+  const peerUrl = loopbackUrl(peerPort);
+  const member = new EtcdMember(
     binary,
-    `http://${LOOPBACK}:${clientPort}`,
-    `http://${LOOPBACK}:${peerPort}`,
-    rootDir,
+    {
+      name: "local",
+      dataDir: join(rootDir, "data"),
+      endpoint: loopbackUrl(clientPort),
+      peerUrl,
+      initialCluster: `local=${peerUrl}`,
+    },
+    { detached: true, logLines: OUTPUT_LINES_KEPT },
   );
-  process.on("exit", etcd.killNow);
+  const etcd = new TemporaryEtcd(member, rootDir);
+  process.on("exit", etcd.removeNow);
+  member.start("new");
   try {
-    await etcd.waitUntilHealthy();
+    await member.waitUntilHealthy(READY_TIMEOUT_MS);
   } catch (err) {
     await etcd.stop();
     throw err;
