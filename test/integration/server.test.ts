@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import type { Etcd3 } from "etcd3";
 import { firstValueFrom } from "rxjs";
@@ -328,6 +329,124 @@ describe("example server beside a cluster node, over real HTTP and a real etcd",
     }
     expect(code).toBe(4);
     expect(stderr.join("")).toContain(`port ${port} is already in use`);
+  });
+});
+
+describe("PUT /kv on a deposed primary that has not noticed yet", () => {
+  /** A long TTL and frequent keepalives: the stalled node's local deadline stays far off while the successor is seated. */
+  const LONG_TTL_SECONDS = 6;
+  let etcd: EtcdCluster;
+  let client: Etcd3;
+  let proxy: TcpProxy;
+  let factory: NodeFactory;
+  let served: Served[];
+
+  beforeEach(async () => {
+    etcd = await startEtcd();
+    client = etcd.client();
+    proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
+    factory = new NodeFactory({
+      endpoints: etcd.endpoints,
+      config: ONE_GROUPING,
+      leaseTtlSeconds: LONG_TTL_SECONDS,
+      keepaliveIntervalMs: 500,
+    });
+    served = [];
+  });
+
+  afterEach(async () => {
+    proxy.setMode("pass");
+    await Promise.all(served.map((s) => s.server.close()));
+    await Promise.all(served.map((s) => s.node.stop().catch(() => crashNode(s.node))));
+    for (const s of served) s.metrics.close();
+    await proxy.close();
+    await etcd.stop();
+  });
+
+  async function serve(node: ClusterNode): Promise<Served> {
+    const metrics = createMetrics(node);
+    const server = await createServer({ node, store: new KvStore(node), metrics, port: 0 });
+    const entry = { node, metrics, server };
+    served.push(entry);
+    return entry;
+  }
+
+  const put = (s: Served, key: string, value: string) =>
+    fetch(`${s.server.url}/kv/${encodeURIComponent(key)}`, { method: "PUT", body: value });
+
+  test("its write reaches etcd while another node holds the primary key, and is refused by the fence", async () => {
+    const old = await serve(
+      createClusterNode({
+        cluster: factory.layout,
+        settings: { ...factory.settings("old-primary"), etcdEndpoints: [proxy.endpoint] },
+        logger: silentLogger(),
+      }),
+    );
+    await old.node.start();
+    await waitUntil("the node behind the proxy to be primary", () => old.node.role === "primary");
+    const others = await Promise.all([0, 1].map(() => serve(factory.create())));
+    await Promise.all(others.map((s) => s.node.start()));
+    const successor = await waitUntil("a backup", () => others.find((s) => s.node.role === "backup"));
+    const commitKey = LAYOUT_KEYS.commitRecordKey(0, "k");
+    expect((await put(old, "k", "v1")).status).toBe(200);
+    const oldLease = old.node.status.leaseId;
+
+    // etcd's replies to the old primary are held back: it keeps its lease alive but sees nothing.
+    proxy.setMode("stall-downstream");
+    const primaryKey = factory.layout.keys.leaderKey(0, 1);
+    await client.delete().key(primaryKey);
+    await waitUntil("the backup to be promoted", () => successor.node.role === "primary");
+    const seated = (await client.get(primaryKey).exec()).kvs[0];
+    expect(seated?.lease, "the primary key is held under the successor's lease").toBe(
+      successor.node.status.leaseId,
+    );
+    expect(old.node.role, "the old primary has not noticed").toBe("primary");
+
+    const stale = put(old, "k", "stale");
+    // Generous time for the write to go out; its reply, like the deletion, stays held until the stall ends.
+    await sleep(1_000);
+    expect(old.node.role, "the old primary stepped down during the stall").toBe("primary");
+    proxy.setMode("pass");
+    const res = await stale;
+    expect(res.status).toBe(409);
+    expect(await res.json()).toMatchObject({ error: "write_refused", reason: "fence-lost" });
+    expect(await client.get(commitKey).json()).toMatchObject({ value: "v1" });
+    // The old lease is still alive, so it was the leader key's compare, not a dead lease, that refused it.
+    const { TTL } = await client.leaseClient.leaseTimeToLive({ ID: oldLease ?? "" });
+    expect(Number(TTL)).toBeGreaterThan(0);
+  });
+
+  test("its write under an earlier term is refused even when the primary key is again under its own lease", async () => {
+    const node = createClusterNode({
+      cluster: factory.layout,
+      settings: { ...factory.settings("re-seated"), etcdEndpoints: [proxy.endpoint] },
+      logger: silentLogger(),
+    });
+    const lone = await serve(node);
+    await node.start();
+    await waitUntil("the lone node to be primary", () => node.role === "primary");
+    expect((await put(lone, "k", "v1")).status).toBe(200);
+    const lease = node.status.leaseId ?? "";
+    const term = node.fence?.token;
+
+    proxy.setMode("stall-downstream");
+    // A later term of the same node: same lease and value, a new create revision.
+    const primaryKey = factory.layout.keys.leaderKey(0, 1);
+    const value = (await client.get(primaryKey).string()) ?? "";
+    await client.delete().key(primaryKey);
+    await client.put(primaryKey).value(value).lease(lease);
+    const seated = (await client.get(primaryKey).exec()).kvs[0];
+    expect(seated?.lease).toBe(lease);
+    expect(Number(seated?.create_revision)).not.toBe(term);
+
+    const stale = put(lone, "k", "stale");
+    await sleep(1_000);
+    expect(node.fence?.token, "the node has not noticed its new term").toBe(term);
+    proxy.setMode("pass");
+    const res = await stale;
+    expect(res.status).toBe(409);
+    expect(await res.json()).toMatchObject({ error: "write_refused", reason: "fence-lost" });
+    expect(await client.get(LAYOUT_KEYS.commitRecordKey(0, "k")).json()).toMatchObject({ value: "v1" });
   });
 });
 
