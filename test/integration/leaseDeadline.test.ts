@@ -12,7 +12,8 @@ import { TcpProxy } from "../support/tcpProxy.js";
 import { waitUntil } from "../support/waitUntil.js";
 
 const CONFIG = { ...SEED_CONFIG, groups: 3 };
-const TTL_SECONDS = 2;
+/** Its 300 ms margin leaves room for a loaded event loop between the deadline and the step-down. */
+const TTL_SECONDS = 3;
 
 describe("local lease deadline", () => {
   let etcd: EtcdCluster;
@@ -46,27 +47,38 @@ describe("local lease deadline", () => {
     await waitUntil("a backup", () => others.some((n) => n.role === "backup"));
 
     const memberKey = layout.keys.memberKey(0, cutOff.id ?? -1);
+    // One clock for every event: the send time of each acknowledged keepalive (etcd renewed the
+    // lease after that, so it cannot expire it before send time + TTL), the step-down, the deletion.
+    let lastAckedSentAt: number | undefined;
     let suspendedAt: number | undefined;
     let expiredAt: number | undefined;
-    const sub = cutOff.role$.subscribe((role) => {
+    const acks = cutOff.keepaliveRoundTrips$.subscribe((roundTripMs) => {
+      lastAckedSentAt = performance.now() - roundTripMs;
+    });
+    const roles = cutOff.role$.subscribe((role) => {
       if (role === "suspended" && suspendedAt === undefined) suspendedAt = performance.now();
     });
     const watcher = await client.watch().key(memberKey).create();
     watcher.on("delete", () => {
       expiredAt ??= performance.now();
     });
+    await waitUntil("an acknowledged keepalive", () => lastAckedSentAt !== undefined);
 
     proxy.setMode("blackhole");
     await waitUntil(
-      "etcd to expire the cut-off node's lease",
-      () => expiredAt !== undefined,
+      "the node to step down and etcd to expire its lease, in either order",
+      () => suspendedAt !== undefined && expiredAt !== undefined,
       TTL_SECONDS * 10_000,
     );
-    sub.unsubscribe();
+    acks.unsubscribe();
+    roles.unsubscribe();
     await watcher.cancel();
 
-    expect(suspendedAt, "the node never suspended").toBeDefined();
-    expect(suspendedAt ?? Number.POSITIVE_INFINITY).toBeLessThan(expiredAt ?? 0);
+    const earliestExpiry = (lastAckedSentAt ?? 0) + TTL_SECONDS * 1000;
+    expect(expiredAt, "etcd expired the lease before it could have").toBeGreaterThanOrEqual(earliestExpiry);
+    expect(suspendedAt, "the node stepped down only once etcd could expire its lease").toBeLessThan(
+      earliestExpiry,
+    );
     await waitUntil("the backup to be promoted", () => others.some((n) => n.role === "primary"));
 
     proxy.setMode("reset");
