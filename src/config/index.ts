@@ -18,7 +18,7 @@ export {
   parseClusterConfigYaml,
 } from "./clusterConfig.js";
 export { ConfigError } from "./errors.js";
-export { type KeyName, KeySpace, LEADER_SEATS, type LeaderSeat, type LeaderSlot } from "./keys.js";
+export { type KeyName, KeySpace, LEADER_SEATS, type LeaderSeat } from "./keys.js";
 export { ClusterLayout, type IdRange } from "./layout.js";
 export {
   NODE_SETTINGS_ENV,

@@ -6,8 +6,6 @@ import type { ClusterConfig } from "./clusterConfig.js";
  */
 export type LeaderSeat = 1 | 2;
 export const LEADER_SEATS: readonly LeaderSeat[] = [1, 2];
-/** @deprecated The old name of `LeaderSeat`, until the fault suite's checker has moved to it. */
-export type LeaderSlot = LeaderSeat;
 
 /** Prefixes of the key names derived from `dbname`; a configured `id_key` or failover prefix must not start with one. */
 export function reservedKeyPrefixes(db: string): string[] {
@@ -130,15 +128,5 @@ export class KeySpace {
     const record = GROUPING_REST.exec(rest(commitRecordsPrefixOf(this.db)) ?? "");
     if (record) return { kind: "commitRecord", grouping: Number(record[1]), key: record[2] ?? "" };
     return { kind: "unknown" };
-  }
-
-  /**
-   * @deprecated Use `parse` (or `classifyKey` in `src/etcd/codec.ts`): the node ID of a member key
-   * under `prefix` or of a failover key, until the fault suite's checker has moved to them.
-   */
-  nodeIdOf(key: string, prefix: string): number | undefined {
-    const name = this.parse(key);
-    if (!key.startsWith(prefix)) return undefined;
-    return name.kind === "member" || name.kind === "failoverAd" ? name.id : undefined;
   }
 }

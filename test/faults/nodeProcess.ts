@@ -1,15 +1,12 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
-import { NODE_SETTINGS_ENV } from "../../src/config/index.js";
+import { CliProcess, type LogLine, type ProcessExit } from "../../src/cli/local/cliProcess.js";
 import type { HistoryRecord } from "../../src/runtime/history.js";
+import { CLI_BIN, ensureBuilt, PACKAGE_ROOT } from "../support/cli.js";
 import { type ProxyMode, type ProxyModeOptions, TcpProxy } from "../support/tcpProxy.js";
 import type { ProcessFate } from "./historyChecker.js";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(ROOT, "bin", "rdeebee-cluster.js");
 const STOP_GRACE_MS = 5_000;
 
 export interface NodeProcessOptions {
@@ -25,16 +22,8 @@ export interface NodeProcessOptions {
   beforeStart?: (proxies: readonly TcpProxy[]) => void;
 }
 
-export interface LogLine {
-  level?: string;
-  message?: string;
-  [field: string]: unknown;
-}
-
-export interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
+export type { LogLine } from "../../src/cli/local/cliProcess.js";
+export type Exit = ProcessExit;
 
 const live = new Set<NodeProcess>();
 
@@ -55,28 +44,14 @@ let serveHistory: boolean | undefined;
 
 /** Whether `rdeebee-cluster serve` takes `--history-file` (it writes no history otherwise). */
 export function serveWritesHistory(): boolean {
-  serveHistory ??= spawnSync(process.execPath, [BIN, "serve", "--help"], {
-    cwd: ROOT,
+  serveHistory ??= spawnSync(process.execPath, [CLI_BIN, "serve", "--help"], {
+    cwd: PACKAGE_ROOT,
     encoding: "utf8",
   }).stdout.includes("--history-file");
   return serveHistory;
 }
 
 const CLOCK_TICKS_PER_SECOND = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
-
-function childEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const name of [...Object.values(NODE_SETTINGS_ENV), "LOG_LEVEL"]) delete env[name];
-  return env;
-}
-
-function parseLine(line: string): LogLine {
-  try {
-    const value: unknown = JSON.parse(line);
-    if (typeof value === "object" && value !== null) return value as LogLine;
-  } catch {}
-  return { level: "raw", message: line };
-}
 
 /**
  * One `rdeebee-cluster node` process, reaching every etcd member through its own TCP proxy and
@@ -85,9 +60,8 @@ function parseLine(line: string): LogLine {
 export class NodeProcess {
   readonly lines: LogLine[] = [];
   readonly exited: Promise<Exit>;
-  private exitStatus: Exit | undefined;
+  private readonly process: CliProcess;
   private paused = false;
-  private partial = "";
   private killedOnPurpose = false;
   private killedAtMs: number | undefined;
   private stopRequested = false;
@@ -95,28 +69,22 @@ export class NodeProcess {
   private constructor(
     readonly options: NodeProcessOptions,
     readonly proxies: readonly TcpProxy[],
-    private readonly child: ChildProcess,
+    args: readonly string[],
   ) {
+    this.process = new CliProcess(args, { onLine: (line) => this.lines.push(line) });
     live.add(this);
-    child.stderr?.setEncoding("utf8");
-    child.stderr?.on("data", (chunk: string) => this.read(chunk));
-    this.exited = new Promise((resolve) => {
-      child.once("exit", (code, signal) => {
-        this.exitStatus = { code, signal };
-        live.delete(this);
-        resolve(this.exitStatus);
-      });
+    this.exited = this.process.exited.then((exit) => {
+      live.delete(this);
+      return exit;
     });
   }
 
   static async spawn(options: NodeProcessOptions): Promise<NodeProcess> {
-    if (!existsSync(join(ROOT, "dist", "src", "cli", "main.js")))
-      throw new Error("dist/ is missing: build with `npx tsc -p tsconfig.json` first");
+    ensureBuilt();
     const proxies = await Promise.all(options.etcdEndpoints.map((e) => TcpProxy.forEndpoint(e)));
     options.beforeStart?.(proxies);
     const serve = options.command === "serve";
     const args = [
-      BIN,
       serve ? "serve" : "node",
       ["--etcd", proxies.map((p) => p.endpoint).join(",")],
       ["--node", options.name],
@@ -126,12 +94,7 @@ export class NodeProcess {
       ["--config", options.config],
       ["--log-level", "info"],
     ].flat();
-    const child = spawn(process.execPath, args, {
-      cwd: ROOT,
-      env: childEnv(),
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    return new NodeProcess(options, proxies, child);
+    return new NodeProcess(options, proxies, args);
   }
 
   get name(): string {
@@ -139,11 +102,11 @@ export class NodeProcess {
   }
 
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.process.pid;
   }
 
   get running(): boolean {
-    return this.exitStatus === undefined;
+    return this.process.exit === undefined;
   }
 
   get isPaused(): boolean {
@@ -151,14 +114,14 @@ export class NodeProcess {
   }
 
   get exit(): Exit | undefined {
-    return this.exitStatus;
+    return this.process.exit;
   }
 
   /** How it ended so far, for the history checker. */
   fate(): ProcessFate {
     return {
       name: this.name,
-      exit: this.exitStatus,
+      exit: this.process.exit,
       killed: this.killedOnPurpose,
       killedAtMs: this.killedAtMs,
       stopped: this.stopRequested,
@@ -173,9 +136,9 @@ export class NodeProcess {
 
   /** CPU time (user + system) the process has used so far, from /proc; undefined once it is gone. */
   cpuMs(): number | undefined {
-    if (!this.running || this.child.pid === undefined) return undefined;
+    if (!this.running || this.pid === undefined) return undefined;
     try {
-      const stat = readFileSync(`/proc/${this.child.pid}/stat`, "utf8");
+      const stat = readFileSync(`/proc/${this.pid}/stat`, "utf8");
       // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       const ticks = Number(fields[11]) + Number(fields[12]);
@@ -195,7 +158,7 @@ export class NodeProcess {
   }
 
   signalPid(signal: NodeJS.Signals): void {
-    if (this.running && this.child.pid !== undefined) process.kill(this.child.pid, signal);
+    this.process.signal(signal);
   }
 
   /** SIGKILL on purpose: the checker does not count this exit against the node. */
@@ -275,11 +238,5 @@ export class NodeProcess {
           return [];
         }
       });
-  }
-
-  private read(chunk: string): void {
-    const parts = (this.partial + chunk).split("\n");
-    this.partial = parts.pop() ?? "";
-    for (const line of parts) if (line.trim() !== "") this.lines.push(parseLine(line));
   }
 }

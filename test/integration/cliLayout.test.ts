@@ -1,13 +1,9 @@
-import { type SpawnSyncReturns, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import type { SpawnSyncReturns } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(ROOT, "bin", "rdeebee-cluster.js");
-const ENTRY = join(ROOT, "dist", "src", "cli", "main.js");
+import { ensureBuilt, runCli } from "../support/cli.js";
 
 const VALID_YAML = [
   'dbname: "RDeeBee"',
@@ -27,26 +23,16 @@ function cli(...args: string[]): SpawnSyncReturns<string> {
 
 function cliWithEnv(env: Record<string, string>, ...args: string[]): SpawnSyncReturns<string> {
   const nodeFlags = args.filter((a) => a.startsWith("--max-"));
-  const cliArgs = args.filter((a) => !a.startsWith("--max-"));
-  const result = spawnSync(process.execPath, [...nodeFlags, BIN, ...cliArgs], {
-    cwd: ROOT,
-    encoding: "utf8",
-    timeout: 60_000,
-    maxBuffer: 64 * 1024 * 1024,
-    env: { ...process.env, NO_COLOR: "1", LEASE_TTL: "", REFRESH_INTERVAL: "", ...env },
-  });
-  if (result.error) throw result.error;
-  return result;
+  return runCli(
+    args.filter((a) => !a.startsWith("--max-")),
+    { env, nodeFlags },
+  );
 }
 
 let dir: string;
 
 beforeAll(() => {
-  // The test command builds before vitest runs; build here only when run on a fresh checkout.
-  if (!existsSync(ENTRY)) {
-    const build = spawnSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, encoding: "utf8" });
-    if (build.status !== 0) throw new Error(`build failed:\n${build.stdout}${build.stderr}`);
-  }
+  ensureBuilt();
   dir = mkdtempSync(join(tmpdir(), "rdeebee-cli-"));
 });
 

@@ -2,14 +2,12 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, test } from "vitest";
-import { NODE_SETTINGS_ENV } from "../../src/config/index.js";
+import { CLI_BIN, cliEnv, ensureBuilt, PACKAGE_ROOT } from "../support/cli.js";
 import { waitUntil } from "../support/waitUntil.js";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(ROOT, "bin", "rdeebee-cluster.js");
-const LOCAL_ENTRY = join(ROOT, "dist", "src", "cli", "local", "localCommand.js");
+const ROOT = PACKAGE_ROOT;
+const BIN = CLI_BIN;
 const TMUX = "/usr/bin/tmux";
 const SESSION = "local";
 
@@ -83,18 +81,12 @@ function processList(): string {
     .join("\n");
 }
 
-function cleanEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" };
-  for (const name of [...Object.values(NODE_SETTINGS_ENV), "LOG_LEVEL"]) delete env[name];
-  return env;
-}
-
 describe("rdeebee-cluster local in a pseudo-terminal (tmux)", () => {
   const socket = `rdeebee-local-test-${process.pid}-${Date.now()}`;
   const seen = { pids: new Set<number>(), dataDir: undefined as string | undefined };
 
   const tmux = (...args: string[]) => {
-    const r = spawnSync(TMUX, ["-L", socket, ...args], { encoding: "utf8", env: cleanEnv() });
+    const r = spawnSync(TMUX, ["-L", socket, ...args], { encoding: "utf8", env: cliEnv({ NO_COLOR: "1" }) });
     if (r.status !== 0) throw new Error(`tmux ${args.join(" ")} failed: ${r.stderr}`);
     return r.stdout;
   };
@@ -108,12 +100,7 @@ describe("rdeebee-cluster local in a pseudo-terminal (tmux)", () => {
   const press = (...keys: string[]) => tmux("send-keys", "-t", SESSION, ...keys);
   const exitFile = join(tmpdir(), `rdeebee-local-exit-${process.pid}-${Date.now()}`);
 
-  beforeAll(() => {
-    if (!existsSync(LOCAL_ENTRY)) {
-      const build = spawnSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, encoding: "utf8" });
-      if (!existsSync(LOCAL_ENTRY)) throw new Error(`build failed:\n${build.stdout}${build.stderr}`);
-    }
-  });
+  beforeAll(ensureBuilt);
 
   afterEach(() => {
     rmSync(exitFile, { force: true });

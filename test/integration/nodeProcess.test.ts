@@ -1,64 +1,36 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Etcd3 } from "etcd3";
 import { afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
+import { CliProcess } from "../../src/cli/local/cliProcess.js";
 import { freePort } from "../../src/cli/local/etcdMember.js";
-import { ClusterLayout, loadClusterConfig, NODE_SETTINGS_ENV } from "../../src/config/index.js";
+import { ClusterLayout, loadClusterConfig } from "../../src/config/index.js";
 import { type ClusterStatus, readClusterStatus } from "../../src/runtime/clusterStatus.js";
+import { ensureBuilt, PACKAGE_ROOT, runCli } from "../support/cli.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { waitUntil } from "../support/waitUntil.js";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(ROOT, "bin", "rdeebee-cluster.js");
-const CONFIG = join(ROOT, "config.yaml");
+const CONFIG = join(PACKAGE_ROOT, "config.yaml");
 const TTL_SECONDS = 2;
 const layout = new ClusterLayout(loadClusterConfig(CONFIG));
 
-function cleanEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const name of [...Object.values(NODE_SETTINGS_ENV), "LOG_LEVEL"]) delete env[name];
-  return env;
-}
-
 interface NodeProcess {
   name: string;
-  child: ChildProcess;
+  process: CliProcess;
   stderr: () => string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-const spawned = new Set<ChildProcess>();
+const spawned = new Set<CliProcess>();
 
 function startNode(endpoint: string, name: string): NodeProcess {
-  const args = [BIN, "node", "--etcd", endpoint, "--node", name, "--lease-ttl", String(TTL_SECONDS)];
-  const child = spawn(process.execPath, [...args, "--config", CONFIG], {
-    cwd: ROOT,
-    env: cleanEnv(),
-    stdio: ["ignore", "ignore", "pipe"],
+  let text = "";
+  const args = ["node", "--etcd", endpoint, "--node", name, "--lease-ttl", String(TTL_SECONDS)];
+  const child = new CliProcess([...args, "--config", CONFIG], {
+    onLine: (_, raw) => {
+      text += `${raw}\n`;
+    },
   });
   spawned.add(child);
-  let text = "";
-  child.stderr?.setEncoding("utf8");
-  child.stderr?.on("data", (chunk: string) => {
-    text += chunk;
-  });
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
-  );
-  return { name, child, stderr: () => text, exit };
-}
-
-function cli(...args: string[]) {
-  const result = spawnSync(process.execPath, [BIN, ...args], {
-    cwd: ROOT,
-    encoding: "utf8",
-    timeout: 30_000,
-    env: cleanEnv(),
-  });
-  if (result.error) throw result.error;
-  return result;
+  return { name, process: child, stderr: () => text };
 }
 
 function isAlive(pid: number | undefined): boolean {
@@ -71,20 +43,10 @@ function isAlive(pid: number | undefined): boolean {
   }
 }
 
-beforeAll(() => {
-  if (!existsSync(join(ROOT, "dist", "src", "cli", "main.js"))) {
-    const build = spawnSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, encoding: "utf8" });
-    if (!existsSync(join(ROOT, "dist", "src", "cli", "main.js")))
-      throw new Error(`build failed:\n${build.stdout}${build.stderr}`);
-  }
-});
+beforeAll(ensureBuilt);
 
 afterEach(() => {
-  for (const child of spawned) {
-    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      process.kill(child.pid, "SIGKILL");
-    }
-  }
+  for (const child of spawned) child.signal("SIGKILL");
   spawned.clear();
 });
 
@@ -139,8 +101,8 @@ describe("rdeebee-cluster node processes against a real etcd", () => {
 
   test("kill -9 of the primary's process: the backup becomes primary and a new backup is elected", async () => {
     const { primary, backup } = await formed();
-    process.kill(primary.child.pid ?? -1, "SIGKILL");
-    expect(await primary.exit).toEqual({ code: null, signal: "SIGKILL" });
+    primary.process.signal("SIGKILL");
+    expect(await primary.process.exited).toEqual({ code: null, signal: "SIGKILL" });
 
     const after = await waitFor(
       "the backup promoted and the third node elected backup",
@@ -162,7 +124,7 @@ describe("rdeebee-cluster node processes against a real etcd", () => {
     const { status, primary } = await formed();
     const deadId = memberIdOf(status, primary.name);
     expect(deadId).toBeDefined();
-    process.kill(primary.child.pid ?? -1, "SIGKILL");
+    primary.process.signal("SIGKILL");
     const ad = await waitFor(
       `the crashed primary's slot ${deadId} under failover_id/`,
       async () => (await client.get(layout.keys.failoverKey(deadId ?? -1)).json()) ?? undefined,
@@ -175,7 +137,7 @@ describe("rdeebee-cluster node processes against a real etcd", () => {
     const { status, primary, backup } = await formed();
     const follower = nodes.find((n) => n !== primary && n !== backup);
     const deadId = memberIdOf(status, follower?.name ?? "");
-    process.kill(follower?.child.pid ?? -1, "SIGKILL");
+    follower?.process.signal("SIGKILL");
     const ad = await waitFor(
       `the follower's slot ${deadId} under failover_id/`,
       async () => (await client.get(layout.keys.failoverKey(deadId ?? -1)).json()) ?? undefined,
@@ -191,12 +153,12 @@ describe("rdeebee-cluster node processes against a real etcd", () => {
     expect(await client.get(memberKey).string()).not.toBeNull();
 
     const sentAt = Date.now();
-    process.kill(backup.child.pid ?? -1, "SIGTERM");
-    expect(await backup.exit).toEqual({ code: 0, signal: null });
+    backup.process.signal("SIGTERM");
+    expect(await backup.process.exited).toEqual({ code: 0, signal: null });
     expect(Date.now() - sentAt).toBeLessThan(5_000);
     expect(await client.get(memberKey).string()).toBeNull();
     expect(backup.stderr()).toContain('"message":"node stopped"');
-    expect(isAlive(backup.child.pid)).toBe(false);
+    expect(isAlive(backup.process.pid)).toBe(false);
   });
 });
 
@@ -206,14 +168,14 @@ describe("rdeebee-cluster node: bad input and an unreachable etcd", () => {
     ["--refresh-interval", "9", /--refresh-interval: keepalive interval \(9 s\) must be below the lease TTL/],
     ["--etcd", "ftp://x", /--etcd: malformed endpoint "ftp:\/\/x"/],
   ])("%s %s exits 2 naming the flag", (flag, value, message) => {
-    const r = cli("node", flag, value);
+    const r = runCli(["node", flag, value]);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(message);
   });
 
   test("an etcd nobody listens on exits 3 with 'cannot reach etcd'", async () => {
     const port = await freePort();
-    const r = cli("node", "--etcd", `http://127.0.0.1:${port}`, "--lease-ttl", "2");
+    const r = runCli(["node", "--etcd", `http://127.0.0.1:${port}`, "--lease-ttl", "2"]);
     expect(r.status).toBe(3);
     expect(r.stderr).toContain("cannot reach etcd");
     expect(r.stderr).toContain(`127.0.0.1:${port}`);

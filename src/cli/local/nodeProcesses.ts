@@ -1,7 +1,5 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { Subject } from "rxjs";
-import { NODE_SETTINGS_ENV } from "../../config/index.js";
+import { CliProcess, type LogLine, type ProcessExit } from "./cliProcess.js";
 
 /** What the parent knows about a child process, independent of what etcd says. */
 export type Liveness =
@@ -43,7 +41,6 @@ export interface NodeProcessesOptions {
   recentLimit?: number;
 }
 
-const BIN = fileURLToPath(new URL("../../../../bin/rdeebee-cluster.js", import.meta.url));
 const STOP_GRACE_MS = 2_000;
 
 class NodeChild implements NodeView {
@@ -51,71 +48,33 @@ class NodeChild implements NodeView {
   role = "starting";
   liveness: Liveness = "starting";
   lastMessage: string | undefined;
+  readonly process: CliProcess;
   readonly exited: Promise<void>;
-  private partial = "";
 
   constructor(
     readonly name: string,
-    readonly child: ChildProcess,
-    private readonly onLine: (node: NodeChild, line: string) => void,
-    onExit: (node: NodeChild, code: number | null, signal: NodeJS.Signals | null) => void,
+    args: readonly string[],
+    onLine: (node: NodeChild, line: LogLine, raw: string) => void,
+    onExit: (node: NodeChild, exit: ProcessExit) => void,
   ) {
-    child.stderr?.setEncoding("utf8");
-    child.stderr?.on("data", (chunk: string) => this.read(chunk));
-    this.exited = new Promise((resolve) => {
-      child.once("error", (err) => {
-        this.lastMessage = err.message;
-        onExit(this, null, null);
-        resolve();
-      });
-      child.once("exit", (code, signal) => {
-        onExit(this, code, signal);
-        resolve();
-      });
+    this.process = new CliProcess(args, { detached: true, onLine: (line, raw) => onLine(this, line, raw) });
+    this.exited = this.process.exited.then((exit) => {
+      if (this.process.spawnError) this.lastMessage = this.process.spawnError;
+      onExit(this, exit);
     });
   }
 
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.process.pid;
   }
 
   get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null && this.child.pid !== undefined;
+    return this.process.running;
   }
 
   signal(signal: NodeJS.Signals): void {
-    if (this.running) this.child.kill(signal);
+    this.process.signal(signal);
   }
-
-  private read(chunk: string): void {
-    const lines = (this.partial + chunk).split("\n");
-    this.partial = lines.pop() ?? "";
-    for (const line of lines) if (line.trim() !== "") this.onLine(this, line);
-  }
-}
-
-interface TransitionLine {
-  message?: unknown;
-  id?: unknown;
-  role?: unknown;
-  level?: unknown;
-}
-
-function parse(line: string): TransitionLine | undefined {
-  try {
-    const value: unknown = JSON.parse(line);
-    return typeof value === "object" && value !== null ? (value as TransitionLine) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Env vars of the node command that would override or clash with the flags given to children. */
-function childEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const name of Object.values(NODE_SETTINGS_ENV)) delete env[name];
-  delete env.LOG_LEVEL;
-  return env;
 }
 
 /**
@@ -148,17 +107,12 @@ export class NodeProcesses {
     this.spawned += 1;
     const name = `local-${this.spawned}`;
     const { etcd, config, leaseTtl } = this.options;
-    const args = [BIN, "node", "--etcd", etcd, "--node", name, "--lease-ttl", String(leaseTtl)];
-    const child = spawn(process.execPath, [...args, "--config", config, "--log-level", "info"], {
-      stdio: ["ignore", "ignore", "pipe"],
-      env: childEnv(),
-      detached: true,
-    });
+    const args = ["node", "--etcd", etcd, "--node", name, "--lease-ttl", String(leaseTtl)];
     const node = new NodeChild(
       name,
-      child,
-      (n, line) => this.onLine(n, line),
-      (n, code, signal) => this.onExit(n, code, signal),
+      [...args, "--config", config, "--log-level", "info"],
+      (n, line, raw) => this.onLine(n, line, raw),
+      (n, exit) => this.onExit(n, exit),
     );
     this.nodes.push(node);
     this.changes.next();
@@ -224,17 +178,17 @@ export class NodeProcesses {
     return true;
   }
 
-  private onLine(node: NodeChild, line: string): void {
-    const entry = parse(line);
+  private onLine(node: NodeChild, entry: LogLine, raw: string): void {
     if (node.liveness === "starting") node.liveness = "alive";
-    if (entry?.message === "transition" && typeof entry.role === "string") {
+    if (entry.message === "transition" && typeof entry.role === "string") {
       if (typeof entry.id === "number") node.id = entry.id;
       if (entry.role !== node.role) {
         if (node.role !== "starting") this.record(node, "role", entry.role);
         node.role = entry.role;
       }
-    } else if (entry === undefined || entry.level === "warn" || entry.level === "error") {
-      node.lastMessage = typeof entry?.message === "string" ? entry.message : line.trim();
+    } else if (entry.level === "raw" || entry.level === "warn" || entry.level === "error") {
+      node.lastMessage =
+        entry.level !== "raw" && typeof entry.message === "string" ? entry.message : raw.trim();
     }
     this.changes.next();
   }
@@ -245,7 +199,7 @@ export class NodeProcesses {
     if (this.roleChanges.length > limit) this.roleChanges.splice(0, this.roleChanges.length - limit);
   }
 
-  private onExit(node: NodeChild, code: number | null, signal: NodeJS.Signals | null): void {
+  private onExit(node: NodeChild, { code, signal }: ProcessExit): void {
     if (node.liveness === "stopping" && code === 0) {
       if (node.role !== "stopped") this.record(node, "process", "stopped");
       node.liveness = "stopped";
