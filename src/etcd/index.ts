@@ -8,6 +8,21 @@ export {
   type FencingToken,
   type FreshIdResult,
 } from "./clusterStore.js";
+export {
+  type ClusterKey,
+  classifyKey,
+  type Decoded,
+  type DecodedMember,
+  decodeCounter,
+  decodeFailoverAd,
+  decodeLeaderValue,
+  decodeMember,
+  decodeValue,
+  type FailoverAd,
+  failoverAdSchema,
+  type NodeRecord,
+  nodeRecordSchema,
+} from "./codec.js";
 export type { FencedWrite } from "./fencedWrite.js";
 export { OutcomeUnknownError, WriteNotCommittedError, WriteOutcomeUnknownError } from "./outcome.js";
 export {
@@ -25,21 +40,6 @@ export {
   removePoisonedLeaderKey,
 } from "./repair.js";
 export { EtcdSession, monotonicNow, type SessionHealth, type SessionOptions } from "./session.js";
-export {
-  type ClusterKey,
-  classifyKey,
-  type Decoded,
-  type DecodedMember,
-  decodeCounter,
-  decodeFailoverAd,
-  decodeLeaderValue,
-  decodeMember,
-  decodeValue,
-  type FailoverAd,
-  failoverAdSchema,
-  type NodeRecord,
-  nodeRecordSchema,
-} from "./codec.js";
 export { type BackoffPolicy, backoffDelay, jitteredInterval } from "./watchBackoff.js";
 export {
   type WatchHandle,
