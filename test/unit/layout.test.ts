@@ -408,7 +408,8 @@ describe("layout properties over random valid configs", () => {
           // Each key reads back as what it was made as: the grammar of the names is unambiguous.
           const kind = KIND_OF_LABEL[/^\w+/.exec(label)?.[0] ?? ""];
           const parsed = layout.keys.parse(key).kind;
-          if (kind !== undefined && parsed !== kind) problems.push(`${label} "${key}" reads back as ${parsed}`);
+          if (kind !== undefined && parsed !== kind)
+            problems.push(`${label} "${key}" reads back as ${parsed}`);
         }
         expect(problems).toEqual([]);
       }),
