@@ -1,5 +1,10 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3 } from "etcd3";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import type { ClusterConfig } from "../../src/config/index.js";
+import { silentLogger } from "../../src/logging.js";
+import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
+import type { HistoryRecord } from "../../src/runtime/history.js";
 import { crashNode } from "../../src/runtime/testing.js";
 import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
@@ -10,10 +15,12 @@ describe("cluster formation against a real etcd", () => {
   let etcd: EtcdCluster;
   let client: Etcd3;
   let factory: NodeFactory | undefined;
+  let histories: Map<ClusterNode, HistoryRecord[]>;
 
   beforeEach(async () => {
     etcd = await startEtcd();
     client = etcd.client();
+    histories = new Map();
   });
 
   afterEach(async () => {
@@ -22,10 +29,71 @@ describe("cluster formation against a real etcd", () => {
     await etcd.stop();
   });
 
+  /** A node of `f` that records its history in `histories`. */
+  function recorded(f: NodeFactory, name: string): ClusterNode {
+    const records: HistoryRecord[] = [];
+    const node = createClusterNode({
+      cluster: f.layout,
+      settings: f.settings(name),
+      logger: silentLogger(),
+      history: (record) => records.push(record),
+    });
+    f.nodes.push(node);
+    histories.set(node, records);
+    return node;
+  }
+
+  function newFactory(config?: ClusterConfig): NodeFactory {
+    factory = new NodeFactory({ endpoints: etcd.endpoints, config });
+    return factory;
+  }
+
+  /** Every member key in etcd: ID → the leases holding a member key for it. */
+  async function memberLeases(f: NodeFactory): Promise<Map<number, string[]>> {
+    const { kvs } = await client.getAll().prefix(f.layout.keys.allMembersPrefix).exec();
+    const byId = new Map<number, string[]>();
+    for (const kv of kvs) {
+      const id = Number(kv.key.toString().split("/").pop());
+      byId.set(id, [...(byId.get(id) ?? []), kv.lease]);
+    }
+    return byId;
+  }
+
+  /** Each of `nodes` holds exactly the member key of its ID, under its own lease, and no key is held twice. */
+  async function expectOneMemberKeyPerNode(f: NodeFactory, nodes: ClusterNode[]): Promise<void> {
+    const leases = await memberLeases(f);
+    const expected = new Map(nodes.map((n) => [n.id ?? -1, [n.status.leaseId ?? ""]]));
+    expect(leases).toEqual(expected);
+  }
+
+  /**
+   * The node's history: connecting, then bootstrapping, then an identity record of its ID made under
+   * the lease that holds its member key in etcd, then only member roles, the first one naming that ID.
+   */
+  function expectBootstrapped(node: ClusterNode): void {
+    const history = histories.get(node) ?? [];
+    const transitions = history.filter((r) => r.kind === "transition");
+    const roles = transitions.map((r) => r.role).filter((role, i, all) => role !== all[i - 1]);
+    expect(roles.slice(0, 2), `${node.settings.nodeName}: roles`).toEqual(["connecting", "bootstrapping"]);
+    expect(roles.slice(2).every((role) => role !== "connecting" && role !== "bootstrapping")).toBe(true);
+    const identityAt = history.findIndex((r) => r.kind === "identity");
+    const identity = history[identityAt];
+    expect(identity, `${node.settings.nodeName}: identity`).toMatchObject({
+      kind: "identity",
+      id: node.id,
+      lease: node.status.leaseId,
+    });
+    const lastBootstrapping = history.findLastIndex(
+      (r) => r.kind === "transition" && r.role === "bootstrapping",
+    );
+    expect(lastBootstrapping).toBeLessThan(identityAt);
+    expect(history[identityAt + 1]).toMatchObject({ kind: "transition", id: node.id, from: "bootstrapping" });
+  }
+
   test("the seed config with 30 nodes: one primary and one backup per grouping, full groups, IDs 0..29", async () => {
-    factory = new NodeFactory({ endpoints: etcd.endpoints });
-    const nodes = await factory.startMany(30);
-    const f = factory;
+    const f = newFactory();
+    const nodes = Array.from({ length: 30 }, (_, i) => recorded(f, `node-${i}`));
+    await Promise.all(nodes.map((n) => n.start()));
     await waitUntil("every grouping to have a primary and a backup", () =>
       leadershipSettled(client, f.layout, nodes),
     );
@@ -45,6 +113,20 @@ describe("cluster formation against a real etcd", () => {
     const members = await membersInEtcd(client, factory.layout);
     for (const [group, ids] of members) expect(ids, `group ${group}`).toEqual(factory.layout.slotsOf(group));
     for (const node of nodes) expect(node.status.group).toBe(factory.layout.nodeGroup(node.id ?? -1));
+    await expectOneMemberKeyPerNode(f, nodes);
+    for (const node of nodes) expectBootstrapped(node);
+  });
+
+  test("a counter moved back by hand onto taken slots: a new node skips them and takes a free ID", async () => {
+    const f = newFactory({ ...SEED_CONFIG, groups: 2 });
+    const nodes = Array.from({ length: 3 }, (_, i) => recorded(f, `node-${i}`));
+    for (const node of nodes) await node.start();
+    await client.put("id_key").value("1");
+    const late = recorded(f, "late");
+    const status = await late.start();
+    expect(status.id).toBe(3);
+    await expectOneMemberKeyPerNode(f, [...nodes, late]);
+    for (const node of [...nodes, late]) expectBootstrapped(node);
   });
 
   test("50 nodes bootstrapping at once get 50 distinct IDs", async () => {
@@ -57,18 +139,27 @@ describe("cluster formation against a real etcd", () => {
   });
 
   test("a node started when every slot is taken waits, then takes a slot that fails", async () => {
-    factory = new NodeFactory({ endpoints: etcd.endpoints, config: { ...SEED_CONFIG, groups: 1, reads: 1 } });
-    const nodes = await factory.startMany(3);
-    const f = factory;
+    const f = newFactory({ ...SEED_CONFIG, groups: 1, reads: 1 });
+    const nodes = Array.from({ length: 3 }, (_, i) => recorded(f, `node-${i}`));
+    await Promise.all(nodes.map((n) => n.start()));
     await waitUntil("a primary and a backup", () => leadershipSettled(client, f.layout, nodes));
-    const late = factory.create("late");
+    const late = recorded(f, "late");
     const joined = late.start();
-    await waitUntil("the late node to wait for a slot", () => late.role === "bootstrapping");
+    await waitUntil("the late node to have a lease", () => late.status.leaseId);
+    // Generous time for its allocation to find the cluster full; it must still hold no slot.
+    await sleep(1_000);
+    expect(late.role).toBe("bootstrapping");
+    expect(late.id).toBeUndefined();
+    expect(await client.get("id_key").string()).toBe("3");
+    await expectOneMemberKeyPerNode(f, nodes);
+
     const follower = nodes.find((n) => n.role === "follower");
     expect(follower).toBeDefined();
     const lostId = follower?.id;
     crashNode(follower);
     const status = await joined;
     expect(status.id).toBe(lostId);
+    expectBootstrapped(late);
+    await expectOneMemberKeyPerNode(f, nodes.filter((n) => n !== follower).concat(late));
   });
 });
