@@ -1,5 +1,5 @@
 /** A leader key as the machines see it: who holds it, its fencing token, and whether it is this node's. */
-export interface LeaderSeat {
+export interface SeatHolder {
   /** Undefined when the key's value does not name a node of this grouping (a poisoned key). */
   nodeId?: number;
   token: number;
@@ -15,8 +15,8 @@ export interface LeaderSeat {
 /** The two leader keys of this node's grouping, as of one etcd revision. */
 export interface LeadersChanged {
   type: "LEADERS_CHANGED";
-  primary?: LeaderSeat;
-  backup?: LeaderSeat;
+  primary?: SeatHolder;
+  backup?: SeatHolder;
 }
 
 /** Allocated slots of this grouping that have neither a live member nor an advertisement. */
@@ -25,9 +25,9 @@ export interface MembersChanged {
   missing: readonly number[];
 }
 
-export type LeaderSlot = 1 | 2;
+export type LeaderSeat = 1 | 2;
 
 export interface Office {
-  slot: LeaderSlot;
+  seat: LeaderSeat;
   token: number;
 }

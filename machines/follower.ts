@@ -1,14 +1,14 @@
 import { assign, setup } from "xstate";
-import type { LeaderSlot, LeadersChanged, Office } from "./events.js";
+import type { LeaderSeat, LeadersChanged, Office } from "./events.js";
 
 export type FollowerEvent = LeadersChanged;
 
-export type FollowerOutput = { kind: "campaign"; slot: LeaderSlot } | { kind: "resume"; office: Office };
+export type FollowerOutput = { kind: "campaign"; seat: LeaderSeat } | { kind: "resume"; office: Office };
 
 /** The seat still this node's, the primary first; only called when `holdsALeaderKey` held. */
 function heldOffice(event: LeadersChanged): Office {
-  if (event.primary?.mine) return { slot: 1, token: event.primary.token };
-  if (event.backup?.mine) return { slot: 2, token: event.backup.token };
+  if (event.primary?.mine) return { seat: 1, token: event.primary.token };
+  if (event.backup?.mine) return { seat: 2, token: event.backup.token };
   throw new Error("resumingOffice without a leader key of this node");
 }
 
@@ -34,7 +34,7 @@ export const followerMachine = setup({
   },
 }).createMachine({
   id: "follower",
-  context: { outcome: { kind: "campaign", slot: 1 } },
+  context: { outcome: { kind: "campaign", seat: 1 } },
   initial: "watchingLeaders",
   states: {
     watchingLeaders: {
@@ -49,12 +49,12 @@ export const followerMachine = setup({
           {
             guard: "bothVacant",
             target: "runningForPrimary",
-            actions: assign({ outcome: { kind: "campaign", slot: 1 } }),
+            actions: assign({ outcome: { kind: "campaign", seat: 1 } }),
           },
           {
             guard: "backupVacant",
             target: "runningForBackup",
-            actions: assign({ outcome: { kind: "campaign", slot: 2 } }),
+            actions: assign({ outcome: { kind: "campaign", seat: 2 } }),
           },
         ],
       },

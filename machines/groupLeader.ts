@@ -1,5 +1,5 @@
 import { assign, sendParent, sendTo, setup } from "xstate";
-import type { LeaderSlot, LeadersChanged, Office } from "./events.js";
+import type { LeaderSeat, LeadersChanged, Office } from "./events.js";
 import { type FailoverAdvertiserEvent, failoverAdvertiserMachine } from "./failoverAdvertiser.js";
 
 /** Its own events, and those of the advertiser it runs as primary (passed on to it). */
@@ -21,10 +21,10 @@ export interface OfficeChanged extends Office {
 
 /** The other seat's poisoned key, as the `otherSeatPoisoned` guard found it. */
 const otherSeat = (context: Office, event: LeadersChanged) => {
-  const slot: LeaderSlot = context.slot === 1 ? 2 : 1;
-  const modRevision = (slot === 1 ? event.primary : event.backup)?.poisonRevision;
+  const seat: LeaderSeat = context.seat === 1 ? 2 : 1;
+  const modRevision = (seat === 1 ? event.primary : event.backup)?.poisonRevision;
   if (modRevision === undefined) throw new Error("removePoisonedSeat without a poisoned seat");
-  return { slot, modRevision };
+  return { seat, modRevision };
 };
 
 const removePoisonedOtherSeat = {
@@ -54,27 +54,27 @@ export const groupLeaderMachine = setup({
   actions: {
     promote: (_, _params: { token: number }) => {},
     readLeaders: () => {},
-    removePoisonedSeat: (_, _params: { slot: LeaderSlot; modRevision: number }) => {},
+    removePoisonedSeat: (_, _params: { seat: LeaderSeat; modRevision: number }) => {},
     reportOffice: sendParent(
-      ({ context }): OfficeChanged => ({ type: "OFFICE_CHANGED", slot: context.slot, token: context.token }),
+      ({ context }): OfficeChanged => ({ type: "OFFICE_CHANGED", seat: context.seat, token: context.token }),
     ),
     forwardToAdvertiser: sendTo("advertiser", ({ event }) => event),
   },
   guards: {
-    isPrimary: ({ context }) => context.slot === 1,
+    isPrimary: ({ context }) => context.seat === 1,
     lostOwnSeat: ({ context, event }) => {
       if (event.type !== "LEADERS_CHANGED") return false;
-      const seat = context.slot === 1 ? event.primary : event.backup;
+      const seat = context.seat === 1 ? event.primary : event.backup;
       return !seat?.mine || seat.token !== context.token;
     },
     primaryVacant: ({ event }) => event.type === "LEADERS_CHANGED" && !event.primary,
     otherSeatPoisoned: ({ context, event }) =>
       event.type === "LEADERS_CHANGED" &&
-      (context.slot === 1 ? event.backup : event.primary)?.poisonRevision !== undefined,
+      (context.seat === 1 ? event.backup : event.primary)?.poisonRevision !== undefined,
   },
 }).createMachine({
   id: "groupLeader",
-  context: ({ input }) => ({ slot: input.slot, token: input.token }),
+  context: ({ input }) => ({ seat: input.seat, token: input.token }),
   initial: "takingOffice",
   states: {
     takingOffice: {
@@ -98,7 +98,7 @@ export const groupLeaderMachine = setup({
       on: {
         PROMOTED: {
           target: "takingOffice",
-          actions: assign({ slot: 1 as LeaderSlot, token: ({ event }) => event.token }),
+          actions: assign({ seat: 1 as LeaderSeat, token: ({ event }) => event.token }),
         },
         PROMOTION_FAILED: "deposed",
       },

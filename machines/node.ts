@@ -1,7 +1,7 @@
 import { assign, type DoneActorEvent, sendTo, setup } from "xstate";
 import { type BootstrapIdEvent, bootstrapIdMachine } from "./bootstrapId.js";
 import { type CandidateEvent, type CandidateOutput, candidateMachine } from "./candidate.js";
-import type { LeaderSlot, Office } from "./events.js";
+import type { LeaderSeat, Office } from "./events.js";
 import { type FollowerEvent, type FollowerOutput, followerMachine } from "./follower.js";
 import { type GroupLeaderEvent, groupLeaderMachine, type OfficeChanged } from "./groupLeader.js";
 
@@ -68,17 +68,17 @@ export interface NodeContext {
 type RoleDone = DoneActorEvent<FollowerOutput | CandidateOutput, "role">;
 
 /** The seat a follower decided to run for: only a follower's `campaign` output enters `candidate`. */
-function campaignOf(event: { type: string }): { slot: LeaderSlot } {
+function campaignOf(event: { type: string }): { seat: LeaderSeat } {
   const output = (event as Partial<RoleDone>).output;
   if (output?.kind !== "campaign") throw new Error(`candidate entered on ${event.type}, not on a campaign`);
-  return { slot: output.slot };
+  return { seat: output.seat };
 }
 
 /** The office a follower resumes or a candidate won: the only ways into `leader`. */
 function officeTakenOn(event: { type: string }): Office {
   const output = (event as Partial<RoleDone>).output;
   if (output?.kind === "resume") return output.office;
-  if (output?.kind === "won") return { slot: output.slot, token: output.token };
+  if (output?.kind === "won") return { seat: output.seat, token: output.token };
   throw new Error(`leader entered on ${event.type}, without an office resumed or won`);
 }
 
@@ -205,7 +205,7 @@ export const nodeMachine = setup({
           },
           on: {
             OFFICE_CHANGED: {
-              actions: assign({ office: ({ event }) => ({ slot: event.slot, token: event.token }) }),
+              actions: assign({ office: ({ event }) => ({ seat: event.seat, token: event.token }) }),
             },
           },
         },

@@ -301,19 +301,19 @@ export class ClusterStore {
 
   /**
    * Campaigns for one leader key of a grouping. Wins only when the key is absent and the other
-   * slot is not held under this node's lease, so primary and backup are never the same node.
+   * seat is not held under this node's lease, so primary and backup are never the same node.
    * The token is the key's create revision. When the reply is lost, the key is read: held under
    * this lease means won. (A copy of the request still in flight may win after that read; the
    * node then finds the key under its own lease in its leader view and resumes the office.)
    */
   async campaign(
     grouping: number,
-    slot: LeaderSeat,
+    seat: LeaderSeat,
     record: NodeRecord,
     leaseId: string,
   ): Promise<CampaignResult> {
-    const key = this.keys.leaderKey(grouping, slot);
-    const other = this.keys.leaderKey(grouping, slot === 1 ? 2 : 1);
+    const key = this.keys.leaderKey(grouping, seat);
+    const other = this.keys.leaderKey(grouping, seat === 1 ? 2 : 1);
     try {
       const txn = await this.client
         .if(key, "Create", "==", 0)
@@ -322,12 +322,12 @@ export class ClusterStore {
         .else(this.client.get(key))
         .options(this.callOptions())
         .commit();
-      if (txn.succeeded) return this.won(grouping, slot, Number(txn.header.revision), leaseId);
-      return this.wonIfHeld(grouping, slot, txn.responses[0]?.response_range?.kvs[0], leaseId);
+      if (txn.succeeded) return this.won(grouping, seat, Number(txn.header.revision), leaseId);
+      return this.wonIfHeld(grouping, seat, txn.responses[0]?.response_range?.kvs[0], leaseId);
     } catch (err) {
       if (certainlyNotApplied(err)) throw err;
       const held = await this.readBack(`campaign for ${key}`, err, key);
-      return this.wonIfHeld(grouping, slot, held, leaseId);
+      return this.wonIfHeld(grouping, seat, held, leaseId);
     }
   }
 
@@ -359,19 +359,19 @@ export class ClusterStore {
     }
   }
 
-  private won(grouping: number, slot: LeaderSeat, token: number, leaseId: string): CampaignResult {
-    this.rememberFenceLease({ grouping, slot, token }, leaseId);
+  private won(grouping: number, seat: LeaderSeat, token: number, leaseId: string): CampaignResult {
+    this.rememberFenceLease({ grouping, seat, token }, leaseId);
     return { kind: "won", token };
   }
 
   private wonIfHeld(
     grouping: number,
-    slot: LeaderSeat,
+    seat: LeaderSeat,
     held: IKeyValue | undefined,
     leaseId: string,
   ): CampaignResult {
     return held && heldBy(held, leaseId)
-      ? this.won(grouping, slot, Number(held.create_revision), leaseId)
+      ? this.won(grouping, seat, Number(held.create_revision), leaseId)
       : { kind: "lost" };
   }
 
@@ -389,7 +389,7 @@ export class ClusterStore {
    * a key that is gone or no longer the caller's counts as resigned.
    */
   async resign(fence: FencingToken): Promise<boolean> {
-    const key = this.keys.leaderKey(fence.grouping, fence.slot);
+    const key = this.keys.leaderKey(fence.grouping, fence.seat);
     try {
       const txn = await this.client
         .if(key, "Create", "==", fence.token)
@@ -434,7 +434,7 @@ export class ClusterStore {
    */
   async advertiseFailedSlot(fence: FencingToken, nodeId: number, advertisedBy: number): Promise<boolean> {
     const group = this.layout.nodeGroup(nodeId);
-    const leaderKey = this.keys.leaderKey(fence.grouping, fence.slot);
+    const leaderKey = this.keys.leaderKey(fence.grouping, fence.seat);
     const adKey = this.keys.failoverKey(nodeId);
     const ad = { id: nodeId, group, advertisedBy, token: fence.token };
     let leader: IKeyValue | undefined;
@@ -480,7 +480,7 @@ export class ClusterStore {
     build: (client: Etcd3) => Parameters<ReturnType<Etcd3["if"]>["then"]>,
     leaseId?: string,
   ): Promise<FencedWrite> {
-    const leaderKey = this.keys.leaderKey(fence.grouping, fence.slot);
+    const leaderKey = this.keys.leaderKey(fence.grouping, fence.seat);
     const lease = leaseId ?? (await this.leaseOfFence(fence, leaderKey));
     const operations: TxnOperation[] = build(this.client);
     return this.writer.write(fence, leaderKey, lease, this.writeMarkerKey(fence), operations);
@@ -521,7 +521,7 @@ export class ClusterStore {
   }
 }
 
-const fenceId = (fence: FencingToken) => `${fence.grouping}/${fence.slot}/${fence.token}`;
+const fenceId = (fence: FencingToken) => `${fence.grouping}/${fence.seat}/${fence.token}`;
 
 function heldBy(kv: IKeyValue | undefined, leaseId: string): boolean {
   return kv !== undefined && kv.lease === leaseId;

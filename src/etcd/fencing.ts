@@ -3,7 +3,7 @@ import type { LeaderSeat } from "../config/index.js";
 /** A leader's proof of office: the create revision of the leader key it holds. */
 export interface FencingToken {
   grouping: number;
-  slot: LeaderSeat;
+  seat: LeaderSeat;
   token: number;
 }
 
@@ -12,7 +12,7 @@ export class FenceLostError extends Error {
   override readonly name = "FenceLostError";
   constructor(readonly fence: FencingToken) {
     super(
-      `leader key of grouping ${fence.grouping} slot ${fence.slot} no longer has create revision ${fence.token}`,
+      `leader key of grouping ${fence.grouping} seat ${fence.seat} no longer has create revision ${fence.token}`,
     );
   }
 }

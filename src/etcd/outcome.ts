@@ -37,7 +37,7 @@ export class WriteOutcomeUnknownError extends OutcomeUnknownError {
       "fenced write",
       attemptError,
       settleError,
-      `outcome of the fenced write of grouping ${fence.grouping} slot ${fence.slot} token ${fence.token} is unknown: it may or may not have committed (${errorText(attemptError)}; marker ${markerKey}: ${errorText(settleError)})`,
+      `outcome of the fenced write of grouping ${fence.grouping} seat ${fence.seat} token ${fence.token} is unknown: it may or may not have committed (${errorText(attemptError)}; marker ${markerKey}: ${errorText(settleError)})`,
     );
   }
 }
@@ -50,7 +50,7 @@ export class WriteNotCommittedError extends Error {
     cause: unknown,
   ) {
     super(
-      `fenced write of grouping ${fence.grouping} slot ${fence.slot} token ${fence.token} did not commit and will not: ${errorText(cause)}`,
+      `fenced write of grouping ${fence.grouping} seat ${fence.seat} token ${fence.token} did not commit and will not: ${errorText(cause)}`,
       { cause },
     );
   }

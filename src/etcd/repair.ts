@@ -89,8 +89,8 @@ export async function removePoisonedLeaderKey(
   modRevision: number,
   timeoutMs: number,
 ): Promise<LeaderKeyRemoval> {
-  const ownKey = layout.keys.leaderKey(fence.grouping, fence.slot);
-  const otherKey = layout.keys.leaderKey(fence.grouping, fence.slot === 1 ? 2 : 1);
+  const ownKey = layout.keys.leaderKey(fence.grouping, fence.seat);
+  const otherKey = layout.keys.leaderKey(fence.grouping, fence.seat === 1 ? 2 : 1);
   if (poisonedKey !== otherKey)
     throw new RangeError(
       `${poisonedKey} is not the other leader key of the remover's grouping (${otherKey})`,

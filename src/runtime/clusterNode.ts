@@ -54,7 +54,6 @@ export class ClusterNode {
   readonly actor: Actor<typeof nodeMachine>;
   readonly log: Logger;
   private readonly client: Etcd3;
-  private readonly callTimeoutMs: number;
   private readonly store: RecordingStore;
   private readonly projection: StatusProjection;
   private readonly grouping: GroupingEvents;
@@ -70,38 +69,31 @@ export class ClusterNode {
     this.settings = settings;
     this.log = (options.logger ?? createLogger()).child({ node: settings.nodeName });
     this.client = connectEtcd(settings.etcdEndpoints);
-    this.callTimeoutMs = callTimeoutFor(settings.leaseTtlSeconds);
+    const callTimeoutMs = callTimeoutFor(settings.leaseTtlSeconds);
     this.scope = this.newScope();
     const history = new HistoryRecorder(settings.nodeName, options.history, () => this.scope.session);
-    const store = new ClusterStore(this.client, this.layout, this.log, { callTimeoutMs: this.callTimeoutMs });
+    const store = new ClusterStore(this.client, this.layout, this.log, { callTimeoutMs });
     this.store = new RecordingStore(store, history);
     const snapshot = () => this.actor.getSnapshot();
     this.projection = new StatusProjection(settings.nodeName, this.layout, this.log, history, snapshot);
-    this.grouping = new GroupingEvents({
-      layout: this.layout,
-      log: this.log,
-      etcd: this.client,
-      watch: (prefix) => this.watch(prefix),
-      callTimeoutMs: this.callTimeoutMs,
-      role$: this.projection.role$,
-    });
+    // Views re-read their keys once per TTL and on every reconnect: a missed event delays a decision by a TTL at most.
+    const resync = { resyncIntervalMs: settings.leaseTtlSeconds * 1000, callTimeoutMs };
+    const watch = (prefix: string) => watchPrefix(this.client, prefix, this.log, resync);
+    const etcd = { layout: this.layout, log: this.log, etcd: this.client, callTimeoutMs, watch };
+    this.grouping = new GroupingEvents({ ...etcd, role$: this.projection.role$ });
     const machine = boundNodeMachine({
-      layout: this.layout,
+      ...etcd,
       settings,
-      log: this.log,
-      etcd: this.client,
       store: this.store,
       grouping: this.grouping,
       timers: this.timers,
-      callTimeoutMs: this.callTimeoutMs,
-      watch: (prefix) => this.watch(prefix),
+      snapshot,
       scope: () => this.scope,
       beginScope: () => {
         this.scope.end();
         this.scope = this.newScope();
         return this.scope;
       },
-      snapshot,
       send: (event) => this.deliver(event),
       keepaliveRoundTrip: (ms) => this.keepalives.next(ms),
     });
@@ -197,7 +189,7 @@ export class ClusterNode {
   async fencedTxn(build: Parameters<ClusterStore["fencedTxn"]>[1]): Promise<FencedWrite> {
     const fence = this.fence;
     const session = this.scope.session;
-    if (fence?.slot !== 1 || !session?.isValid()) throw new NotPrimaryError(this.status);
+    if (fence?.seat !== 1 || !session?.isValid()) throw new NotPrimaryError(this.status);
     return this.store.fencedTxn(fence, build, session.leaseId);
   }
 
@@ -236,17 +228,6 @@ export class ClusterNode {
 
   private deliver(event: Parameters<Actor<typeof nodeMachine>["send"]>[0]): void {
     if (this.actor.getSnapshot().status === "active") this.actor.send(event);
-  }
-
-  /**
-   * A prefix view that re-reads its keys once per TTL and on every reconnect, so a missed event
-   * delays a decision by at most a TTL (the machines treat every re-read as a fresh view).
-   */
-  private watch(prefix: string) {
-    return watchPrefix(this.client, prefix, this.log, {
-      resyncIntervalMs: this.settings.leaseTtlSeconds * 1000,
-      callTimeoutMs: this.callTimeoutMs,
-    });
   }
 }
 

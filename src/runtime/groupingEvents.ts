@@ -8,7 +8,7 @@ import {
   switchMap,
   take,
 } from "rxjs";
-import type { LeaderSeat, LeadersChanged } from "../../machines/events.js";
+import type { LeadersChanged, SeatHolder } from "../../machines/events.js";
 import type { ClusterLayout } from "../config/index.js";
 import { type Etcd3, listPrefix, type PrefixSnapshot } from "../etcd/index.js";
 import type { Logger } from "../logging.js";
@@ -34,9 +34,9 @@ export interface GroupingEventsOptions {
 }
 
 /** A leader key as the machines see it: `mine` when it is bound to this session's lease. */
-function seatOf(view: LeaderView | undefined, leaseId: string | undefined): LeaderSeat | undefined {
+function seatOf(view: LeaderView | undefined, leaseId: string | undefined): SeatHolder | undefined {
   if (!view) return undefined;
-  const seat: LeaderSeat = { token: view.token, mine: view.lease === leaseId };
+  const seat: SeatHolder = { token: view.token, mine: view.lease === leaseId };
   if (view.record) seat.nodeId = view.record.id;
   // Every leader key this runtime writes has a lease; a poisoned one without is nobody's.
   if (view.problem !== undefined && view.lease === "0") seat.poisonRevision = view.modRevision;
@@ -154,13 +154,13 @@ export class GroupingEvents {
 
   /** Says so loudly, on every view of the seats (at least once per re-read interval). */
   private reportPoisonedSeats(grouping: number, leaders: LeadersSnapshot): void {
-    for (const [slot, view] of [
+    for (const [seat, view] of [
       [1, leaders.primary],
       [2, leaders.backup],
     ] as const) {
       if (view?.problem === undefined) continue;
       this.options.log.error("poisoned leader key: the seat counts as held until it is removed", {
-        key: this.options.layout.keys.leaderKey(grouping, slot),
+        key: this.options.layout.keys.leaderKey(grouping, seat),
         problem: view.problem,
         lease: view.lease,
         modRevision: view.modRevision,

@@ -37,8 +37,8 @@ export class RecordingStore {
     outcome: Outcome,
     extra: { revision?: number; detail?: string } = {},
   ): void {
-    const { grouping, slot, token } = fence;
-    this.history.record({ kind: "leader", action, grouping, slot, token, outcome, ...extra });
+    const { grouping, seat, token } = fence;
+    this.history.record({ kind: "leader", action, grouping, slot: seat, token, outcome, ...extra });
   }
 
   allocateFreshId(
@@ -59,13 +59,13 @@ export class RecordingStore {
 
   async campaign(
     grouping: number,
-    slot: FencingToken["slot"],
+    seat: FencingToken["seat"],
     record: NodeRecord,
     leaseId: string,
   ): Promise<CampaignResult> {
-    const result = await this.store.campaign(grouping, slot, record, leaseId);
-    if (result.kind === "lost") this.record("campaign", { grouping, slot, token: 0 }, "refused");
-    else this.record("campaign", { grouping, slot, token: result.token }, "ok", { revision: result.token });
+    const result = await this.store.campaign(grouping, seat, record, leaseId);
+    if (result.kind === "lost") this.record("campaign", { grouping, seat, token: 0 }, "refused");
+    else this.record("campaign", { grouping, seat, token: result.token }, "ok", { revision: result.token });
     return result;
   }
 
@@ -73,7 +73,7 @@ export class RecordingStore {
     const result = await this.store.promote(backup, record, leaseId);
     if (result.kind === "lost") this.record("promote", backup, "refused");
     else {
-      const primary = { grouping: backup.grouping, slot: 1 as const, token: result.token };
+      const primary = { grouping: backup.grouping, seat: 1 as const, token: result.token };
       this.record("promote", primary, "ok", { revision: result.token });
     }
     return result;

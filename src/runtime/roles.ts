@@ -48,7 +48,7 @@ export function roleOf({ path, status, leader }: RoleFacts): NodeRole {
   if (status !== "active" || path === "stopped") return "stopped";
   if (path === "member.leader") {
     if (leader?.promoting) return "candidate";
-    return leader?.office.slot === 1 ? "primary" : "backup";
+    return leader?.office.seat === 1 ? "primary" : "backup";
   }
   if (path === "member.candidate") return "candidate";
   if (path.startsWith("member")) return "follower";

@@ -15,7 +15,7 @@ export interface ClusterJson {
   id: number | null;
   group: number | null;
   grouping: number | null;
-  fence: { grouping: number; slot: number; token: number } | null;
+  fence: { grouping: number; seat: number; token: number } | null;
   leaders: { revision: number; primary: SeatJson | null; backup: SeatJson | null } | null;
   members: { group: number; members: { id: number; name: string; address: string }[] }[];
 }

@@ -54,7 +54,7 @@ export class KvStore {
 
   async put(key: string, value: string): Promise<PutOutcome> {
     const fence = this.node.fence;
-    if (this.node.role !== "primary" || fence?.slot !== 1) {
+    if (this.node.role !== "primary" || fence?.seat !== 1) {
       return {
         ok: false,
         key,

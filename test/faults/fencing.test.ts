@@ -81,7 +81,7 @@ test("a primary paused between its local check and its write: the fenced transac
   const primary = nodes.find((n) => n.node.role === "primary");
   if (!primary) throw new Error("no primary");
   const staleFence = primary.node.fence;
-  expect(staleFence?.slot).toBe(1);
+  expect(staleFence?.seat).toBe(1);
   await primary.node.fencedTxn((etcd) => [etcd.put(PROBE_KEY).value("while primary")]);
 
   // The local check passes and the write leaves, but the link holds it until the office is gone.

@@ -59,13 +59,13 @@ describe("ClusterStore over a link that loses replies", () => {
       .map((kv) => kv.key.toString());
   const kvOf = async (key: string) => (await direct.get(key).exec()).kvs[0];
   /** Puts a leader key under `leaseId` directly; its fence. */
-  const holdLeaderKey = async (slot: 1 | 2, leaseId: string): Promise<FencingToken> => {
+  const holdLeaderKey = async (seat: 1 | 2, leaseId: string): Promise<FencingToken> => {
     const res = await direct
-      .put(KEYS.leaderKey(0, slot))
+      .put(KEYS.leaderKey(0, seat))
       .value(JSON.stringify({ ...RECORD, id: 0 }))
       .lease(leaseId)
       .exec();
-    return { grouping: 0, slot, token: Number(res.header.revision) };
+    return { grouping: 0, seat, token: Number(res.header.revision) };
   };
   const advertise = async (id: number) => {
     await direct.put(KEYS.idKey).value("3");

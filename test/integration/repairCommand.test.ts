@@ -251,7 +251,7 @@ describe("removePoisonedLeaderKey: the grouping's other leader removes it, fence
     client = etcd.client();
     leaseId = String(await client.lease(600, { autoKeepAlive: false }).grant());
     const own = await put(client, keys.leaderKey(0, 1), record(1), leaseId);
-    fence = { grouping: 0, slot: 1, token: own.createRevision };
+    fence = { grouping: 0, seat: 1, token: own.createRevision };
     poisoned = await put(client, poisonedKey, "{not json");
   });
 

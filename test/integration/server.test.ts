@@ -162,7 +162,7 @@ describe("example server beside a cluster node, over real HTTP and a real etcd",
       id: primary.node.id,
       group: 0,
       grouping: 0,
-      fence: { grouping: 0, slot: 1, token: primary.node.fence?.token },
+      fence: { grouping: 0, seat: 1, token: primary.node.fence?.token },
     });
     expect(primaryView?.leaders?.primary?.token).toBe(primary.node.fence?.token);
     expect(views.find((c) => c.role === "follower")?.fence).toBeNull();

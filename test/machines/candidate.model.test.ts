@@ -6,7 +6,7 @@ describeModel({
   title: "candidate",
   table: candidateTable,
   machines: [candidateMachine],
-  inputs: [{ slot: 1 }, { slot: 2 }],
+  inputs: [{ seat: 1 }, { seat: 2 }],
   events: candidateEvents,
   machine: (log) => recording(candidateMachine, candidateTable, log),
 });

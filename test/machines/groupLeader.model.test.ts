@@ -63,8 +63,8 @@ describeModel({
   table: groupLeaderTable,
   machines: [groupLeaderMachine, failoverAdvertiserMachine],
   inputs: [
-    { slot: 1, token: 10 },
-    { slot: 2, token: 20 },
+    { seat: 1, token: 10 },
+    { seat: 2, token: 20 },
   ],
   events: groupLeaderEvents,
   key: groupLeaderKey,
@@ -75,13 +75,13 @@ describeModel({
 describe("groupLeader", () => {
   // When the primary crashes, its leader key and member key go in the same revision (one lease),
   // so the backup sees MEMBERS_CHANGED [old primary's ID] before its promotion completes, and the
-  // runtime's missing-slot stream does not repeat it. The advertiser therefore asks for the
+  // runtime's missing-seat stream does not repeat it. The advertiser therefore asks for the
   // current set on start (readMissingSlots), and the runtime answers.
   it("a promoted backup asks for the slots that went missing before, and advertises them", () => {
     const log = new EffectLog();
     const leader = hosted(recordingLeader(log), log, {
       inspect: () => {},
-      input: { slot: 2, token: 20 },
+      input: { seat: 2, token: 20 },
       snapshot: undefined,
     });
     const send = (event: GroupLeaderEvent) => leader.send(event);

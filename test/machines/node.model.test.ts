@@ -69,7 +69,7 @@ describe("node", () => {
       { type: "STOP" },
     ]);
     expect(log.all.filter((e) => e.name === "leaveCluster")).toEqual([
-      effect("node", "leaveCluster", { id: 7, office: { slot: 1, token: 21 } }),
+      effect("node", "leaveCluster", { id: 7, office: { seat: 1, token: 21 } }),
     ]);
     actor.stop();
   });
@@ -89,7 +89,7 @@ describe("node", () => {
       effect("groupLeader", "readLeaders"),
       effect("groupLeader", "promote", { token: 22 }),
     ]);
-    expect(actor.getSnapshot().context.office).toEqual({ slot: 1, token: 31 });
+    expect(actor.getSnapshot().context.office).toEqual({ seat: 1, token: 31 });
     actor.stop();
   });
 });

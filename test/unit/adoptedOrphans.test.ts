@@ -7,11 +7,11 @@ import { SEED_CONFIG } from "../support/clusterNodes.js";
 /** Five groupings of one group each. */
 const layout = new ClusterLayout({ ...SEED_CONFIG, groups: 5, reads: 1 });
 
-/** A snapshot of every leader key, with the given seats held: `[grouping, slot]`. */
+/** A snapshot of every leader key, with the given seats held: `[grouping, seat]`. */
 function seats(...held: [number, 1 | 2][]): PrefixSnapshot {
   const entries = new Map<string, KeyEntry>();
-  for (const [grouping, slot] of held) {
-    const key = layout.keys.leaderKey(grouping, slot);
+  for (const [grouping, seat] of held) {
+    const key = layout.keys.leaderKey(grouping, seat);
     entries.set(key, { key, value: "{}", createRevision: 2, modRevision: 2, lease: "1" });
   }
   return { prefix: layout.keys.allLeadersPrefix, revision: 9, entries, source: "list" };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type Actor, createActor } from "xstate";
-import type { LeaderSeat } from "../../machines/events.js";
+import type { SeatHolder } from "../../machines/events.js";
 import { type NodeEvent, nodeMachine } from "../../machines/node.js";
 import { ClusterLayout } from "../../src/config/index.js";
 import { silentLogger } from "../../src/logging.js";
@@ -9,8 +9,8 @@ import { StatusProjection } from "../../src/runtime/nodeStatus.js";
 import { SEED_CONFIG } from "../support/clusterNodes.js";
 
 const layout = new ClusterLayout(SEED_CONFIG);
-const mine = (token: number): LeaderSeat => ({ nodeId: 7, token, mine: true });
-const other = (token: number): LeaderSeat => ({ nodeId: 8, token, mine: false });
+const mine = (token: number): SeatHolder => ({ nodeId: 7, token, mine: true });
+const other = (token: number): SeatHolder => ({ nodeId: 8, token, mine: false });
 
 /** The real node machine (effects left as no-ops) followed by a status projection, no etcd. */
 function projectedNode() {
@@ -35,18 +35,18 @@ describe("a node's status, a projection of its machine's snapshot", () => {
   it("role and fencing token change together, in the step that changes the office", () => {
     const { projection, history, send, stop } = projectedNode();
     const seen: string[] = [];
-    projection.status$.subscribe(({ role, fence }) => seen.push(`${role} ${fence?.slot}/${fence?.token}`));
+    projection.status$.subscribe(({ role, fence }) => seen.push(`${role} ${fence?.seat}/${fence?.token}`));
     send({ type: "SESSION_OPENED", leaseId: "lease-1" });
     send({ type: "SLOT_CLAIMED", id: 7 });
     send({ type: "LEADERS_CHANGED", primary: other(10), backup: mine(22) });
-    expect(projection.status).toMatchObject({ role: "backup", fence: { grouping: 0, slot: 2, token: 22 } });
+    expect(projection.status).toMatchObject({ role: "backup", fence: { grouping: 0, seat: 2, token: 22 } });
 
     // The primary key goes: the backup's promotion is in flight, so it is neither backup nor primary.
     send({ type: "LEADERS_CHANGED", backup: mine(22) });
     expect(projection.status).toMatchObject({ role: "candidate", state: "member.leader" });
 
     send({ type: "PROMOTED", token: 31 });
-    expect(projection.status).toMatchObject({ role: "primary", fence: { grouping: 0, slot: 1, token: 31 } });
+    expect(projection.status).toMatchObject({ role: "primary", fence: { grouping: 0, seat: 1, token: 31 } });
 
     send({ type: "LEADERS_CHANGED", primary: other(40) });
     expect(projection.status.role).toBe("follower");

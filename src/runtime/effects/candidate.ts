@@ -6,13 +6,13 @@ type Actions = NonNullable<Parameters<(typeof candidateMachine)["provide"]>[0]["
 /** candidate's one effect: a campaign for a leader seat, won or lost. */
 export function candidateEffects(ctx: EffectContext): Actions {
   return {
-    campaign: (_, { slot }) =>
+    campaign: (_, { seat }) =>
       ctx.scope().run(
         "campaign",
         async (scope) => {
           if (!scope.isValid()) return { type: "CAMPAIGN_LOST" };
           const { id, grouping } = identityOf(ctx);
-          const result = await ctx.store.campaign(grouping, slot, nodeRecord(ctx, id), scope.leaseId);
+          const result = await ctx.store.campaign(grouping, seat, nodeRecord(ctx, id), scope.leaseId);
           if (result.kind === "lost") return { type: "CAMPAIGN_LOST" };
           scope.noteWrite(result.token);
           return { type: "CAMPAIGN_WON", token: result.token };

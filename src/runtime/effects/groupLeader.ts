@@ -14,7 +14,7 @@ export function groupLeaderEffects(ctx: EffectContext): Actions {
         async (scope) => {
           if (!scope.isValid()) return { type: "PROMOTION_FAILED" };
           const { id, grouping } = identityOf(ctx);
-          const backup = { grouping, slot: 2 as const, token };
+          const backup = { grouping, seat: 2 as const, token };
           const result = await ctx.store.promote(backup, nodeRecord(ctx, id), scope.leaseId);
           if (result.kind === "lost") return { type: "PROMOTION_FAILED" };
           scope.noteWrite(result.token);
@@ -23,11 +23,11 @@ export function groupLeaderEffects(ctx: EffectContext): Actions {
         () => ({ type: "PROMOTION_FAILED" }),
       ),
     // Deletes the other seat's poisoned key, fenced on this leader's own seat; the watch shows the result.
-    removePoisonedSeat: ({ context: office }, { slot, modRevision }) => {
+    removePoisonedSeat: ({ context: office }, { seat, modRevision }) => {
       const scope = ctx.scope();
       if (!scope.isValid()) return;
       const fence = { grouping: identityOf(ctx).grouping, ...office };
-      const key = ctx.layout.keys.leaderKey(fence.grouping, slot);
+      const key = ctx.layout.keys.leaderKey(fence.grouping, seat);
       removePoisonedLeaderKey(ctx.etcd, ctx.layout, fence, key, modRevision, ctx.callTimeoutMs).then(
         (result) => ctx.log.warn("poisoned leader key", { key, outcome: result.kind }),
         (err) => {

@@ -4,7 +4,7 @@
  * vacant, runs for backup when only the backup is vacant, and otherwise (the primary vacant but a
  * backup there to be promoted, or both held) keeps watching. A poisoned key counts as held.
  */
-import type { LeaderSeat, LeadersChanged } from "../../../machines/events.js";
+import type { LeadersChanged, SeatHolder } from "../../../machines/events.js";
 import type { FollowerOutput } from "../../../machines/follower.js";
 import { effect } from "../support.js";
 import { rowsOf, type Table } from "../table.js";
@@ -16,7 +16,7 @@ interface Ctx {
 }
 
 const row = rowsOf<Ctx, LeadersChanged>();
-const mine = (seat: LeaderSeat | undefined) => seat?.mine === true;
+const mine = (seat: SeatHolder | undefined) => seat?.mine === true;
 
 export const followerTable: Table<Ctx, LeadersChanged> = {
   machine: M,
@@ -37,8 +37,8 @@ export const followerTable: Table<Ctx, LeadersChanged> = {
         outcome: {
           kind: "resume",
           office: mine(e.primary)
-            ? { slot: 1, token: e.primary?.token ?? -1 }
-            : { slot: 2, token: e.backup?.token ?? -1 },
+            ? { seat: 1, token: e.primary?.token ?? -1 }
+            : { seat: 2, token: e.backup?.token ?? -1 },
         },
       }),
     }),
@@ -47,7 +47,7 @@ export const followerTable: Table<Ctx, LeadersChanged> = {
       on: "LEADERS_CHANGED",
       when: { name: "both keys vacant", holds: (_c, e) => e.primary === undefined && e.backup === undefined },
       to: "runningForPrimary",
-      update: () => ({ outcome: { kind: "campaign", slot: 1 } }),
+      update: () => ({ outcome: { kind: "campaign", seat: 1 } }),
     }),
     row({
       from: "watchingLeaders",
@@ -57,7 +57,7 @@ export const followerTable: Table<Ctx, LeadersChanged> = {
         holds: (_c, e) => e.primary !== undefined && e.backup === undefined,
       },
       to: "runningForBackup",
-      update: () => ({ outcome: { kind: "campaign", slot: 2 } }),
+      update: () => ({ outcome: { kind: "campaign", seat: 2 } }),
     }),
   ],
 };
@@ -66,7 +66,7 @@ export const followerTable: Table<Ctx, LeadersChanged> = {
 export type SeatKind = "vacant" | "other" | "mine" | "poisoned";
 export const SEAT_KINDS: readonly SeatKind[] = ["vacant", "other", "mine", "poisoned"];
 
-export function seat(kind: SeatKind, token: number): LeaderSeat | undefined {
+export function seat(kind: SeatKind, token: number): SeatHolder | undefined {
   switch (kind) {
     case "vacant":
       return undefined;
@@ -80,8 +80,8 @@ export function seat(kind: SeatKind, token: number): LeaderSeat | undefined {
 }
 
 export function leadersChanged(
-  primary: LeaderSeat | undefined,
-  backup: LeaderSeat | undefined,
+  primary: SeatHolder | undefined,
+  backup: SeatHolder | undefined,
 ): LeadersChanged {
   return { type: "LEADERS_CHANGED", ...(primary && { primary }), ...(backup && { backup }) };
 }

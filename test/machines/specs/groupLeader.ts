@@ -7,7 +7,7 @@
  * once, as is one whose fenced write fails; that check comes first. A poisoned key in the other
  * seat (no lease keeps it) is removed, fenced on its mod revision.
  */
-import type { LeaderSlot, LeadersChanged, Office } from "../../../machines/events.js";
+import type { LeaderSeat, LeadersChanged, Office } from "../../../machines/events.js";
 import type { GroupLeaderEvent } from "../../../machines/groupLeader.js";
 import { effect } from "../support.js";
 import { ALWAYS, type Instance, rowsOf, type Table } from "../table.js";
@@ -17,25 +17,25 @@ import { leadersChanged, SEAT_KINDS, seat } from "./follower.js";
 const M = "groupLeader";
 
 const row = rowsOf<Office, GroupLeaderEvent>();
-const officeChanged = (c: Office) => ({ type: "OFFICE_CHANGED", slot: c.slot, token: c.token });
-const otherSlot = (c: Office): LeaderSlot => (c.slot === 1 ? 2 : 1);
-const seatOf = (e: LeadersChanged, slot: LeaderSlot) => (slot === 1 ? e.primary : e.backup);
+const officeChanged = (c: Office) => ({ type: "OFFICE_CHANGED", seat: c.seat, token: c.token });
+const otherSeat = (c: Office): LeaderSeat => (c.seat === 1 ? 2 : 1);
+const seatOf = (e: LeadersChanged, seat: LeaderSeat) => (seat === 1 ? e.primary : e.backup);
 
 const ownSeatLost = {
   name: "own seat lost",
   holds: (c: Office, e: LeadersChanged) => {
-    const own = seatOf(e, c.slot);
+    const own = seatOf(e, c.seat);
     return !(own?.mine === true && own.token === c.token);
   },
 };
 const otherSeatPoisoned = {
   name: "other seat poisoned",
-  holds: (c: Office, e: LeadersChanged) => seatOf(e, otherSlot(c))?.poisonRevision !== undefined,
+  holds: (c: Office, e: LeadersChanged) => seatOf(e, otherSeat(c))?.poisonRevision !== undefined,
 };
 const removeOtherSeat = (c: Office, e: LeadersChanged) => [
   effect(M, "removePoisonedSeat", {
-    slot: otherSlot(c),
-    modRevision: seatOf(e, otherSlot(c))?.poisonRevision,
+    seat: otherSeat(c),
+    modRevision: seatOf(e, otherSeat(c))?.poisonRevision,
   }),
 ];
 
@@ -47,7 +47,7 @@ export const groupLeaderTable: Table<Office, GroupLeaderEvent> = {
   states: ["takingOffice", "backup", "promoting", "primary", "deposed"],
   initial: "takingOffice",
   context: (input) => ({ ...(input as Office) }),
-  observed: ["slot", "token"],
+  observed: ["seat", "token"],
   start: { toParent: officeChanged },
   finals: ["deposed"],
   output: () => ({ kind: "deposed" }),
@@ -56,7 +56,7 @@ export const groupLeaderTable: Table<Office, GroupLeaderEvent> = {
     row({
       from: "takingOffice",
       on: ALWAYS,
-      when: { name: "office is the primary's", holds: (c) => c.slot === 1 },
+      when: { name: "office is the primary's", holds: (c) => c.seat === 1 },
       to: "primary",
     }),
     row({ from: "takingOffice", on: ALWAYS, to: "backup", effects: () => [effect(M, "readLeaders")] }),
@@ -76,7 +76,7 @@ export const groupLeaderTable: Table<Office, GroupLeaderEvent> = {
       from: "promoting",
       on: "PROMOTED",
       to: "takingOffice",
-      update: (_c, e) => ({ slot: 1, token: e.token }),
+      update: (_c, e) => ({ seat: 1, token: e.token }),
       toParent: officeChanged,
     }),
     row({ from: "promoting", on: "PROMOTION_FAILED", to: "deposed" }),
@@ -95,13 +95,13 @@ export const groupLeaderTable: Table<Office, GroupLeaderEvent> = {
  * advertiser takes.
  */
 export function groupLeaderEvents(s: Instance): GroupLeaderEvent[] {
-  const { slot, token } = s.context as Office;
+  const { seat: held, token } = s.context as Office;
   const own = [seat("vacant", token), seat("other", token), seat("mine", token), seat("mine", token + 1)];
   const ownSeats = [...own, seat("poisoned", token)];
   const views = ownSeats.flatMap((mineSeat) =>
     SEAT_KINDS.map((kind) => {
       const otherSeat = seat(kind, 50);
-      return slot === 1 ? leadersChanged(mineSeat, otherSeat) : leadersChanged(otherSeat, mineSeat);
+      return held === 1 ? leadersChanged(mineSeat, otherSeat) : leadersChanged(otherSeat, mineSeat);
     }),
   );
   return [

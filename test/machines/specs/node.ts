@@ -10,7 +10,7 @@
  */
 import type { BootstrapIdOutput } from "../../../machines/bootstrapId.js";
 import type { CandidateOutput } from "../../../machines/candidate.js";
-import type { LeaderSlot, Office } from "../../../machines/events.js";
+import type { LeaderSeat, Office } from "../../../machines/events.js";
 import type { FollowerOutput } from "../../../machines/follower.js";
 import type { NodeContext, NodeEvent } from "../../../machines/node.js";
 import { effect } from "../support.js";
@@ -29,7 +29,7 @@ type Done =
   | { type: "xstate.done.actor.role"; output: FollowerOutput | CandidateOutput | { kind: "deposed" } };
 
 /** The node's context, and the seat a follower chose to run for (the real node reads it off the event). */
-type Ctx = NodeContext & { campaignSlot?: LeaderSlot };
+type Ctx = NodeContext & { campaignSeat?: LeaderSeat };
 
 const row = rowsOf<Ctx, NodeEvent | Done>();
 
@@ -86,14 +86,14 @@ export const nodeTable: Table<Ctx, NodeEvent | Done> = {
   initial: "connecting",
   compound: { member: "member.follower" },
   context: () => ({}),
-  // What the runtime reads; the slot a campaign is for is checked where it matters, in `campaign`.
+  // What the runtime reads; the seat a campaign is for is checked where it matters, in `campaign`.
   observed: ["leaseId", "id", "joinedVia", "office"],
   start: { effects: () => [fx("openSession")] },
   finals: ["stopped"],
   invokes: {
     bootstrapping: { id: "bootstrapId", table: bootstrapIdTable },
     "member.follower": { id: "role", table: followerTable },
-    "member.candidate": { id: "role", table: candidateTable, input: (c) => ({ slot: c.campaignSlot }) },
+    "member.candidate": { id: "role", table: candidateTable, input: (c) => ({ seat: c.campaignSeat }) },
     "member.leader": { id: "role", table: groupLeaderTable, input: (c) => c.office },
   },
   rows: [
@@ -142,7 +142,7 @@ export const nodeTable: Table<Ctx, NodeEvent | Done> = {
       from: "member",
       on: "SESSION_EXPIRED_LOCALLY",
       to: "suspended",
-      update: (c) => ({ ...c, office: undefined, campaignSlot: undefined }),
+      update: (c) => ({ ...c, office: undefined, campaignSeat: undefined }),
       effects: () => [fx("unwatchGrouping")],
     }),
     row({
@@ -156,7 +156,7 @@ export const nodeTable: Table<Ctx, NodeEvent | Done> = {
       from: "member",
       on: "STOP",
       to: "stopping",
-      update: (c) => ({ ...c, campaignSlot: undefined }),
+      update: (c) => ({ ...c, campaignSeat: undefined }),
       effects: (c) => [fx("unwatchGrouping"), ...leave(c, c.office)],
     }),
     row({
@@ -170,7 +170,7 @@ export const nodeTable: Table<Ctx, NodeEvent | Done> = {
       from: "member.follower",
       on: "xstate.done.actor.role",
       to: "member.candidate",
-      update: (c, e) => ({ ...c, campaignSlot: e.output.kind === "campaign" ? e.output.slot : undefined }),
+      update: (c, e) => ({ ...c, campaignSeat: e.output.kind === "campaign" ? e.output.seat : undefined }),
     }),
     row({
       from: "member.candidate",
@@ -179,7 +179,7 @@ export const nodeTable: Table<Ctx, NodeEvent | Done> = {
       to: "member.leader",
       update: (c, e) => ({
         ...c,
-        office: e.output.kind === "won" ? { slot: e.output.slot, token: e.output.token } : undefined,
+        office: e.output.kind === "won" ? { seat: e.output.seat, token: e.output.token } : undefined,
       }),
     }),
     row({ from: "member.candidate", on: "xstate.done.actor.role", to: "member.follower" }),
@@ -192,7 +192,7 @@ export const nodeTable: Table<Ctx, NodeEvent | Done> = {
     row({
       from: "member.leader",
       on: "OFFICE_CHANGED",
-      update: (c, e) => ({ ...c, office: { slot: e.slot, token: e.token } }),
+      update: (c, e) => ({ ...c, office: { seat: e.seat, token: e.token } }),
     }),
 
     row({
@@ -237,7 +237,7 @@ const ONE_OF_EACH: readonly NodeEvent[] = [
   { type: "MEMBERS_CHANGED", missing: [4] },
   { type: "SLOTS_ADVERTISED" },
   { type: "ADVERTISE_FAILED", error: "etcdserver: request timed out" },
-  { type: "OFFICE_CHANGED", slot: 1, token: 30 },
+  { type: "OFFICE_CHANGED", seat: 1, token: 30 },
 ];
 
 const EVENTS_OF: Record<string, (s: Instance) => readonly SpecEvent[]> = {
@@ -270,8 +270,8 @@ export function nodeKey(s: Instance): unknown {
     status: s.status,
     session: c.leaseId !== undefined,
     id: c.id !== undefined,
-    office: c.office?.slot,
-    campaignSlot: c.campaignSlot,
+    office: c.office?.seat,
+    campaignSeat: c.campaignSeat,
     children,
   };
 }
@@ -281,7 +281,7 @@ function childKey(s: Instance): unknown {
   if (s.table === bootstrapIdTable) return bootstrapIdKey(s);
   if (s.table === failoverAdvertiserTable) return s.path;
   const context =
-    s.table === groupLeaderTable ? { slot: (s.context as { slot: LeaderSlot }).slot } : s.context;
+    s.table === groupLeaderTable ? { seat: (s.context as { seat: LeaderSeat }).seat } : s.context;
   const children = Object.fromEntries(Object.entries(s.children).map(([id, c]) => [id, childKey(c)]));
   return { path: s.path, status: s.status, context, children };
 }
