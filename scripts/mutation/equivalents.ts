@@ -103,7 +103,7 @@ function sameCode(actual: string, listed: string): boolean {
   return listed.endsWith("…") ? actual.startsWith(listed.slice(0, -1)) : actual === listed;
 }
 
-function sameMutation(mutant: Mutant, entry: EquivalentEntry): boolean {
+export function sameMutation(mutant: Mutant, entry: EquivalentEntry): boolean {
   return (
     mutant.file === entry.file &&
     mutant.mutator === entry.mutator &&

@@ -1,5 +1,10 @@
 import { type Area, areaOf } from "./areas.js";
-import { classifySurvivors, type EquivalentEntry, type MatchedEquivalent } from "./equivalents.js";
+import {
+  classifySurvivors,
+  type EquivalentEntry,
+  type MatchedEquivalent,
+  sameMutation,
+} from "./equivalents.js";
 import type { Mutant, MutantStatus } from "./report.js";
 
 export interface AreaScore {
@@ -25,7 +30,10 @@ export interface MutationSummary {
   /** Never executed by any test, and not listed as equivalent. */
   readonly noCoverage: Mutant[];
   readonly equivalents: MatchedEquivalent[];
-  readonly staleEquivalents: EquivalentEntry[];
+  /** Listed entries whose mutant some test now detects. */
+  readonly killedEquivalents: EquivalentEntry[];
+  /** Listed entries for a mutated file with no such mutant in this run: the code changed, or a line range was mutated. */
+  readonly missingEquivalents: EquivalentEntry[];
   readonly timedOut: number;
 }
 
@@ -84,7 +92,8 @@ export function summarize(mutants: readonly Mutant[], entries: readonly Equivale
     survivors: classified.survivors.filter((mutant) => mutant.status === "Survived"),
     noCoverage: classified.survivors.filter((mutant) => mutant.status === "NoCoverage"),
     equivalents: classified.equivalents,
-    staleEquivalents: classified.unmatched,
+    killedEquivalents: classified.unmatched.filter((entry) => mutants.some((m) => sameMutation(m, entry))),
+    missingEquivalents: classified.unmatched.filter((entry) => !mutants.some((m) => sameMutation(m, entry))),
     timedOut: mutants.filter((mutant) => mutant.status === "Timeout").length,
   };
 }
@@ -141,18 +150,24 @@ export function formatSummary(summary: MutationSummary): string {
     const moved = mutant.line === entry.line ? "" : ` (listed at line ${entry.line})`;
     out.push(`${mutantLine(mutant)}${moved}\n      why: ${entry.reason}`);
   }
-  if (summary.staleEquivalents.length > 0) {
+  const entryLine = (entry: EquivalentEntry) =>
+    `  docs/mutation.md:${entry.docLine}  ${entry.file}:${entry.line}  ${entry.mutator}  ` +
+    `${code(entry.original)}  →  ${code(entry.replacement)}`;
+  if (summary.killedEquivalents.length > 0) {
     out.push("");
     out.push(
-      `Entries in docs/mutation.md that match no surviving mutant (${summary.staleEquivalents.length}): ` +
-        "killed now, or the code changed; update or remove them",
+      `Entries in docs/mutation.md whose mutant is detected now (${summary.killedEquivalents.length}): ` +
+        "not equivalent after all, remove them",
     );
-    for (const entry of summary.staleEquivalents) {
-      out.push(
-        `  docs/mutation.md:${entry.docLine}  ${entry.file}:${entry.line}  ${entry.mutator}  ` +
-          `${code(entry.original)}  →  ${code(entry.replacement)}`,
-      );
-    }
+    for (const entry of summary.killedEquivalents) out.push(entryLine(entry));
+  }
+  if (summary.missingEquivalents.length > 0) {
+    out.push("");
+    out.push(
+      `Entries in docs/mutation.md for a mutated file with no such mutant in this run ` +
+        `(${summary.missingEquivalents.length}): the code changed (update or remove them), or only part of the file was mutated`,
+    );
+    for (const entry of summary.missingEquivalents) out.push(entryLine(entry));
   }
   out.push("");
   out.push(

@@ -185,11 +185,16 @@ describe("the summary", () => {
     expect(summary.areas.find((a) => a.area.name === "machines")).toMatchObject({ score: 40, equivalent: 1 });
   });
 
-  test("names the listed entries that no longer match a survivor", () => {
-    const summary = summarize(mutants, [entry({ line: 1, replacement: "x" })]);
-    expect(formatSummary(summary)).toContain(
-      "docs/mutation.md:1  machines/node.ts:1  ConditionalExpression  a > b  →  x",
+  test("names the listed entries whose mutant is detected now, apart from those with no such mutant", () => {
+    const summary = summarize(mutants, [entry({ line: 1 }), entry({ line: 1, replacement: "x" })]);
+    expect(summary.killedEquivalents.map((e) => e.replacement)).toEqual(["true"]);
+    expect(summary.missingEquivalents.map((e) => e.replacement)).toEqual(["x"]);
+    const text = formatSummary(summary);
+    expect(text).toContain(
+      "whose mutant is detected now (1): not equivalent after all, remove them\n" +
+        "  docs/mutation.md:1  machines/node.ts:1  ConditionalExpression  a > b  →  true",
     );
+    expect(text).toContain("no such mutant in this run (1)");
   });
 });
 
