@@ -96,7 +96,12 @@ export class KeySpace {
 
   /** The outcome marker of one fenced write of grouping `k`'s leader (see `FencedWriter`). */
   writeMarkerKey(grouping: number, marker: string): string {
-    return `${writeMarkersPrefixOf(this.db)}${grouping}/${marker}`;
+    return `${this.writeMarkerPrefix(grouping)}${marker}`;
+  }
+
+  /** Every outcome marker of grouping `k`'s fenced writes starts with this. */
+  writeMarkerPrefix(grouping: number): string {
+    return `${writeMarkersPrefixOf(this.db)}${grouping}/`;
   }
 
   failoverKey(nodeId: number): string {

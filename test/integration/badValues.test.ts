@@ -1,13 +1,16 @@
 import type { Etcd3 } from "etcd3";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import type { ClusterNode } from "../../src/runtime/clusterNode.js";
-import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
-import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
+import {
+  type NodeFactory,
+  ONE_GROUPING,
+  startEtcdWithNodes,
+  stopEtcdWithNodes,
+} from "../support/clusterNodes.js";
+import type { EtcdCluster } from "../support/etcdCluster.js";
 import { leadershipSettled } from "../support/invariants.js";
 import { type LogRecord, recordingLogger } from "../support/recordingLogger.js";
 import { waitUntil } from "../support/waitUntil.js";
-
-const CONFIG = { ...SEED_CONFIG, groups: 3 };
 
 describe("bad values found in etcd are logged and ignored", () => {
   let etcd: EtcdCluster;
@@ -17,19 +20,17 @@ describe("bad values found in etcd are logged and ignored", () => {
   let nodes: ClusterNode[];
 
   beforeEach(async () => {
-    etcd = await startEtcd();
-    client = etcd.client();
     const recording = recordingLogger();
     records = recording.records;
-    factory = new NodeFactory({ endpoints: etcd.endpoints, config: CONFIG, logger: recording.logger });
+    ({ etcd, client, factory } = await startEtcdWithNodes({
+      config: ONE_GROUPING,
+      logger: recording.logger,
+    }));
     nodes = await factory.startMany(3);
     await waitUntil("a primary and a backup", () => leadershipSettled(client, factory.layout, nodes));
   });
 
-  afterEach(async () => {
-    await factory.stopAll();
-    await etcd.stop();
-  });
+  afterEach(() => stopEtcdWithNodes({ etcd, factory }));
 
   const logged = (message: string) => records.some((r) => r.message.startsWith(message));
   const allAlive = () => nodes.every((n) => n.role !== "stopped");

@@ -1,5 +1,5 @@
 import { Etcd3, EtcdLeaseInvalidError } from "etcd3";
-import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { ClusterLayout } from "../../src/config/index.js";
 import {
   ClusterStore,
@@ -12,55 +12,42 @@ import {
   WriteOutcomeUnknownError,
 } from "../../src/etcd/index.js";
 import { silentLogger } from "../../src/logging.js";
-import { SEED_CONFIG } from "../support/clusterNodes.js";
-import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
-import { TcpProxy } from "../support/tcpProxy.js";
+import { ONE_GROUPING } from "../support/clusterNodes.js";
+import { proxiedEtcdPerTest } from "../support/proxiedEtcd.js";
 
-const LAYOUT = new ClusterLayout({ ...SEED_CONFIG, groups: 3 });
+const LAYOUT = new ClusterLayout(ONE_GROUPING);
 const KEYS = LAYOUT.keys;
 const RECORD = { name: "store-test", address: "127.0.0.1:1" };
 const CALL_TIMEOUT_MS = 1_000;
 /** No default deadline and no gRPC keepalive: only the store's own deadlines can end a call. */
 const BARE: ConnectOptions = { defaultCallOptions: {}, grpcOptions: { "grpc.keepalive_time_ms": -1 } };
-const MARKERS_PREFIX = `fenced-write-${KEYS.db}-grouping-0/`;
+const MARKERS_PREFIX = KEYS.writeMarkerPrefix(0);
 
 describe("ClusterStore over a link that loses replies", () => {
-  let etcd: EtcdCluster;
-  let direct: Etcd3;
-  let proxy: TcpProxy;
-  const clients: Etcd3[] = [];
-
-  beforeEach(async () => {
-    etcd = await startEtcd();
-    direct = etcd.client();
-    proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
-  });
-
-  afterEach(async () => {
-    for (const client of clients.splice(0)) client.close();
-    await proxy.close();
-    await etcd.stop();
-  });
-
-  const track = (client: Etcd3) => {
-    clients.push(client);
-    return client;
+  const env = proxiedEtcdPerTest();
+  const track = (client: Etcd3) => env.track(client);
+  /** `call`'s reply to `match` is lost and the link then goes dark: it must report an unknown outcome; the link heals. */
+  const outcomeUnknownThenHealed = async (match: string, call: () => Promise<unknown>) => {
+    env.proxy.setMode("drop-reply", { match, afterwards: "blackhole" });
+    await expect(call()).rejects.toBeInstanceOf(OutcomeUnknownError);
+    env.proxy.setMode("reset");
+    env.proxy.setMode("pass");
   };
   const storeOver = (client: Etcd3) =>
     new ClusterStore(client, LAYOUT, silentLogger(), { callTimeoutMs: CALL_TIMEOUT_MS });
-  /** The runtime's client, through the proxy. */
-  const store = () => storeOver(track(connectEtcd([proxy.endpoint])));
+  /** The runtime's client, through the env.proxy. */
+  const store = () => storeOver(track(connectEtcd([env.proxy.endpoint])));
   /** etcd3's default client re-sends a txn whose reply was lost: the store must see its own success. */
-  const storeOverRetryingClient = () => storeOver(track(new Etcd3({ hosts: [proxy.endpoint] })));
-  const grantLease = async () => String(await direct.lease(60, { autoKeepAlive: false }).grant());
+  const storeOverRetryingClient = () => storeOver(track(new Etcd3({ hosts: [env.proxy.endpoint] })));
+  const grantLease = async () => String(await env.direct.lease(60, { autoKeepAlive: false }).grant());
   const keysUnder = async (prefix: string, leaseId: string) =>
-    (await direct.getAll().prefix(prefix).exec()).kvs
+    (await env.direct.getAll().prefix(prefix).exec()).kvs
       .filter((kv) => kv.lease === leaseId)
       .map((kv) => kv.key.toString());
-  const kvOf = async (key: string) => (await direct.get(key).exec()).kvs[0];
+  const kvOf = async (key: string) => (await env.direct.get(key).exec()).kvs[0];
   /** Puts a leader key under `leaseId` directly; its fence. */
   const holdLeaderKey = async (seat: 1 | 2, leaseId: string): Promise<FencingToken> => {
-    const res = await direct
+    const res = await env.direct
       .put(KEYS.leaderKey(0, seat))
       .value(JSON.stringify({ ...RECORD, id: 0 }))
       .lease(leaseId)
@@ -68,8 +55,10 @@ describe("ClusterStore over a link that loses replies", () => {
     return { grouping: 0, seat, token: Number(res.header.revision) };
   };
   const advertise = async (id: number) => {
-    await direct.put(KEYS.idKey).value("3");
-    await direct.put(KEYS.failoverKey(id)).value(JSON.stringify({ id, group: 0, advertisedBy: 0, token: 7 }));
+    await env.direct.put(KEYS.idKey).value("3");
+    await env.direct
+      .put(KEYS.failoverKey(id))
+      .value(JSON.stringify({ id, group: 0, advertisedBy: 0, token: 7 }));
   };
 
   describe("allocateFreshId", () => {
@@ -77,31 +66,28 @@ describe("ClusterStore over a link that loses replies", () => {
 
     test("a lost reply of the committed allocation still reports that ID; the node holds exactly one", async () => {
       const lease = await grantLease();
-      proxy.setMode("drop-reply", { match: firstMember });
+      env.proxy.setMode("drop-reply", { match: firstMember });
       expect(await store().allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 0 });
-      expect(proxy.repliesDropped).toBe(1);
+      expect(env.proxy.repliesDropped).toBe(1);
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
-      expect(await direct.get(KEYS.idKey).string()).toBe("1");
+      expect(await env.direct.get(KEYS.idKey).string()).toBe("1");
     });
 
     test("a re-sent allocation whose compare fails on its own first attempt reports that ID", async () => {
       const lease = await grantLease();
-      proxy.setMode("drop-reply", { match: firstMember });
+      env.proxy.setMode("drop-reply", { match: firstMember });
       expect(await storeOverRetryingClient().allocateFreshId(RECORD, lease)).toEqual({
         kind: "allocated",
         id: 0,
       });
-      expect(proxy.repliesDropped).toBe(1);
+      expect(env.proxy.repliesDropped).toBe(1);
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
     });
 
     test("an outcome etcd could not tell is settled by the next call, which reports the same ID", async () => {
       const lease = await grantLease();
       const ids = store();
-      proxy.setMode("drop-reply", { match: firstMember, afterwards: "blackhole" });
-      await expect(ids.allocateFreshId(RECORD, lease)).rejects.toBeInstanceOf(OutcomeUnknownError);
-      proxy.setMode("reset");
-      proxy.setMode("pass");
+      await outcomeUnknownThenHealed(firstMember, () => ids.allocateFreshId(RECORD, lease));
       expect(await ids.allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 0 });
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
     });
@@ -109,10 +95,7 @@ describe("ClusterStore over a link that loses replies", () => {
     test("a claim after an allocation etcd could not tell reports the allocated ID, not another", async () => {
       const lease = await grantLease();
       const ids = store();
-      proxy.setMode("drop-reply", { match: firstMember, afterwards: "blackhole" });
-      await expect(ids.allocateFreshId(RECORD, lease)).rejects.toBeInstanceOf(OutcomeUnknownError);
-      proxy.setMode("reset");
-      proxy.setMode("pass");
+      await outcomeUnknownThenHealed(firstMember, () => ids.allocateFreshId(RECORD, lease));
       await advertise(2);
       expect(await ids.claimAdvertisedSlot(RECORD, lease)).toBe(0);
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
@@ -120,18 +103,18 @@ describe("ClusterStore over a link that loses replies", () => {
 
     test("an allocation under a lease that is gone fails at once and changes nothing", async () => {
       const lease = await grantLease();
-      await direct.leaseClient.leaseRevoke({ ID: lease });
+      await env.direct.leaseClient.leaseRevoke({ ID: lease });
       await expect(store().allocateFreshId(RECORD, lease)).rejects.toBeInstanceOf(EtcdLeaseInvalidError);
-      expect(await direct.get(KEYS.idKey).string()).toBeNull();
+      expect(await env.direct.get(KEYS.idKey).string()).toBeNull();
     });
 
     test("a late copy of an abandoned allocation never gives the node an ID", async () => {
       const lease = await grantLease();
       const ids = store();
-      proxy.setMode("hold-request", { match: firstMember });
+      env.proxy.setMode("hold-request", { match: firstMember });
       let rounds = 0;
       await expect(ids.allocateFreshId(RECORD, lease, () => rounds++ === 0)).rejects.toThrow(/abandoned/);
-      await proxy.releaseHeldRequest();
+      await env.proxy.releaseHeldRequest();
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([]);
       expect(await ids.allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 0 });
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
@@ -144,9 +127,9 @@ describe("ClusterStore over a link that loses replies", () => {
     test("a lost reply of the committed claim still reports the slot", async () => {
       const lease = await grantLease();
       await advertise(1);
-      proxy.setMode("drop-reply", { match: slotMember });
+      env.proxy.setMode("drop-reply", { match: slotMember });
       expect(await store().claimAdvertisedSlot(RECORD, lease)).toBe(1);
-      expect(proxy.repliesDropped).toBe(1);
+      expect(env.proxy.repliesDropped).toBe(1);
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([slotMember]);
       expect(await kvOf(KEYS.failoverKey(1))).toBeUndefined();
     });
@@ -154,7 +137,7 @@ describe("ClusterStore over a link that loses replies", () => {
     test("a re-sent claim whose compare fails on its own first attempt reports the slot", async () => {
       const lease = await grantLease();
       await advertise(1);
-      proxy.setMode("drop-reply", { match: slotMember });
+      env.proxy.setMode("drop-reply", { match: slotMember });
       expect(await storeOverRetryingClient().claimAdvertisedSlot(RECORD, lease)).toBe(1);
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([slotMember]);
     });
@@ -163,10 +146,7 @@ describe("ClusterStore over a link that loses replies", () => {
       const lease = await grantLease();
       await advertise(1);
       const ids = store();
-      proxy.setMode("drop-reply", { match: slotMember, afterwards: "blackhole" });
-      await expect(ids.claimAdvertisedSlot(RECORD, lease)).rejects.toBeInstanceOf(OutcomeUnknownError);
-      proxy.setMode("reset");
-      proxy.setMode("pass");
+      await outcomeUnknownThenHealed(slotMember, () => ids.claimAdvertisedSlot(RECORD, lease));
       expect(await ids.allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 1 });
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([slotMember]);
     });
@@ -174,9 +154,9 @@ describe("ClusterStore over a link that loses replies", () => {
     test("a late copy of a claim reported as not made never takes the slot", async () => {
       const lease = await grantLease();
       await advertise(1);
-      proxy.setMode("hold-request", { match: slotMember });
+      env.proxy.setMode("hold-request", { match: slotMember });
       expect(await store().claimAdvertisedSlot(RECORD, lease)).toBeUndefined();
-      await proxy.releaseHeldRequest();
+      await env.proxy.releaseHeldRequest();
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([]);
       expect(await kvOf(KEYS.failoverKey(1))).toBeDefined();
     });
@@ -188,17 +168,17 @@ describe("ClusterStore over a link that loses replies", () => {
 
     test("a lost reply of a won campaign reports it won, with the key's create revision", async () => {
       const lease = await grantLease();
-      proxy.setMode("drop-reply", { match: primaryKey });
+      env.proxy.setMode("drop-reply", { match: primaryKey });
       const result = await store().campaign(0, 1, record, lease);
       const held = await kvOf(primaryKey);
-      expect(proxy.repliesDropped).toBe(1);
+      expect(env.proxy.repliesDropped).toBe(1);
       expect(held?.lease).toBe(lease);
       expect(result).toEqual({ kind: "won", token: Number(held?.create_revision) });
     });
 
     test("a re-sent campaign whose compare fails on its own first attempt reports it won", async () => {
       const lease = await grantLease();
-      proxy.setMode("drop-reply", { match: primaryKey });
+      env.proxy.setMode("drop-reply", { match: primaryKey });
       const result = await storeOverRetryingClient().campaign(0, 1, record, lease);
       expect(result).toEqual({ kind: "won", token: Number((await kvOf(primaryKey))?.create_revision) });
     });
@@ -212,10 +192,10 @@ describe("ClusterStore over a link that loses replies", () => {
     test("a lost reply of a committed promotion reports it won", async () => {
       const lease = await grantLease();
       const backup = await holdLeaderKey(2, lease);
-      proxy.setMode("drop-reply", { match: primaryKey });
+      env.proxy.setMode("drop-reply", { match: primaryKey });
       const result = await store().promote(backup, record, lease);
       const held = await kvOf(primaryKey);
-      expect(proxy.repliesDropped).toBe(1);
+      expect(env.proxy.repliesDropped).toBe(1);
       expect(held?.lease).toBe(lease);
       expect(result).toEqual({ kind: "won", token: Number(held?.create_revision) });
       expect(await kvOf(KEYS.leaderKey(0, 2))).toBeUndefined();
@@ -224,7 +204,7 @@ describe("ClusterStore over a link that loses replies", () => {
     test("a re-sent promotion whose compare fails on its own first attempt reports it won", async () => {
       const lease = await grantLease();
       const backup = await holdLeaderKey(2, lease);
-      proxy.setMode("drop-reply", { match: primaryKey });
+      env.proxy.setMode("drop-reply", { match: primaryKey });
       const result = await storeOverRetryingClient().promote(backup, record, lease);
       expect(result).toEqual({ kind: "won", token: Number((await kvOf(primaryKey))?.create_revision) });
     });
@@ -234,32 +214,32 @@ describe("ClusterStore over a link that loses replies", () => {
     test("a lost reply of a committed resignation reports it done", async () => {
       const lease = await grantLease();
       const fence = await holdLeaderKey(1, lease);
-      proxy.setMode("drop-reply", { match: KEYS.leaderKey(0, 1) });
+      env.proxy.setMode("drop-reply", { match: KEYS.leaderKey(0, 1) });
       expect(await store().resign(fence)).toBe(true);
-      expect(proxy.repliesDropped).toBe(1);
+      expect(env.proxy.repliesDropped).toBe(1);
       expect(await kvOf(KEYS.leaderKey(0, 1))).toBeUndefined();
     });
 
     test("a lost reply of a committed deregistration reports it done", async () => {
       const lease = await grantLease();
       const key = KEYS.memberKey(0, 2);
-      await direct
+      await env.direct
         .put(key)
         .value(JSON.stringify({ ...RECORD, id: 2 }))
         .lease(lease);
-      proxy.setMode("drop-reply", { match: key });
+      env.proxy.setMode("drop-reply", { match: key });
       expect(await store().deregister(2, lease)).toBe(true);
-      expect(proxy.repliesDropped).toBe(1);
+      expect(env.proxy.repliesDropped).toBe(1);
       expect(await kvOf(key)).toBeUndefined();
     });
 
     test("a lost reply of a committed advertisement reports it advertised", async () => {
       const lease = await grantLease();
       const fence = await holdLeaderKey(1, lease);
-      proxy.setMode("drop-reply", { match: KEYS.failoverKey(2) });
+      env.proxy.setMode("drop-reply", { match: KEYS.failoverKey(2) });
       expect(await store().advertiseFailedSlot(fence, 2, 0)).toBe(true);
-      expect(proxy.repliesDropped).toBe(1);
-      expect(JSON.parse((await direct.get(KEYS.failoverKey(2)).string()) ?? "{}")).toMatchObject({
+      expect(env.proxy.repliesDropped).toBe(1);
+      expect(JSON.parse((await env.direct.get(KEYS.failoverKey(2)).string()) ?? "{}")).toMatchObject({
         id: 2,
         token: fence.token,
       });
@@ -268,14 +248,14 @@ describe("ClusterStore over a link that loses replies", () => {
     test("a re-sent advertisement whose compare fails on its own first attempt reports it advertised", async () => {
       const lease = await grantLease();
       const fence = await holdLeaderKey(1, lease);
-      proxy.setMode("drop-reply", { match: KEYS.failoverKey(2) });
+      env.proxy.setMode("drop-reply", { match: KEYS.failoverKey(2) });
       expect(await storeOverRetryingClient().advertiseFailedSlot(fence, 2, 0)).toBe(true);
     });
 
     test("an advertisement by a deposed leader is refused with FenceLostError", async () => {
       const lease = await grantLease();
       const fence = await holdLeaderKey(1, lease);
-      await direct.delete().key(KEYS.leaderKey(0, 1));
+      await env.direct.delete().key(KEYS.leaderKey(0, 1));
       await expect(store().advertiseFailedSlot(fence, 2, 0)).rejects.toBeInstanceOf(FenceLostError);
       expect(await kvOf(KEYS.failoverKey(2))).toBeUndefined();
     });
@@ -287,9 +267,9 @@ describe("ClusterStore over a link that loses replies", () => {
     test("a lost reply of a committed write reports it committed, at its revision", async () => {
       const lease = await grantLease();
       const fence = await holdLeaderKey(1, lease);
-      proxy.setMode("drop-reply", { match: "app/lost-reply" });
+      env.proxy.setMode("drop-reply", { match: "app/lost-reply" });
       const result = await store().fencedTxn(fence, write("app/lost-reply"));
-      expect(proxy.repliesDropped).toBe(1);
+      expect(env.proxy.repliesDropped).toBe(1);
       const written = await kvOf("app/lost-reply");
       expect(written?.value.toString()).toBe("v");
       expect(result.revision).toBe(Number(written?.mod_revision));
@@ -299,7 +279,7 @@ describe("ClusterStore over a link that loses replies", () => {
     test("a re-sent write whose compare fails on its own first attempt reports it committed", async () => {
       const lease = await grantLease();
       const fence = await holdLeaderKey(1, lease);
-      proxy.setMode("drop-reply", { match: "app/resent" });
+      env.proxy.setMode("drop-reply", { match: "app/resent" });
       const result = await storeOverRetryingClient().fencedTxn(fence, write("app/resent"));
       expect(result.revision).toBe(Number((await kvOf("app/resent"))?.mod_revision));
     });
@@ -307,18 +287,18 @@ describe("ClusterStore over a link that loses replies", () => {
     test("a late copy of a write reported as not committed never applies", async () => {
       const lease = await grantLease();
       const fence = await holdLeaderKey(1, lease);
-      proxy.setMode("hold-request", { match: "app/late" });
+      env.proxy.setMode("hold-request", { match: "app/late" });
       await expect(store().fencedTxn(fence, write("app/late"))).rejects.toBeInstanceOf(
         WriteNotCommittedError,
       );
-      await proxy.releaseHeldRequest();
+      await env.proxy.releaseHeldRequest();
       expect(await kvOf("app/late")).toBeUndefined();
     });
 
     test("a write whose outcome etcd cannot tell in time is reported unknown, not refused", async () => {
       const lease = await grantLease();
       const fence = await holdLeaderKey(1, lease);
-      proxy.setMode("drop-reply", { match: "app/unknown", afterwards: "blackhole" });
+      env.proxy.setMode("drop-reply", { match: "app/unknown", afterwards: "blackhole" });
       await expect(store().fencedTxn(fence, write("app/unknown"))).rejects.toBeInstanceOf(
         WriteOutcomeUnknownError,
       );
@@ -347,7 +327,7 @@ describe("ClusterStore over a link that loses replies", () => {
         const result = await writes.fencedTxn(fence, write(`app/seq-${i}`));
         expect(result.responses).toHaveLength(1);
       }
-      const markers = (await direct.getAll().prefix(MARKERS_PREFIX).exec()).kvs;
+      const markers = (await env.direct.getAll().prefix(MARKERS_PREFIX).exec()).kvs;
       expect(markers).toHaveLength(1);
       expect(markers[0]?.lease).toBe(lease);
     });
@@ -358,9 +338,9 @@ describe("ClusterStore over a link that loses replies", () => {
     const fence = await holdLeaderKey(1, lease);
     const backup = await holdLeaderKey(2, await grantLease());
     await advertise(1);
-    const silent = storeOver(track(connectEtcd([proxy.endpoint], BARE)));
+    const silent = storeOver(track(connectEtcd([env.proxy.endpoint], BARE)));
     expect(await silent.allocatedCount()).toBe(3);
-    proxy.setMode("blackhole");
+    env.proxy.setMode("blackhole");
     const record = { ...RECORD, id: 0 };
     const calls: Record<string, () => Promise<unknown>> = {
       allocateFreshId: () => silent.allocateFreshId(RECORD, lease),
@@ -379,20 +359,20 @@ describe("ClusterStore over a link that loses replies", () => {
 
   test("a fresh-ID allocation whose reply never comes is settled after its deadline", async () => {
     const lease = await grantLease();
-    proxy.setMode("drop-reply", { match: KEYS.memberKey(0, 0), keepConnection: true });
-    const silent = storeOver(track(connectEtcd([proxy.endpoint], BARE)));
+    env.proxy.setMode("drop-reply", { match: KEYS.memberKey(0, 0), keepConnection: true });
+    const silent = storeOver(track(connectEtcd([env.proxy.endpoint], BARE)));
     expect(await silent.allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 0 });
-    expect(proxy.repliesDropped).toBe(1);
+    expect(env.proxy.repliesDropped).toBe(1);
     expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([KEYS.memberKey(0, 0)]);
   });
 
   test("a slot claim whose reply never comes is settled after its deadline", async () => {
     const lease = await grantLease();
     await advertise(1);
-    proxy.setMode("drop-reply", { match: KEYS.memberKey(0, 1), keepConnection: true });
-    const silent = storeOver(track(connectEtcd([proxy.endpoint], BARE)));
+    env.proxy.setMode("drop-reply", { match: KEYS.memberKey(0, 1), keepConnection: true });
+    const silent = storeOver(track(connectEtcd([env.proxy.endpoint], BARE)));
     expect(await silent.claimAdvertisedSlot(RECORD, lease)).toBe(1);
-    expect(proxy.repliesDropped).toBe(1);
+    expect(env.proxy.repliesDropped).toBe(1);
     expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([KEYS.memberKey(0, 1)]);
   });
 

@@ -1,18 +1,7 @@
 import { existsSync } from "node:fs";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { isProcessAlive } from "../support/cli.js";
 import { type EtcdCluster, type EtcdMember, startEtcd } from "../support/etcdCluster.js";
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ESRCH") {
-      return false;
-    }
-    throw error;
-  }
-}
 
 function pidOf(member: EtcdMember): number {
   const pid = member.pid;

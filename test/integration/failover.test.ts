@@ -5,14 +5,17 @@ import { silentLogger } from "../../src/logging.js";
 import { type ClusterNode, createClusterNode, NotPrimaryError } from "../../src/runtime/clusterNode.js";
 import type { HistoryRecord } from "../../src/runtime/history.js";
 import { crashNode } from "../../src/runtime/testing.js";
-import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
-import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
-import { leadershipSettled, leadersInEtcd } from "../support/invariants.js";
+import {
+  type NodeFactory,
+  ONE_GROUPING,
+  startEtcdWithNodes,
+  stopEtcdWithNodes,
+} from "../support/clusterNodes.js";
+import type { EtcdCluster } from "../support/etcdCluster.js";
+import { crashFollowerUntilAdvertised, leadershipSettled, leadersInEtcd } from "../support/invariants.js";
 import { TcpProxy } from "../support/tcpProxy.js";
 import { waitUntil } from "../support/waitUntil.js";
 
-/** One grouping of three groups of three: nine nodes compete for its two leader keys. */
-const ONE_GROUPING = { ...SEED_CONFIG, groups: 3 };
 const TTL_SECONDS = 2;
 
 const monoNow = () => process.hrtime.bigint();
@@ -27,19 +30,13 @@ describe("failover against a real etcd", () => {
   let factory: NodeFactory;
 
   beforeEach(async () => {
-    etcd = await startEtcd();
-    client = etcd.client();
-    factory = new NodeFactory({
-      endpoints: etcd.endpoints,
+    ({ etcd, client, factory } = await startEtcdWithNodes({
       config: ONE_GROUPING,
       leaseTtlSeconds: TTL_SECONDS,
-    });
+    }));
   });
 
-  afterEach(async () => {
-    await factory.stopAll();
-    await etcd.stop();
-  });
+  afterEach(() => stopEtcdWithNodes({ etcd, factory }));
 
   async function formed(
     n: number,
@@ -215,15 +212,13 @@ describe("failover against a real etcd", () => {
 
   test("a crashed member's slot is advertised, and a new node takes that same ID and group", async () => {
     const { nodes } = await formed(9);
-    const victim = nodes.find((n) => n.role === "follower");
-    const victimId = victim?.id ?? -1;
-    crashNode(victim);
-    const adKey = factory.layout.keys.failoverKey(victimId);
-    const ad = await waitUntil(
-      "the failed slot to be advertised",
-      () => client.get(adKey).json(),
+    const { id: victimId, ad } = await crashFollowerUntilAdvertised(
+      nodes,
+      client,
+      factory.layout,
       TTL_SECONDS * 10_000,
     );
+    const adKey = factory.layout.keys.failoverKey(victimId);
     expect(ad).toMatchObject({ id: victimId, group: factory.layout.nodeGroup(victimId) });
 
     const replacement = factory.create("replacement");
@@ -235,14 +230,7 @@ describe("failover against a real etcd", () => {
 
   test("two new nodes racing for one advertised slot: exactly one wins, the other gets a fresh ID", async () => {
     const { nodes } = await formed(6);
-    const victim = nodes.find((n) => n.role === "follower");
-    const victimId = victim?.id ?? -1;
-    crashNode(victim);
-    await waitUntil(
-      "the advertisement",
-      () => client.get(factory.layout.keys.failoverKey(victimId)).string(),
-      20_000,
-    );
+    const { id: victimId } = await crashFollowerUntilAdvertised(nodes, client, factory.layout, 20_000);
 
     const racers = [factory.create("racer-a"), factory.create("racer-b")];
     const statuses = await Promise.all(racers.map((r) => r.start()));

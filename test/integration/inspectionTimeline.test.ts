@@ -10,8 +10,8 @@ import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNo
 import { InspectionFileWriter } from "../../src/runtime/inspection.js";
 import { crashNode } from "../../src/runtime/testing.js";
 import { readInspectionFiles, roleTimeline } from "../../src/runtime/timeline.js";
-import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
-import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
+import { type NodeFactory, ONE_GROUPING, startEtcdWithNodes } from "../support/clusterNodes.js";
+import type { EtcdCluster } from "../support/etcdCluster.js";
 import { leadershipSettled } from "../support/invariants.js";
 import { waitUntil } from "../support/waitUntil.js";
 
@@ -26,10 +26,8 @@ describe("inspection files and the role timeline of a recorded failover", () => 
   const writers: InspectionFileWriter[] = [];
 
   beforeEach(async () => {
-    etcd = await startEtcd();
-    client = etcd.client();
+    ({ etcd, client, factory } = await startEtcdWithNodes({ config: ONE_GROUPING }));
     dir = mkdtempSync(join(tmpdir(), "rdeebee-inspect-"));
-    factory = new NodeFactory({ endpoints: etcd.endpoints, config: { ...SEED_CONFIG, groups: 3 } });
   });
 
   afterEach(async () => {

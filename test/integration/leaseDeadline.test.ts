@@ -6,12 +6,16 @@ import { FenceLostError } from "../../src/etcd/index.js";
 import { silentLogger } from "../../src/logging.js";
 import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
 import { crashNode } from "../../src/runtime/testing.js";
-import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
-import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
+import {
+  type NodeFactory,
+  ONE_GROUPING,
+  startEtcdWithNodes,
+  stopEtcdWithNodes,
+} from "../support/clusterNodes.js";
+import type { EtcdCluster } from "../support/etcdCluster.js";
 import { TcpProxy } from "../support/tcpProxy.js";
 import { waitUntil } from "../support/waitUntil.js";
 
-const CONFIG = { ...SEED_CONFIG, groups: 3 };
 /** Its 300 ms margin leaves room for a loaded event loop between the deadline and the step-down. */
 const TTL_SECONDS = 3;
 
@@ -23,22 +27,22 @@ describe("local lease deadline", () => {
   let cutOff: ClusterNode | undefined;
 
   beforeEach(async () => {
-    etcd = await startEtcd();
-    client = etcd.client();
+    ({ etcd, client, factory } = await startEtcdWithNodes({
+      config: ONE_GROUPING,
+      leaseTtlSeconds: TTL_SECONDS,
+    }));
     proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
-    factory = new NodeFactory({ endpoints: etcd.endpoints, config: CONFIG, leaseTtlSeconds: TTL_SECONDS });
   });
 
   afterEach(async () => {
     await cutOff?.stop().catch(() => crashNode(cutOff));
     cutOff = undefined;
-    await factory.stopAll();
     await proxy.close();
-    await etcd.stop();
+    await stopEtcdWithNodes({ etcd, factory });
   });
 
   test("a primary whose keepalives are cut steps down before etcd expires its lease, then rejoins", async () => {
-    const layout = new ClusterLayout(CONFIG);
+    const layout = new ClusterLayout(ONE_GROUPING);
     const settings = { ...factory.settings("behind-proxy"), etcdEndpoints: [proxy.endpoint] };
     cutOff = createClusterNode({ cluster: layout, settings, logger: silentLogger() });
     await cutOff.start();
@@ -96,7 +100,7 @@ describe("local lease deadline", () => {
   });
 
   test("a primary whose etcd link goes silent mid-write gets an error for the write, never a hang or a refusal, and steps down", async () => {
-    const layout = new ClusterLayout(CONFIG);
+    const layout = new ClusterLayout(ONE_GROUPING);
     const settings = { ...factory.settings("silent-link"), etcdEndpoints: [proxy.endpoint] };
     cutOff = createClusterNode({ cluster: layout, settings, logger: silentLogger() });
     await cutOff.start();

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, test } from "vitest";
-import { CLI_BIN, cliEnv, ensureBuilt, PACKAGE_ROOT } from "../support/cli.js";
+import { CLI_BIN, cliEnv, ensureBuilt, isProcessAlive, PACKAGE_ROOT } from "../support/cli.js";
 import { waitUntil } from "../support/waitUntil.js";
 
 const ROOT = PACKAGE_ROOT;
@@ -62,16 +62,6 @@ function parseScreen(text: string): Screen {
   };
 }
 
-function isAlive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The processes of this test's kind that are still there, for a failure message. */
 function processList(): string {
   const ps = spawnSync("ps", ["-eo", "pid,ppid,stat,etime,args"], { encoding: "utf8" }).stdout;
@@ -108,7 +98,7 @@ describe("rdeebee-cluster local in a pseudo-terminal (tmux)", () => {
     rmSync(join(process.env.TMUX_TMPDIR ?? "/tmp", `tmux-${process.getuid?.() ?? 0}`, socket), {
       force: true,
     });
-    for (const pid of seen.pids) if (isAlive(pid)) process.kill(pid, "SIGKILL");
+    for (const pid of seen.pids) if (isProcessAlive(pid)) process.kill(pid, "SIGKILL");
     if (seen.dataDir) rmSync(seen.dataDir, { recursive: true, force: true });
   });
 
@@ -137,7 +127,7 @@ describe("rdeebee-cluster local in a pseudo-terminal (tmux)", () => {
     );
     expect(formed.dataDir).toMatch(/rdeebee-local-/);
     expect(existsSync(formed.dataDir ?? "")).toBe(true);
-    for (const row of formed.rows) expect(isAlive(row.pid)).toBe(true);
+    for (const row of formed.rows) expect(isProcessAlive(row.pid)).toBe(true);
 
     const victim = formed.rows.find((r) => r.name === formed.primarySeat);
     const victimIndex = formed.rows.indexOf(victim as Row);
@@ -159,7 +149,7 @@ describe("rdeebee-cluster local in a pseudo-terminal (tmux)", () => {
       15_000,
       200,
     );
-    expect(isAlive(victim?.pid)).toBe(false);
+    expect(isProcessAlive(victim?.pid)).toBe(false);
     expect(crashed.rows.find((r) => r.name === victim?.name)?.role).toBe("(was primary)");
     expect(crashed.primarySeat).toBe(formed.backupSeat);
     expect(crashed.rows.find((r) => r.name === crashed.primarySeat)?.role).toBe("primary");
@@ -176,7 +166,7 @@ describe("rdeebee-cluster local in a pseudo-terminal (tmux)", () => {
     expect(final).toContain("rdeebee-cluster local: done");
     const lingering = /still alive after cleanup.*/.exec(final)?.[0];
     if (lingering) console.warn(`local exited through its guard: ${lingering}`);
-    for (const pid of seen.pids) expect(isAlive(pid), `pid ${pid} still alive`).toBe(false);
+    for (const pid of seen.pids) expect(isProcessAlive(pid), `pid ${pid} still alive`).toBe(false);
     expect(existsSync(seen.dataDir ?? "")).toBe(false);
   });
 });

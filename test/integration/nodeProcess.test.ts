@@ -5,7 +5,7 @@ import { CliProcess } from "../../src/cli/local/cliProcess.js";
 import { freePort } from "../../src/cli/local/etcdMember.js";
 import { ClusterLayout, loadClusterConfig } from "../../src/config/index.js";
 import { type ClusterStatus, readClusterStatus } from "../../src/runtime/clusterStatus.js";
-import { ensureBuilt, PACKAGE_ROOT, runCli } from "../support/cli.js";
+import { ensureBuilt, isProcessAlive, PACKAGE_ROOT, runCli } from "../support/cli.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { waitUntil } from "../support/waitUntil.js";
 
@@ -31,16 +31,6 @@ function startNode(endpoint: string, name: string): NodeProcess {
   });
   spawned.add(child);
   return { name, process: child, stderr: () => text };
-}
-
-function isAlive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 beforeAll(ensureBuilt);
@@ -158,7 +148,7 @@ describe("rdeebee-cluster node processes against a real etcd", () => {
     expect(Date.now() - sentAt).toBeLessThan(5_000);
     expect(await client.get(memberKey).string()).toBeNull();
     expect(backup.stderr()).toContain('"message":"node stopped"');
-    expect(isAlive(backup.process.pid)).toBe(false);
+    expect(isProcessAlive(backup.process.pid)).toBe(false);
   });
 });
 

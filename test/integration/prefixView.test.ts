@@ -12,8 +12,8 @@ import {
 import type { Logger } from "../../src/logging.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { type FlapConnection, FlapProxy } from "../support/flapProxy.js";
+import { proxiedEtcdPerTest } from "../support/proxiedEtcd.js";
 import { type LogRecord, recordingLogger } from "../support/recordingLogger.js";
-import { TcpProxy } from "../support/tcpProxy.js";
 import { waitUntil } from "../support/waitUntil.js";
 
 const contents = (s: PrefixSnapshot | undefined) =>
@@ -57,9 +57,7 @@ function expectRevisionsNeverGoBack(snapshots: readonly PrefixSnapshot[]) {
 }
 
 describe("watchPrefix: a live view of a prefix that never loses a change", () => {
-  let etcd: EtcdCluster;
-  let writer: Etcd3;
-  let proxy: TcpProxy;
+  const env = proxiedEtcdPerTest();
   let viewer: Etcd3;
   let logger: Logger;
   let records: LogRecord[];
@@ -67,10 +65,7 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
   const snapshots: PrefixSnapshot[] = [];
 
   beforeEach(async () => {
-    etcd = await startEtcd();
-    writer = etcd.client();
-    proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
-    viewer = new Etcd3({ hosts: [proxy.endpoint], dialTimeout: 1000 });
+    viewer = env.track(new Etcd3({ hosts: [env.proxy.endpoint], dialTimeout: 1000 }));
     ({ logger, records } = recordingLogger());
     subscriptions = [];
     snapshots.length = 0;
@@ -78,9 +73,6 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
 
   afterEach(async () => {
     for (const subscription of subscriptions) subscription.unsubscribe();
-    viewer.close();
-    await proxy.close();
-    await etcd.stop();
   });
 
   const latest = () => snapshots.at(-1);
@@ -91,31 +83,35 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
     subscriptions.push(subscription);
     return subscription;
   };
-  const etcdState = (prefix = "p/") => writer.getAll().prefix(prefix).strings();
+  const etcdState = (prefix = "p/") => env.direct.getAll().prefix(prefix).strings();
 
   test("lists existing keys, then follows puts and deletes; each snapshot is etcd's state at its revision", async () => {
-    await writer.put("p/a").value("1");
-    await writer.put("q/a").value("other prefix");
+    await env.direct.put("p/a").value("1");
+    await env.direct.put("q/a").value("other prefix");
     view();
     await waitUntil("the initial list", () => snapshots.length > 0);
     expect(contents(latest())).toEqual({ "p/a": "1" });
     expect(latest()?.source).toBe("list");
 
-    await writer.put("p/b").value("2");
-    await writer.put("p/a").value("3");
-    await writer.delete().key("p/b");
+    await env.direct.put("p/b").value("2");
+    await env.direct.put("p/a").value("3");
+    await env.direct.delete().key("p/b");
     await waitUntil("the changes", () => contents(latest())["p/a"] === "3" && !("p/b" in contents(latest())));
     expect(snapshots.slice(1).every((s) => s.source === "watch")).toBe(true);
-    await expectEverySnapshotIsEtcdAtItsRevision(writer, snapshots);
+    await expectEverySnapshotIsEtcdAtItsRevision(env.direct, snapshots);
   });
 
   test("every event of a multi-key transaction (one revision) is applied", async () => {
-    await writer.put("p/old").value("1");
+    await env.direct.put("p/old").value("1");
     view();
     await waitUntil("the initial list", () => "p/old" in contents(latest()));
-    await writer
+    await env.direct
       .if("p/old", "Create", ">", 0)
-      .then(writer.put("p/new").value("2"), writer.delete().key("p/old"), writer.put("p/other").value("3"))
+      .then(
+        env.direct.put("p/new").value("2"),
+        env.direct.delete().key("p/old"),
+        env.direct.put("p/other").value("3"),
+      )
       .commit();
     await waitUntil("the transaction", () => "p/new" in contents(latest()));
     expect(contents(latest())).toEqual({ "p/new": "2", "p/other": "3" });
@@ -124,26 +120,26 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
   test("changes made while the connection is down arrive after it comes back", async () => {
     view();
     await waitUntil("the initial list", () => snapshots.length > 0);
-    proxy.setMode("reset");
-    for (let i = 0; i < 20; i++) await writer.put(`p/${i}`).value(String(i));
-    await writer.delete().key("p/3");
-    proxy.setMode("pass");
+    env.proxy.setMode("reset");
+    for (let i = 0; i < 20; i++) await env.direct.put(`p/${i}`).value(String(i));
+    await env.direct.delete().key("p/3");
+    env.proxy.setMode("pass");
     await waitUntil("all 19 keys", () => Object.keys(contents(latest())).length === 19, 20_000);
     expect(contents(latest())["p/19"]).toBe("19");
     expect(contents(latest())["p/3"]).toBeUndefined();
   });
 
   test("a watch whose revision was compacted while disconnected is re-listed, and no change is lost", async () => {
-    await writer.put("p/gone").value("x");
+    await env.direct.put("p/gone").value("x");
     view();
     await waitUntil("the initial list", () => "p/gone" in contents(latest()));
-    proxy.setMode("reset");
-    await writer.delete().key("p/gone");
-    for (let i = 0; i < 10; i++) await writer.put(`p/${i}`).value(String(i));
-    await writer.put("p/0").value("rewritten");
-    const current = await writer.get("p/0").exec();
-    await writer.kv.compact({ revision: current.header.revision, physical: true });
-    proxy.setMode("pass");
+    env.proxy.setMode("reset");
+    await env.direct.delete().key("p/gone");
+    for (let i = 0; i < 10; i++) await env.direct.put(`p/${i}`).value(String(i));
+    await env.direct.put("p/0").value("rewritten");
+    const current = await env.direct.get("p/0").exec();
+    await env.direct.kv.compact({ revision: current.header.revision, physical: true });
+    env.proxy.setMode("pass");
 
     await waitUntil(
       "the view to match etcd",
@@ -156,28 +152,28 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
   });
 
   test("compaction, an etcd restart on the same data dir and link cuts: no crash, every view converges", async () => {
-    await writer.put("p/a").value("1");
-    await writer.put("q/a").value("1");
+    await env.direct.put("p/a").value("1");
+    await env.direct.put("q/a").value("1");
     const other: PrefixSnapshot[] = [];
     view();
     subscriptions.push(watchPrefix(viewer, "q/", logger).subscribe((s) => other.push(s)));
     await waitUntil("both initial lists", () => snapshots.length > 0 && other.length > 0);
 
-    proxy.setMode("reset");
-    await writer.delete().key("p/a");
+    env.proxy.setMode("reset");
+    await env.direct.delete().key("p/a");
     for (let i = 0; i < 10; i++) {
-      await writer.put(`p/${i}`).value(String(i));
-      await writer.put(`q/${i}`).value(String(i));
+      await env.direct.put(`p/${i}`).value(String(i));
+      await env.direct.put(`q/${i}`).value(String(i));
     }
-    const current = await writer.get("p/0").exec();
-    await writer.kv.compact({ revision: current.header.revision, physical: true });
-    await etcd.members[0]?.restart();
-    proxy.setMode("pass");
+    const current = await env.direct.get("p/0").exec();
+    await env.direct.kv.compact({ revision: current.header.revision, physical: true });
+    await env.etcd.members[0]?.restart();
+    env.proxy.setMode("pass");
     for (let cut = 0; cut < 3; cut++) {
       await sleep(300);
-      proxy.setMode("reset");
-      await writer.put(`q/cut${cut}`).value("x");
-      proxy.setMode("pass");
+      env.proxy.setMode("reset");
+      await env.direct.put(`q/cut${cut}`).value("x");
+      env.proxy.setMode("pass");
     }
 
     const p = await etcdState("p/");
@@ -194,8 +190,8 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
       let created = false;
       let responses = 0;
       const cut = () => {
-        proxy.setMode("reset");
-        setTimeout(() => proxy.setMode("pass"), 20);
+        env.proxy.setMode("reset");
+        setTimeout(() => env.proxy.setMode("pass"), 20);
       };
       const hook = stream.activity$.subscribe((step) => {
         if (step.kind === "created" && !created) {
@@ -207,8 +203,8 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
       // Writes race with the first list, so the watch starts with catch-up events to deliver.
       const writes = (async () => {
         for (let i = 0; i < 30; i++) {
-          await writer.put(`${prefix}${i}`).value(String(i));
-          if (i % 3 === 0) await writer.delete().key(`${prefix}${i - 1}`);
+          await env.direct.put(`${prefix}${i}`).value(String(i));
+          if (i % 3 === 0) await env.direct.delete().key(`${prefix}${i - 1}`);
         }
       })();
       const subscription = watchPrefix(viewer, prefix, logger).subscribe((s) => trialSnapshots.push(s));
@@ -224,7 +220,7 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
       subscription.unsubscribe();
       hook.unsubscribe();
       expectRevisionsNeverGoBack(trialSnapshots);
-      await expectEverySnapshotIsEtcdAtItsRevision(writer, trialSnapshots);
+      await expectEverySnapshotIsEtcdAtItsRevision(env.direct, trialSnapshots);
     }
   });
 
@@ -233,27 +229,27 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
     await waitUntil("the initial list", () => snapshots.length > 0);
     for (let i = 0; i < 150; i++) {
       const key = `p/${i % 17}`;
-      if (i % 5 === 4) await writer.delete().key(key);
+      if (i % 5 === 4) await env.direct.delete().key(key);
       else if (i % 7 === 6)
-        await writer
+        await env.direct
           .if(key, "Create", ">", -1)
-          .then(writer.put(key).value(`t${i}`), writer.put(`p/x${i % 3}`).value(`t${i}`))
+          .then(env.direct.put(key).value(`t${i}`), env.direct.put(`p/x${i % 3}`).value(`t${i}`))
           .commit();
-      else await writer.put(key).value(String(i));
+      else await env.direct.put(key).value(String(i));
       if (i % 40 === 39) {
-        proxy.setMode("reset");
-        proxy.setMode("pass");
+        env.proxy.setMode("reset");
+        env.proxy.setMode("pass");
       }
     }
     const final = await etcdState();
     await waitUntil("the view to match etcd", () => holds(latest(), final), 30_000);
     expect(lists().length).toBeGreaterThan(3);
     expectRevisionsNeverGoBack(snapshots);
-    await expectEverySnapshotIsEtcdAtItsRevision(writer, snapshots);
+    await expectEverySnapshotIsEtcdAtItsRevision(env.direct, snapshots);
   });
 
   test("every successful re-list emits a snapshot, even when nothing changed", async () => {
-    await writer.put("p/a").value("1");
+    await env.direct.put("p/a").value("1");
     view({ resyncIntervalMs: 100 });
     await waitUntil("three lists", () => lists().length >= 3);
     const revisions = new Set(lists().map((s) => s.revision));
@@ -264,7 +260,7 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
   test("failed lists are retried with growing delays, not in a busy loop", async () => {
     view({ resyncIntervalMs: 100, callTimeoutMs: 500 });
     await waitUntil("the initial list", () => snapshots.length > 0);
-    const member = etcd.members[0];
+    const member = env.etcd.members[0];
     if (member === undefined) throw new Error("no etcd member");
     await member.stop();
     await sleep(3_000);
@@ -314,8 +310,8 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
     subscriptions.push(closedView());
     await waitUntil("the initial list", () => snapshots.length > 0);
     viewer.close();
-    proxy.setMode("reset");
-    proxy.setMode("pass");
+    env.proxy.setMode("reset");
+    env.proxy.setMode("pass");
     await waitUntil("the view to end", () => errors.length === 1);
     expect(errors[0]).toBeInstanceOf(ClientClosedError);
 
@@ -326,11 +322,11 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
 
   test("garbage values are delivered as values: decoding is the caller's job", async () => {
     const binary = Buffer.from([0xff, 0x00, 0xfe, 0x41]);
-    await writer.put("p/binary").value(binary);
+    await env.direct.put("p/binary").value(binary);
     view();
     await waitUntil("the initial list", () => snapshots.length > 0);
-    await writer.put("p/json").value("{not json");
-    await writer.put("p/empty").value("");
+    await env.direct.put("p/json").value("{not json");
+    await env.direct.put("p/empty").value("");
     await waitUntil("the garbage", () => "p/empty" in contents(latest()));
     expect(contents(latest())).toEqual({
       "p/binary": binary.toString(),

@@ -62,6 +62,10 @@ async function put(client: Etcd3, key: string, value: string, lease?: string): P
   return state;
 }
 
+/** Deletes grouping 1's primary key, planted as garbage, if it is unchanged since `garbage` was read. */
+const deleteGarbage = (client: Etcd3, garbage: KeyState) =>
+  deletePoisonedLeaderKey(client, keys.leaderKey(1, 1), garbage.modRevision, TIMEOUT_MS);
+
 describe("repair of poisoned leader keys", () => {
   let etcd: EtcdCluster;
   let client: Etcd3;
@@ -143,31 +147,16 @@ describe("repair of poisoned leader keys", () => {
   test("a key rewritten after it was read is left alone", async () => {
     const garbage = await put(client, keys.leaderKey(1, 1), "{not json");
     const rewritten = await put(client, keys.leaderKey(1, 1), "still not json");
-    const result = await deletePoisonedLeaderKey(
-      client,
-      keys.leaderKey(1, 1),
-      garbage.modRevision,
-      TIMEOUT_MS,
-    );
+    const result = await deleteGarbage(client, garbage);
     expect(result).toEqual({ kind: "rewritten", modRevision: rewritten.modRevision });
     expect(await read(client, keys.leaderKey(1, 1))).toEqual(rewritten);
   });
 
   test("a key already gone (deleted by another remover or an earlier attempt) is reported as gone", async () => {
     const garbage = await put(client, keys.leaderKey(1, 1), "{not json");
-    const first = await deletePoisonedLeaderKey(
-      client,
-      keys.leaderKey(1, 1),
-      garbage.modRevision,
-      TIMEOUT_MS,
-    );
+    const first = await deleteGarbage(client, garbage);
     expect(first.kind).toBe("removed");
-    const second = await deletePoisonedLeaderKey(
-      client,
-      keys.leaderKey(1, 1),
-      garbage.modRevision,
-      TIMEOUT_MS,
-    );
+    const second = await deleteGarbage(client, garbage);
     expect(second).toEqual({ kind: "gone" });
   });
 
@@ -180,12 +169,7 @@ describe("repair of poisoned leader keys", () => {
       try {
         await proxied.get(keys.leaderKey(1, 1)).exec(); // connected before the reply is dropped
         proxy.setMode("drop-reply", { match: keys.leaderKey(1, 1) });
-        const result = await deletePoisonedLeaderKey(
-          proxied,
-          keys.leaderKey(1, 1),
-          garbage.modRevision,
-          TIMEOUT_MS,
-        );
+        const result = await deleteGarbage(proxied, garbage);
         expect(proxy.repliesDropped).toBe(1);
         expect(result).toEqual({ kind: "gone" });
       } finally {

@@ -1,8 +1,13 @@
 import type { Etcd3 } from "etcd3";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { crashNode } from "../../src/runtime/testing.js";
-import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
-import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
+import {
+  type NodeFactory,
+  SEED_CONFIG,
+  startEtcdWithNodes,
+  stopEtcdWithNodes,
+} from "../support/clusterNodes.js";
+import type { EtcdCluster } from "../support/etcdCluster.js";
 import { leadershipSettled, leadersInEtcd } from "../support/invariants.js";
 import { waitUntil } from "../support/waitUntil.js";
 
@@ -16,15 +21,10 @@ describe("every grouping gets its seats back", () => {
   let factory: NodeFactory;
 
   beforeEach(async () => {
-    etcd = await startEtcd();
-    client = etcd.client();
-    factory = new NodeFactory({ endpoints: etcd.endpoints, config: SMALL, leaseTtlSeconds: TTL_SECONDS });
+    ({ etcd, client, factory } = await startEtcdWithNodes({ config: SMALL, leaseTtlSeconds: TTL_SECONDS }));
   });
 
-  afterEach(async () => {
-    await factory.stopAll();
-    await etcd.stop();
-  });
+  afterEach(() => stopEtcdWithNodes({ etcd, factory }));
 
   test("a grouping whose members all died is refilled by newcomers in a full cluster", async () => {
     const nodes = await factory.startMany(8);

@@ -17,14 +17,12 @@ import {
 } from "../../src/server/httpServer.js";
 import { KvStore } from "../../src/server/kvStore.js";
 import { createMetrics, type ServerMetrics } from "../../src/server/metrics.js";
-import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
+import { NodeFactory, ONE_GROUPING, startEtcdWithNodes, stopEtcdWithNodes } from "../support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { leadershipSettled } from "../support/invariants.js";
 import { TcpProxy } from "../support/tcpProxy.js";
 import { waitUntil } from "../support/waitUntil.js";
 
-/** One grouping of three groups; three nodes all land in group 0. */
-const ONE_GROUPING = { ...SEED_CONFIG, groups: 3 };
 const TTL_SECONDS = 2;
 const LAYOUT_KEYS = new KeySpace(ONE_GROUPING);
 const CONFIG_FILE = fileURLToPath(new URL("../../config.yaml", import.meta.url));
@@ -72,21 +70,17 @@ describe("example server beside a cluster node, over real HTTP and a real etcd",
   let served: Served[];
 
   beforeEach(async () => {
-    etcd = await startEtcd();
-    client = etcd.client();
-    factory = new NodeFactory({
-      endpoints: etcd.endpoints,
+    ({ etcd, client, factory } = await startEtcdWithNodes({
       config: ONE_GROUPING,
       leaseTtlSeconds: TTL_SECONDS,
-    });
+    }));
     served = [];
   });
 
   afterEach(async () => {
     await Promise.all(served.map((s) => s.server.close()));
-    await factory.stopAll();
+    await stopEtcdWithNodes({ etcd, factory });
     for (const s of served) s.metrics.close();
-    await etcd.stop();
   });
 
   async function serve(node: ClusterNode): Promise<Served> {
@@ -342,15 +336,9 @@ describe("PUT /kv on a deposed primary that has not noticed yet", () => {
   let served: Served[];
 
   beforeEach(async () => {
-    etcd = await startEtcd();
-    client = etcd.client();
+    const options = { config: ONE_GROUPING, leaseTtlSeconds: LONG_TTL_SECONDS, keepaliveIntervalMs: 500 };
+    ({ etcd, client, factory } = await startEtcdWithNodes(options));
     proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
-    factory = new NodeFactory({
-      endpoints: etcd.endpoints,
-      config: ONE_GROUPING,
-      leaseTtlSeconds: LONG_TTL_SECONDS,
-      keepaliveIntervalMs: 500,
-    });
     served = [];
   });
 

@@ -14,15 +14,21 @@ import {
   readClusterStatus,
   readPoisonedLeaderKeys,
 } from "../../src/runtime/clusterStatus.js";
-import { crashNode } from "../../src/runtime/testing.js";
 import { createMetrics } from "../../src/server/metrics.js";
-import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
-import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
-import { leadershipSettled } from "../support/invariants.js";
+import {
+  type NodeFactory,
+  ONE_GROUPING,
+  startEtcdWithNodes,
+  stopEtcdWithNodes,
+} from "../support/clusterNodes.js";
+import type { EtcdCluster } from "../support/etcdCluster.js";
+import { crashFollowerUntilAdvertised, leadershipSettled } from "../support/invariants.js";
 import { TcpProxy } from "../support/tcpProxy.js";
 import { waitUntil } from "../support/waitUntil.js";
 
-const CONFIG = { ...SEED_CONFIG, groups: 3 };
+/** Only the gauge is under test: a node that never changes, with the poisoned keys read from the real etcd. */
+const stillNode = () =>
+  ({ role$: of("follower"), leaders$: EMPTY, keepaliveRoundTrips$: EMPTY }) as unknown as ClusterNode;
 
 describe("rdeebee-cluster status", () => {
   let etcd: EtcdCluster;
@@ -32,17 +38,14 @@ describe("rdeebee-cluster status", () => {
   let configFile: string;
 
   beforeEach(async () => {
-    etcd = await startEtcd();
-    client = etcd.client();
-    factory = new NodeFactory({ endpoints: etcd.endpoints, config: CONFIG });
+    ({ etcd, client, factory } = await startEtcdWithNodes({ config: ONE_GROUPING }));
     dir = mkdtempSync(join(tmpdir(), "rdeebee-status-"));
     configFile = join(dir, "config.yaml");
-    writeFileSync(configFile, yaml.dump(CONFIG));
+    writeFileSync(configFile, yaml.dump(ONE_GROUPING));
   });
 
   afterEach(async () => {
-    await factory.stopAll();
-    await etcd.stop();
+    await stopEtcdWithNodes({ etcd, factory });
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -67,12 +70,10 @@ describe("rdeebee-cluster status", () => {
   test("shows leaders, members, missing and advertised slots, as JSON and as text", async () => {
     const nodes = await factory.startMany(4);
     await waitUntil("a primary and a backup", () => leadershipSettled(client, factory.layout, nodes));
-    const victim = nodes.find((n) => n.role === "follower");
-    const victimId = victim?.id ?? -1;
-    crashNode(victim);
-    await waitUntil(
-      "the advertisement",
-      () => client.get(factory.layout.keys.failoverKey(victimId)).string(),
+    const { victim, id: victimId } = await crashFollowerUntilAdvertised(
+      nodes,
+      client,
+      factory.layout,
       10_000,
     );
 
@@ -184,12 +185,7 @@ describe("rdeebee-cluster status", () => {
 
   test("the example server's gauge counts the poisoned leader keys at every scrape", async () => {
     await poisonGrouping0();
-    // Only the gauge is under test: a node that never changes, with the poisoned keys read from the real etcd.
-    const node = {
-      role$: of("follower"),
-      leaders$: EMPTY,
-      keepaliveRoundTrips$: EMPTY,
-    } as unknown as ClusterNode;
+    const node = stillNode();
     const metrics = createMetrics(node, {
       countPoisonedLeaderKeys: () => readPoisonedLeaderKeys(client, factory.layout).then((k) => k.length),
     });
@@ -209,11 +205,7 @@ describe("rdeebee-cluster status", () => {
     const proxied = () =>
       etcd.client({ hosts: [proxy.endpoint], faultHandling: { global: noop, host: () => noop } });
     const [forStatus, forPoisoned, forMetrics] = [proxied(), proxied(), proxied()];
-    const node = {
-      role$: of("follower"),
-      leaders$: EMPTY,
-      keepaliveRoundTrips$: EMPTY,
-    } as unknown as ClusterNode;
+    const node = stillNode();
     const metrics = createMetrics(node, {
       countPoisonedLeaderKeys: () =>
         readPoisonedLeaderKeys(forMetrics, factory.layout, { timeoutMs: 500 }).then((k) => k.length),
@@ -237,9 +229,9 @@ describe("rdeebee-cluster status", () => {
   test("at the maximum capacity, with every ID handed out and none live, prints one line per group", async () => {
     writeFileSync(
       configFile,
-      yaml.dump({ ...CONFIG, groups: 10_000, group_size: 100, reads: 100, writes: 1 }),
+      yaml.dump({ ...ONE_GROUPING, groups: 10_000, group_size: 100, reads: 100, writes: 1 }),
     );
-    await client.put(CONFIG.id_key).value("1000000").exec();
+    await client.put(ONE_GROUPING.id_key).value("1000000").exec();
     const { code, text } = await status();
     expect(code).toBe(0);
     const lines = text.split("\n");

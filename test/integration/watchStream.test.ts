@@ -13,9 +13,8 @@ import {
   watchStreamOf,
 } from "../../src/etcd/index.js";
 import type { Logger } from "../../src/logging.js";
-import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
+import { proxiedEtcdPerTest } from "../support/proxiedEtcd.js";
 import { type LogRecord, recordingLogger } from "../support/recordingLogger.js";
-import { TcpProxy } from "../support/tcpProxy.js";
 import { waitUntil } from "../support/waitUntil.js";
 
 describe("backoff", () => {
@@ -69,9 +68,7 @@ const strictlyIncreasing = (values: number[]) =>
   values.every((value, i) => i === 0 || value > (values[i - 1] ?? 0));
 
 describe("WatchStream: one multiplexed watch stream per client, driven directly", () => {
-  let etcd: EtcdCluster;
-  let writer: Etcd3;
-  let proxy: TcpProxy;
+  const env = proxiedEtcdPerTest();
   let viewer: Etcd3;
   let logger: Logger;
   let records: LogRecord[];
@@ -80,10 +77,7 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
   let activity: WatchStreamActivity[];
 
   beforeEach(async () => {
-    etcd = await startEtcd();
-    writer = etcd.client();
-    proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
-    viewer = new Etcd3({ hosts: [proxy.endpoint], dialTimeout: 1000 });
+    viewer = env.track(new Etcd3({ hosts: [env.proxy.endpoint], dialTimeout: 1000 }));
     ({ logger, records } = recordingLogger());
     handles = [];
     subscriptions = [];
@@ -93,9 +87,6 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
   afterEach(async () => {
     for (const handle of handles) handle.cancel();
     for (const subscription of subscriptions) subscription.unsubscribe();
-    viewer.close();
-    await proxy.close();
-    await etcd.stop();
   });
 
   const streamOf = (options?: WatchStreamOptions): WatchStream => {
@@ -108,7 +99,7 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     handles.push(handle);
     return handle;
   };
-  const nextRevision = async () => Number((await writer.get("any").exec()).header.revision) + 1;
+  const nextRevision = async () => Number((await env.direct.get("any").exec()).header.revision) + 1;
   const unknownIdRecords = () =>
     records.filter((r) => r.message === "watch response for an unknown watch id ignored");
 
@@ -119,13 +110,13 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     const q = recorder();
     const hp = watch(stream, "p/", from, p.listener);
     const hq = watch(stream, "q/", from, q.listener);
-    await writer.put("p/1").value("1");
-    await writer.put("q/1").value("1");
-    await writer
+    await env.direct.put("p/1").value("1");
+    await env.direct.put("q/1").value("1");
+    await env.direct
       .if("p/1", "Create", ">", 0)
-      .then(writer.put("p/2").value("2"), writer.put("q/2").value("2"))
+      .then(env.direct.put("p/2").value("2"), env.direct.put("q/2").value("2"))
       .commit();
-    await writer.delete().key("p/1");
+    await env.direct.delete().key("p/1");
 
     await waitUntil("both watches' events", () => p.events.length === 3 && q.events.length === 2);
     expect(p.events).toEqual(["put:p/1", "put:p/2", "delete:p/1"]);
@@ -136,16 +127,16 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
 
   test("a create from a compacted revision cancels that watch alone; watches created after it attach", async () => {
     const stream = streamOf();
-    for (let i = 0; i < 5; i++) await writer.put(`c/${i}`).value(String(i));
+    for (let i = 0; i < 5; i++) await env.direct.put(`c/${i}`).value(String(i));
     const from = await nextRevision();
-    await writer.kv.compact({ revision: String(from - 1), physical: true });
+    await env.direct.kv.compact({ revision: String(from - 1), physical: true });
     const compacted = recorder();
     const later = [recorder(), recorder()];
     watch(stream, "c/", 2, compacted.listener);
     watch(stream, "d/", from, later[0]?.listener ?? recorder().listener);
     watch(stream, "e/", from, later[1]?.listener ?? recorder().listener);
-    await writer.put("d/1").value("1");
-    await writer.put("e/1").value("1");
+    await env.direct.put("d/1").value("1");
+    await env.direct.put("e/1").value("1");
 
     await waitUntil(
       "the compacted watch's cancel and the others' events",
@@ -167,8 +158,8 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     // An empty range (key after range end): etcd answers with watch_id -1.
     handles.push(stream.watchRange(Buffer.from("y"), Buffer.from("x"), from, refused.listener));
     watch(stream, "a/", from, after.listener);
-    await writer.put("b/1").value("1");
-    await writer.put("a/1").value("1");
+    await env.direct.put("b/1").value("1");
+    await env.direct.put("a/1").value("1");
 
     await waitUntil(
       "the refusal and the other watches' events",
@@ -194,7 +185,7 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     handle.cancel();
     const second = recorder();
     watch(stream, "p/", await nextRevision(), second.listener);
-    await writer.put("p/1").value("1");
+    await env.direct.put("p/1").value("1");
     await waitUntil("the second watch's event", () => second.events.length === 1);
     expect(opened()).toBe(2);
     expect(first.events).toEqual([]);
@@ -212,10 +203,10 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     await waitUntil("the reply for the cancelled watch", () => unknownIdRecords().length > 0);
 
     // Cancelled by etcd (compaction), then cancelled twice more by its owner.
-    await writer.put("c/1").value("1");
+    await env.direct.put("c/1").value("1");
     const compactAt = await nextRevision();
-    await writer.put("c/2").value("2");
-    await writer.kv.compact({ revision: String(compactAt), physical: true });
+    await env.direct.put("c/2").value("2");
+    await env.direct.kv.compact({ revision: String(compactAt), physical: true });
     const compacted = recorder();
     const gone = stream.watchPrefix("c/", compactAt - 1, compacted.listener);
     await waitUntil("etcd to cancel the compacted watch", () => compacted.canceled.length === 1);
@@ -228,7 +219,7 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     await waitUntil("a later watch to attach", () => after.attached.length === 1);
     expect(unknownIdRecords().slice(unknownBefore)).toEqual([]);
 
-    await writer.put("k/1").value("1");
+    await env.direct.put("k/1").value("1");
     await waitUntil("the keeper's event", () => keeper.events.length === 1);
     expect(activity.filter((step) => step.kind === "broken")).toEqual([]);
   });
@@ -248,8 +239,8 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     await waitUntil("etcd to confirm the cancel", () =>
       unknownIdRecords().some((r) => r.watchId === String(handle.id) && r.canceled === true),
     );
-    await writer.put("d/1").value("1");
-    await writer.put("k/1").value("1");
+    await env.direct.put("d/1").value("1");
+    await env.direct.put("k/1").value("1");
     await waitUntil("the keeper's event", () => keeper.events.length === 1);
     await sleep(100);
     expect(dropped.events).toEqual([]);
@@ -268,11 +259,11 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
       },
     });
     watch(stream, "g/", from, fine.listener);
-    await writer.put("b/1").value("1");
-    await writer.put("g/1").value("1");
+    await env.direct.put("b/1").value("1");
+    await env.direct.put("g/1").value("1");
     await waitUntil("the other watch's event", () => fine.events.includes("put:g/1"));
     expect(records.some((r) => r.message === "watch stream handler failed, reopening the stream")).toBe(true);
-    await writer.put("g/2").value("2");
+    await env.direct.put("g/2").value("2");
     await waitUntil("the other watch's next event", () => fine.events.includes("put:g/2"));
     expect(fine.events).toEqual(["put:g/1", "put:g/2"]);
   });
@@ -283,15 +274,15 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
       const prefix = `t${trial}/`;
       const from = await nextRevision();
       const keys = Array.from({ length: 20 }, (_, i) => `${prefix}${String(i).padStart(2, "0")}`);
-      for (const key of keys) await writer.put(key).value("v");
+      for (const key of keys) await env.direct.put(key).value("v");
       const seen = recorder();
       let handle: WatchHandle | undefined;
       let cut = false;
       const hook = stream.activity$.subscribe((step) => {
         if (step.kind === "created" && step.watchId === handle?.id && !cut) {
           cut = true;
-          proxy.setMode("reset");
-          setTimeout(() => proxy.setMode("pass"), 20);
+          env.proxy.setMode("reset");
+          setTimeout(() => env.proxy.setMode("pass"), 20);
         }
       });
       handle = stream.watchPrefix(prefix, from, seen.listener);
@@ -311,7 +302,7 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     // etcd sends at most 1,000 revisions per catch-up response.
     const keys = Array.from({ length: 2_500 }, (_, i) => `big/${String(i).padStart(4, "0")}`);
     for (let i = 0; i < keys.length; i += 50) {
-      await Promise.all(keys.slice(i, i + 50).map((key) => writer.put(key).value("v")));
+      await Promise.all(keys.slice(i, i + 50).map((key) => env.direct.put(key).value("v")));
     }
     const seen = recorder();
     let handle: WatchHandle | undefined;
@@ -319,8 +310,8 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     subscriptions.push(
       stream.activity$.subscribe((step) => {
         if (step.kind === "events" && step.watchId === handle?.id && ++responses === 1) {
-          proxy.setMode("reset");
-          setTimeout(() => proxy.setMode("pass"), 20);
+          env.proxy.setMode("reset");
+          setTimeout(() => env.proxy.setMode("pass"), 20);
         }
       }),
     );
@@ -340,11 +331,11 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     const seen = recorder();
     watch(stream, "p/", await nextRevision(), seen.listener);
     await waitUntil("the watch to attach", () => seen.attached.length === 1);
-    proxy.setMode("reset");
-    proxy.setMode("pass");
+    env.proxy.setMode("reset");
+    env.proxy.setMode("pass");
     await waitUntil("the watch to attach again", () => seen.attached.length === 2);
     await sleep(500);
-    await writer.put("p/1").value("1");
+    await env.direct.put("p/1").value("1");
     await waitUntil("the event", () => seen.events.length === 1);
     expect(activity.filter((step) => step.kind === "broken")).toHaveLength(1);
     expect(seen.attached).toEqual([false, true]);
@@ -360,13 +351,13 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     watch(stream, "p/", await nextRevision(), seen.listener);
     await waitUntil("the watch to attach", () => seen.attached.length === 1);
 
-    proxy.setMode("blackhole");
-    await writer.put("p/during").value("1");
+    env.proxy.setMode("blackhole");
+    await env.direct.put("p/during").value("1");
     await waitUntil("the probe to give up on the stream", () =>
       activity.some((step) => step.kind === "broken" && step.reason === "no reply to a progress request"),
     );
-    proxy.setMode("pass");
-    await writer.put("p/after").value("2");
+    env.proxy.setMode("pass");
+    await env.direct.put("p/after").value("2");
 
     await waitUntil("both events", () => seen.events.length >= 2, 30_000);
     expect(seen.events).toEqual(["put:p/during", "put:p/after"]);
@@ -381,16 +372,16 @@ describe("WatchStream: one multiplexed watch stream per client, driven directly"
     const stream = streamOf({ reconnect: { initialMs: 100, maxMs: 1_000 } });
     const seen = recorder();
     watch(stream, "p/", await nextRevision(), seen.listener);
-    await writer.put("p/1").value("1");
+    await env.direct.put("p/1").value("1");
     await waitUntil("the first event", () => seen.events.length === 1);
 
-    const member = etcd.members[0];
+    const member = env.etcd.members[0];
     if (member === undefined) throw new Error("no etcd member");
     await member.stop();
     await sleep(3_000);
     const attempts = activity.filter((step) => step.kind === "broken").length;
     await member.restart();
-    await writer.put("p/2").value("2");
+    await env.direct.put("p/2").value("2");
 
     await waitUntil("the event after the restart", () => seen.events.length === 2, 30_000);
     // 100, 200, 400, 800, 1000… ms (each jittered down to half): at most ~8 attempts in 3 s.

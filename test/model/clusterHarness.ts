@@ -4,13 +4,13 @@ import { silentLogger } from "../../src/logging.js";
 import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
 import { type ClusterStatus, readClusterStatus } from "../../src/runtime/clusterStatus.js";
 import { crashNode } from "../../src/runtime/testing.js";
-import { SEED_CONFIG } from "../support/clusterNodes.js";
+import { ONE_GROUPING } from "../support/clusterNodes.js";
 import type { EtcdCluster } from "../support/etcdCluster.js";
 import { TcpProxy } from "../support/tcpProxy.js";
 
 export const TTL_SECONDS = 2;
 /** One grouping: three groups of three node IDs. */
-export const MODEL_LAYOUT = new ClusterLayout({ ...SEED_CONFIG, groups: 3 });
+export const MODEL_LAYOUT = new ClusterLayout(ONE_GROUPING);
 
 /** An in-process node that reaches every etcd member through its own proxies, so it can be cut off. */
 export interface ProxiedNode {

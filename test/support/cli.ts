@@ -32,3 +32,15 @@ export function runCli(args: readonly string[], options: RunCliOptions = {}): Sp
   if (result.error) throw result.error;
   return result;
 }
+
+/** True while a process with this pid exists (signal 0 checks without sending anything). */
+export function isProcessAlive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ESRCH") return false;
+    throw error;
+  }
+}

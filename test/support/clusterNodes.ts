@@ -1,7 +1,9 @@
+import type { Etcd3 } from "etcd3";
 import { type ClusterConfig, ClusterLayout, type NodeSettings } from "../../src/config/index.js";
 import { type Logger, silentLogger } from "../../src/logging.js";
 import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
 import { crashNode } from "../../src/runtime/testing.js";
+import { type EtcdCluster, startEtcd } from "./etcdCluster.js";
 
 export const SEED_CONFIG: ClusterConfig = {
   dbname: "RDeeBee",
@@ -12,6 +14,9 @@ export const SEED_CONFIG: ClusterConfig = {
   id_key: "id_key",
   failover_id_key_prefix: "failover_id",
 };
+
+/** One grouping of three groups of three: nine node IDs compete for its two leader keys. */
+export const ONE_GROUPING: ClusterConfig = { ...SEED_CONFIG, groups: 3 };
 
 export interface NodeFactoryOptions {
   endpoints: string[];
@@ -68,4 +73,27 @@ export class NodeFactory {
       this.nodes.filter((n) => n.role !== "stopped").map((n) => n.stop().catch(() => crashNode(n))),
     );
   }
+}
+
+/** A fresh single-member etcd, a client on it and a node factory for it, for one test. */
+export interface EtcdWithNodes {
+  etcd: EtcdCluster;
+  client: Etcd3;
+  factory: NodeFactory;
+}
+
+export async function startEtcdWithNodes(
+  options: Omit<NodeFactoryOptions, "endpoints"> = {},
+): Promise<EtcdWithNodes> {
+  const etcd = await startEtcd();
+  return { etcd, client: etcd.client(), factory: new NodeFactory({ ...options, endpoints: etcd.endpoints }) };
+}
+
+/** Stops (or crashes) every node the factory made, then the etcd (which closes its clients). */
+export async function stopEtcdWithNodes({
+  etcd,
+  factory,
+}: Pick<EtcdWithNodes, "etcd" | "factory">): Promise<void> {
+  await factory.stopAll();
+  await etcd.stop();
 }

@@ -1,4 +1,5 @@
-import { connect, createServer, type Server, type Socket } from "node:net";
+import type { Socket } from "node:net";
+import { ProxyListener } from "./proxyListener.js";
 
 /**
  * What one direction of a connection does with the bytes arriving: pass forwards them, blackhole
@@ -102,26 +103,27 @@ export class FlapConnection {
  * watch stream and its reads can be delayed, blackholed, thinned or cut apart.
  */
 export class FlapProxy {
-  private server: Server | undefined;
+  private listener: ProxyListener | undefined;
   readonly connections: FlapConnection[] = [];
   /** The mode a newly accepted connection starts in. */
   modeForNew: FlapMode = "pass";
-  port = 0;
-
-  constructor(
-    private readonly upstreamHost: string,
-    private readonly upstreamPort: number,
-  ) {}
 
   static async forEndpoint(endpoint: string): Promise<FlapProxy> {
-    const url = new URL(endpoint);
-    const proxy = new FlapProxy(url.hostname, Number(url.port));
-    await proxy.listen();
+    const proxy = new FlapProxy();
+    proxy.listener = await ProxyListener.start(endpoint, (client, upstream) =>
+      proxy.connections.push(
+        new FlapConnection(proxy.connections.length, client, upstream(), proxy.modeForNew),
+      ),
+    );
     return proxy;
   }
 
+  get port(): number {
+    return this.listener?.port ?? 0;
+  }
+
   get endpoint(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return this.listener?.endpoint ?? "";
   }
 
   /** Connections not cut or closed. */
@@ -134,22 +136,8 @@ export class FlapProxy {
     for (const connection of this.open) connection.cut();
   }
 
-  private async listen(): Promise<void> {
-    this.server = createServer((client) => {
-      const upstream = connect(this.upstreamPort, this.upstreamHost);
-      this.connections.push(new FlapConnection(this.connections.length, client, upstream, this.modeForNew));
-    });
-    await new Promise<void>((resolve, reject) => {
-      this.server?.once("error", reject);
-      this.server?.listen(0, "127.0.0.1", () => resolve());
-    });
-    const address = this.server.address();
-    if (address === null || typeof address === "string") throw new Error("proxy has no port");
-    this.port = address.port;
-  }
-
   async close(): Promise<void> {
     this.cutAll();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await this.listener?.close();
   }
 }

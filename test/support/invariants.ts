@@ -2,6 +2,8 @@ import type { Etcd3 } from "etcd3";
 import type { ClusterLayout } from "../../src/config/index.js";
 import { decodeLeaderValue, decodeMember, listPrefix } from "../../src/etcd/index.js";
 import type { ClusterNode } from "../../src/runtime/clusterNode.js";
+import { crashNode } from "../../src/runtime/testing.js";
+import { waitUntil } from "./waitUntil.js";
 
 const READ_TIMEOUT_MS = 5_000;
 
@@ -63,4 +65,23 @@ export async function leadershipSettled(
       primary !== backup
     );
   });
+}
+
+/** Crashes a follower among `nodes` and waits until its failed slot is advertised: the node, its ID, the advertisement. */
+export async function crashFollowerUntilAdvertised(
+  nodes: readonly ClusterNode[],
+  client: Etcd3,
+  layout: ClusterLayout,
+  timeoutMs: number,
+): Promise<{ victim: ClusterNode; id: number; ad: unknown }> {
+  const victim = nodes.find((n) => n.role === "follower");
+  const id = victim?.id;
+  if (!victim || id === undefined) throw new Error("no follower with an ID to crash");
+  crashNode(victim);
+  const ad = await waitUntil(
+    `the advertisement of slot ${id}`,
+    () => client.get(layout.keys.failoverKey(id)).json(),
+    timeoutMs,
+  );
+  return { victim, id, ad };
 }

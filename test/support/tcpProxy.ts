@@ -1,4 +1,5 @@
-import { connect, createServer, type Server, type Socket } from "node:net";
+import type { Socket } from "node:net";
+import { ProxyListener } from "./proxyListener.js";
 
 /**
  * pass: bytes flow both ways. blackhole: open connections stay open but nothing is forwarded,
@@ -161,7 +162,7 @@ function answers(frames: Http2Frame[], stream: number): boolean {
 
 /** A TCP proxy on a free loopback port in front of one upstream `host:port`. */
 export class TcpProxy {
-  private server: Server | undefined;
+  private listener: ProxyListener | undefined;
   private readonly pairs = new Set<Pair>();
   /** Connections whose client side is gone while a held request waits to reach etcd. */
   private readonly heldPairs = new Set<Pair>();
@@ -171,7 +172,6 @@ export class TcpProxy {
   private modeAfterRequest: ProxyMode = "pass";
   private dropReplyTimeoutMs = DEFAULT_DROP_REPLY_TIMEOUT_MS;
   private keepConnection = false;
-  port = 0;
   /** Client connections accepted so far. */
   connectionsAccepted = 0;
   /** Client connections closed so far, by either side or by the proxy. */
@@ -179,20 +179,20 @@ export class TcpProxy {
   /** Requests whose reply `drop-reply` dropped (their connection destroyed). */
   repliesDropped = 0;
 
-  constructor(
-    private readonly upstreamHost: string,
-    private readonly upstreamPort: number,
-  ) {}
-
   static async forEndpoint(endpoint: string): Promise<TcpProxy> {
-    const url = new URL(endpoint);
-    const proxy = new TcpProxy(url.hostname, Number(url.port));
-    await proxy.listen();
+    const proxy = new TcpProxy();
+    proxy.listener = await ProxyListener.start(endpoint, (client, upstream) =>
+      proxy.accept(client, upstream),
+    );
     return proxy;
   }
 
+  get port(): number {
+    return this.listener?.port ?? 0;
+  }
+
   get endpoint(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return this.listener?.endpoint ?? "";
   }
 
   get mode(): ProxyMode {
@@ -213,25 +213,14 @@ export class TcpProxy {
     return this.currentMode === `stall-${direction}`;
   }
 
-  private async listen(): Promise<void> {
-    this.server = createServer((client) => this.accept(client));
-    await new Promise<void>((resolve, reject) => {
-      this.server?.once("error", reject);
-      this.server?.listen(0, "127.0.0.1", () => resolve());
-    });
-    const address = this.server.address();
-    if (address === null || typeof address === "string") throw new Error("proxy has no port");
-    this.port = address.port;
-  }
-
-  private accept(client: Socket): void {
+  private accept(client: Socket, connectUpstream: () => Socket): void {
     this.connectionsAccepted += 1;
     if (this.currentMode === "reset") {
       this.connectionsClosed += 1;
       client.destroy();
       return;
     }
-    const upstream = connect(this.upstreamPort, this.upstreamHost);
+    const upstream = connectUpstream();
     const toUpstream = new Pipe("upstream", upstream, this);
     const toClient = new Pipe("downstream", client, this);
     const pair: Pair = {
@@ -377,6 +366,6 @@ export class TcpProxy {
   async close(): Promise<void> {
     this.setMode("reset");
     for (const pair of [...this.heldPairs]) this.forgetHeld(pair);
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await this.listener?.close();
   }
 }

@@ -10,16 +10,10 @@ import {
   parseClusterConfig,
   parseClusterConfigYaml,
 } from "../../src/config/index.js";
+import { SEED_CONFIG } from "../support/clusterNodes.js";
 
-const VALID: ClusterConfig = {
-  dbname: "RDeeBee",
-  groups: 10,
-  group_size: 3,
-  reads: 3,
-  writes: 2,
-  id_key: "id_key",
-  failover_id_key_prefix: "failover_id",
-};
+/** The seed's values (test/support/clusterNodes.ts), valid by definition. */
+const VALID: ClusterConfig = { ...SEED_CONFIG };
 const FIELDS = Object.keys(VALID) as (keyof ClusterConfig)[];
 const NUMERIC_FIELDS = ["groups", "group_size", "reads", "writes"] as const;
 

@@ -9,11 +9,24 @@ import {
   loadClusterConfig,
   parseClusterConfig,
 } from "../../src/config/index.js";
+import { SEED_CONFIG } from "../support/clusterNodes.js";
 
 const SEED_CONFIG_PATH = fileURLToPath(new URL("../../config.yaml", import.meta.url));
 
 function seedLayout(): ClusterLayout {
   return new ClusterLayout(loadClusterConfig(SEED_CONFIG_PATH));
+}
+
+/** Every pair of derived names that are the same string. */
+function collisions(names: readonly { label: string; key: string }[]): string[] {
+  const problems: string[] = [];
+  const byKey = new Map<string, string>();
+  for (const { label, key } of names) {
+    const other = byKey.get(key);
+    if (other !== undefined) problems.push(`${label} and ${other} are both "${key}"`);
+    byKey.set(key, label);
+  }
+  return problems;
 }
 
 /** What `KeySpace.parse` must make of each kind of key name (prefixes are not keys). */
@@ -52,15 +65,7 @@ function allKeyNames(layout: ClusterLayout): { label: string; key: string }[] {
 
 describe("seed config (config.yaml)", () => {
   it("loads the seed settings", () => {
-    expect(loadClusterConfig(SEED_CONFIG_PATH)).toEqual({
-      dbname: "RDeeBee",
-      groups: 10,
-      group_size: 3,
-      reads: 3,
-      writes: 2,
-      id_key: "id_key",
-      failover_id_key_prefix: "failover_id",
-    });
+    expect(loadClusterConfig(SEED_CONFIG_PATH)).toEqual(SEED_CONFIG);
   });
 
   it("cuts 10 groups into groupings of 3, the last one shorter", () => {
@@ -361,13 +366,7 @@ describe("layout properties over random valid configs", () => {
       fc.property(configArb, (c) => {
         const layout = new ClusterLayout(c);
         const names = allKeyNames(layout);
-        const problems: string[] = [];
-        const byKey = new Map<string, string>();
-        for (const { label, key } of names) {
-          const other = byKey.get(key);
-          if (other !== undefined) problems.push(`${label} and ${other} are both "${key}"`);
-          byKey.set(key, label);
-        }
+        const problems = collisions(names);
         for (let g = 0; g < c.groups; g++) {
           const prefix = layout.keys.membershipPrefix(g);
           const own = new Set(layout.slotsOf(g).map((id) => layout.keys.memberKey(g, id)));
@@ -396,12 +395,8 @@ describe("layout properties over random valid configs", () => {
         }
         const layout = new ClusterLayout(config);
         const names = allKeyNames(layout);
-        const problems: string[] = [];
-        const byKey = new Map<string, string>();
+        const problems = collisions(names);
         for (const { label, key } of names) {
-          const other = byKey.get(key);
-          if (other !== undefined) problems.push(`${label} and ${other} are both "${key}"`);
-          byKey.set(key, label);
           // The failover prefix covers failover keys only.
           if (key.startsWith(layout.keys.failoverPrefix) && !/^failover(Key|Prefix)/.test(label))
             problems.push(`failoverPrefix "${layout.keys.failoverPrefix}" covers ${label} "${key}"`);
