@@ -68,8 +68,8 @@ export class ClusterNode {
       options.cluster instanceof ClusterLayout ? options.cluster : new ClusterLayout(options.cluster);
     this.settings = settings;
     this.log = (options.logger ?? createLogger()).child({ node: settings.nodeName });
-    this.client = connectEtcd(settings.etcdEndpoints);
     const callTimeoutMs = callTimeoutFor(settings.leaseTtlSeconds);
+    this.client = connectEtcd(settings.etcdEndpoints, { callTimeoutMs });
     this.scope = this.newScope();
     const history = new HistoryRecorder(settings.nodeName, options.history, () => this.scope.session);
     const store = new ClusterStore(this.client, this.layout, this.log, { callTimeoutMs });

@@ -5,6 +5,8 @@ export {
   EtcdUnreachableError,
   FenceLostError,
   type FencingToken,
+  WriteNotCommittedError,
+  WriteOutcomeUnknownError,
 } from "../etcd/index.js";
 export {
   ClusterNode,

@@ -1,4 +1,9 @@
-import { type ClusterNode, FenceLostError, NotPrimaryError } from "../runtime/index.js";
+import {
+  type ClusterNode,
+  FenceLostError,
+  NotPrimaryError,
+  WriteOutcomeUnknownError,
+} from "../runtime/index.js";
 
 export interface KvEntry {
   value: string;
@@ -13,7 +18,7 @@ export interface KvEntry {
  * changed; `lease-invalid` when the node's local lease deadline had passed; `etcd-error` when the
  * transaction itself failed.
  */
-export type WriteRefusal = "not-primary" | "fence-lost" | "lease-invalid" | "etcd-error";
+export type WriteRefusal = "not-primary" | "fence-lost" | "lease-invalid" | "outcome-unknown" | "etcd-error";
 
 export type PutOutcome =
   | ({ ok: true; key: string } & KvEntry)
@@ -26,6 +31,7 @@ export interface KvStoreOptions {
 
 function refusalOf(err: unknown): Exclude<WriteRefusal, "not-primary"> {
   if (err instanceof FenceLostError) return "fence-lost";
+  if (err instanceof WriteOutcomeUnknownError) return "outcome-unknown";
   // The role was checked just before, so here the lease is what failed (or the role changed meanwhile).
   if (err instanceof NotPrimaryError) return "lease-invalid";
   return "etcd-error";
