@@ -131,6 +131,27 @@ export class ClusterStore {
       : this.client.if(this.keys.idKey, "Create", "==", 0);
   }
 
+  /**
+   * Settles an ID claim whose reply was lost: rewrites the key the claim compared, so that a late
+   * copy of the claim can never commit, unless that key changed already; then the member key tells
+   * whether the claim won.
+   */
+  private settleByRewriting(
+    unchanged: () => ReturnType<Etcd3["if"]>,
+    rewrite: () => TxnOperation,
+    claim: { id: number; memberKey: string; leaseId: string },
+  ): SettleIdClaim {
+    return async (options) => {
+      const fenced = await unchanged()
+        .then(rewrite())
+        .else(this.client.get(claim.memberKey))
+        .options(options)
+        .commit();
+      const member = fenced.responses[0]?.response_range?.kvs[0];
+      return !fenced.succeeded && heldBy(member, claim.leaseId) ? claim.id : undefined;
+    };
+  }
+
   /** One allocation attempt for ID `next`; the ID when this lease now holds it. */
   private async tryAllocate(
     counter: IKeyValue | undefined,
@@ -159,16 +180,11 @@ export class ClusterStore {
       return this.settleIdClaim(leaseId, {
         operation: `allocation of ID ${next}`,
         attemptError: err,
-        settle: async (options) => {
-          const fenced = await this.counterUnchanged(counter)
-            .then(this.client.put(this.keys.idKey).value(counter ? counter.value : String(next)))
-            .else(this.client.get(memberKey))
-            .options(options)
-            .commit();
-          return !fenced.succeeded && heldBy(fenced.responses[0]?.response_range?.kvs[0], leaseId)
-            ? next
-            : undefined;
-        },
+        settle: this.settleByRewriting(
+          () => this.counterUnchanged(counter),
+          () => this.client.put(this.keys.idKey).value(counter ? counter.value : String(next)),
+          { id: next, memberKey, leaseId },
+        ),
       });
     }
     if (txn.succeeded) return next;
@@ -283,16 +299,11 @@ export class ClusterStore {
       return this.settleIdClaim(leaseId, {
         operation: `claim of failed slot ${id}`,
         attemptError: err,
-        settle: async (options) => {
-          const fenced = await adUnchanged()
-            .then(this.client.put(ad.key).value(ad.value))
-            .else(this.client.get(memberKey))
-            .options(options)
-            .commit();
-          return !fenced.succeeded && heldBy(fenced.responses[0]?.response_range?.kvs[0], leaseId)
-            ? id
-            : undefined;
-        },
+        settle: this.settleByRewriting(adUnchanged, () => this.client.put(ad.key).value(ad.value), {
+          id,
+          memberKey,
+          leaseId,
+        }),
       });
     }
     if (txn.succeeded) return id;
