@@ -91,7 +91,8 @@ export function parseEtcdEndpoint(text: string): string | undefined {
     return undefined;
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
-  if (url.port === "" || url.pathname !== "/" || url.search !== "" || url.username !== "") return undefined;
+  if (url.port === "" || url.pathname !== "/" || url.search !== "" || url.hash !== "" || url.username !== "")
+    return undefined;
   return `${url.protocol}//${url.host}`;
 }
 

@@ -282,6 +282,7 @@ describe("refused settings name the flag or env var they came from", () => {
     "a:b",
     "http://h:1/path",
     "http://user@h:1",
+    "127.0.0.1:2379#x",
     "h:99999",
     ":2379",
     "",
