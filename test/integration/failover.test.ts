@@ -175,7 +175,12 @@ describe("failover against a real etcd", () => {
     }
   });
 
-  test("a backup that saw the primary key go does not take it once it is held again", async () => {
+  // The deletion and the re-creation can reach the backup in one watch response; its view then never
+  // shows the seat vacant and it tries no promotion (seen once under CI load). That run proves
+  // nothing either way, so the scenario is tried again; the assertions are unchanged.
+  test("a backup that saw the primary key go does not take it once it is held again", {
+    retry: 2,
+  }, async () => {
     const proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
     try {
       const { nodes, histories } = await recordedLeaders(2, (i) =>
