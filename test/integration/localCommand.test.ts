@@ -109,12 +109,15 @@ describe("rdeebee-cluster local in a pseudo-terminal (tmux)", () => {
     tmux("-f", "/dev/null", "new-session", "-d", "-s", SESSION, "-x", "160", "-y", "50", "-c", ROOT, command);
     tmux("set-option", "-w", "-t", SESSION, "remain-on-exit", "on");
 
+    // Every node has joined before the crash: a late joiner's transitions would push the crash out
+    // of the eight-line "recent transitions" list this test reads.
     const formed = await waitUntil(
-      "a primary and a backup on the screen",
+      "a primary and a backup on the screen, every node with an ID",
       () => {
         const s = capture();
         const roles = s.rows.map((r) => r.role);
         return s.rows.length === 4 &&
+          s.rows.every((r) => /^\d+$/.test(r.id)) &&
           s.primarySeat &&
           s.backupSeat &&
           roles.includes("primary") &&
