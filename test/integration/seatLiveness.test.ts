@@ -77,4 +77,17 @@ describe("every grouping gets its seats back", () => {
       30_000,
     );
   }, 90_000);
+
+  test("a node whose member key is deleted under its live lease renews: one member key, under its new lease", async () => {
+    const [node] = await factory.startMany(1);
+    const before = node?.status;
+    if (before?.id === undefined || before.leaseId === undefined) throw new Error("node did not join");
+    await client.delete().key(factory.layout.keys.memberKey(before.group ?? 0, before.id));
+    const after = await waitUntil("a new session with a member key", () => {
+      const status = node?.status;
+      return status?.leaseId !== before.leaseId && status?.id !== undefined ? status : undefined;
+    });
+    const members = await client.getAll().prefix(factory.layout.keys.allMembersPrefix).exec();
+    expect(members.kvs.map((kv) => String(kv.lease))).toEqual([after.leaseId]);
+  }, 60_000);
 });
