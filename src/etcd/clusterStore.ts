@@ -401,19 +401,9 @@ export class ClusterStore {
    */
   async resign(fence: FencingToken): Promise<boolean> {
     const key = this.keys.leaderKey(fence.grouping, fence.seat);
-    try {
-      const txn = await this.client
-        .if(key, "Create", "==", fence.token)
-        .then(this.client.delete().key(key))
-        .options(this.callOptions())
-        .commit();
-      return txn.succeeded;
-    } catch (err) {
-      if (certainlyNotApplied(err)) throw err;
-      const held = await this.readBack(`resignation from ${key}`, err, key);
-      if (held && Number(held.create_revision) === fence.token) throw err;
-      return true;
-    }
+    return this.deleteWhileHeld(`resignation from ${key}`, key, ["Create", "==", fence.token], (held) =>
+      Boolean(held && Number(held.create_revision) === fence.token),
+    );
   }
 
   /**
@@ -422,17 +412,32 @@ export class ClusterStore {
    */
   async deregister(nodeId: number, leaseId: string): Promise<boolean> {
     const key = this.keys.memberKey(this.layout.nodeGroup(nodeId), nodeId);
+    return this.deleteWhileHeld(`deregistration of ${key}`, key, ["Lease", "==", leaseId], (held) =>
+      heldBy(held, leaseId),
+    );
+  }
+
+  /**
+   * Deletes `key` if `compare` holds; true when it did. When the reply is lost, the key is read
+   * back: still held by the caller (`stillHeld`) means the delete did not apply; otherwise it counts
+   * as done (gone, or no longer the caller's).
+   */
+  private async deleteWhileHeld(
+    operation: string,
+    key: string,
+    compare: ["Create" | "Lease", "==", number | string],
+    stillHeld: (held: IKeyValue | undefined) => boolean,
+  ): Promise<boolean> {
     try {
       const txn = await this.client
-        .if(key, "Lease", "==", leaseId)
+        .if(key, ...compare)
         .then(this.client.delete().key(key))
         .options(this.callOptions())
         .commit();
       return txn.succeeded;
     } catch (err) {
       if (certainlyNotApplied(err)) throw err;
-      const held = await this.readBack(`deregistration of ${key}`, err, key);
-      if (heldBy(held, leaseId)) throw err;
+      if (stillHeld(await this.readBack(operation, err, key))) throw err;
       return true;
     }
   }
