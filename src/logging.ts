@@ -1,11 +1,25 @@
 import winston from "winston";
 
-export type Logger = winston.Logger;
+/** Structured fields of one log line. */
+export type LogMeta = Record<string, unknown>;
+
+/**
+ * What the runtime logs through: five methods, each `(message, meta?)`, and `child(meta)` for a
+ * logger whose lines all carry `meta`. winston's loggers fit it as they are, and so do pino's
+ * with a two-line adapter (see docs/embedding.md); `createLogger` is the default.
+ */
+export interface Logger {
+  error(message: string, meta?: LogMeta): void;
+  warn(message: string, meta?: LogMeta): void;
+  info(message: string, meta?: LogMeta): void;
+  debug(message: string, meta?: LogMeta): void;
+  child(meta: LogMeta): Logger;
+}
 
 export interface LoggerOptions {
   level?: string;
   /** Fields on every line, e.g. the node name. */
-  defaultMeta?: Record<string, unknown>;
+  defaultMeta?: LogMeta;
   /** Where lines go; defaults to stderr so stdout stays free for command output. */
   transports?: winston.transport[];
 }
@@ -22,10 +36,10 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   });
 }
 
-/** A logger that drops everything, for tests and embedders that bring their own. */
+const ignore = (): void => {};
+
+/** A logger that drops everything, for tests and embedders that want no logs from the node. */
 export function silentLogger(): Logger {
-  return winston.createLogger({
-    silent: true,
-    transports: [new winston.transports.Console({ silent: true })],
-  });
+  const silent: Logger = { error: ignore, warn: ignore, info: ignore, debug: ignore, child: () => silent };
+  return silent;
 }
