@@ -46,3 +46,25 @@ export const PURE_TESTS: readonly string[] = [
   "test/unit/**/*.test.ts",
   "test/mutation-killers/**/*.test.ts",
 ];
+
+/**
+ * MUTATION_TESTS=etcd: the tests that drive src/etcd directly against a real etcd, plus the pure
+ * ones, the affordable way to score src/etcd. The node-level integration tests (formation,
+ * failover, server, CLI commands) reach src/etcd too, but each runs several nodes for tens of
+ * seconds; a mutant of a file they import would run them all. A mutant these tests miss may still
+ * be caught by those; a run with the full set says.
+ */
+export const ETCD_TESTS: readonly string[] = [
+  ...PURE_TESTS,
+  "test/integration/clusterStore.test.ts",
+  "test/integration/session.test.ts",
+  "test/integration/sessionDeadline*.test.ts",
+  "test/integration/fencedWrite*.test.ts",
+  "test/integration/leaseDeadline.test.ts",
+  "test/integration/prefixView.test.ts",
+  "test/integration/watchStream.test.ts",
+  "test/integration/etcd3Pins.test.ts",
+  "test/integration/etcd3RetryPins.test.ts",
+  "test/integration/seatLiveness.test.ts",
+  "test/integration/badValues.test.ts",
+];
