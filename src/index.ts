@@ -16,5 +16,5 @@ export {
   type FencingToken,
   type NodeRecord,
 } from "./etcd/index.js";
-export { createLogger, type Logger, silentLogger } from "./logging.js";
+export { createLogger, type Logger, type LoggerOptions, type LogMeta, silentLogger } from "./logging.js";
 export * from "./runtime/index.js";

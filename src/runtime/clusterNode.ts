@@ -1,4 +1,5 @@
-import { filter, firstValueFrom, type Observable, Subject } from "rxjs";
+import type { Observable } from "rxjs";
+import { Subject } from "rxjs";
 import { type Actor, createActor, type InspectionEvent } from "xstate";
 import type { nodeMachine } from "../../machines/node.js";
 import { type ClusterConfig, ClusterLayout, type NodeSettings } from "../config/index.js";
@@ -6,21 +7,41 @@ import {
   ClusterStore,
   connectEtcd,
   type Etcd3,
+  EtcdUnreachableError,
   type FencedWrite,
   type FencingToken,
   watchPrefix,
 } from "../etcd/index.js";
 import { createLogger, type Logger } from "../logging.js";
-import { type PoisonedLeaderKey, readPoisonedLeaderKeys } from "./clusterStatus.js";
+import { CampaignHoldStore } from "./campaignHold.js";
+import {
+  type ClusterStatus,
+  type PoisonedLeaderKey,
+  readClusterStatus,
+  readPoisonedLeaderKeys,
+} from "./clusterStatus.js";
 import { boundNodeMachine } from "./effects/index.js";
 import { GroupingEvents } from "./groupingEvents.js";
 import type { LeadersSnapshot, MembersByGroup } from "./groupingViews.js";
 import { type HistoryRecord, HistoryRecorder } from "./history.js";
+import { type LeadershipHandlers, type LeadershipTerm, LeadershipTerms } from "./leadership.js";
+import { watchLeaders } from "./leaderWatch.js";
 import { type NodeStatus, StatusProjection } from "./nodeStatus.js";
-import { RecordingStore } from "./recordingStore.js";
 import type { NodeRole } from "./roles.js";
 import { SessionScope, Timers } from "./sessionScope.js";
 import { ROOT_ACTOR_ID } from "./timeline.js";
+import {
+  awaitStatus,
+  checkedTimeout,
+  NodeStoppedError,
+  roleLabel,
+  StartAbortedError,
+  type StartOptions,
+  StartTimeoutError,
+  type WaitEnd,
+  type WaitOptions,
+  waitError,
+} from "./waiting.js";
 
 export type { NodeStatus } from "./nodeStatus.js";
 
@@ -28,7 +49,13 @@ export interface ClusterNodeOptions {
   /** The cluster config (or a layout already derived from it). */
   cluster: ClusterConfig | ClusterLayout;
   settings: NodeSettings;
+  /** Where the node logs; default: JSON lines on stderr (`createLogger()`); `silentLogger()` for none. */
   logger?: Logger;
+  /**
+   * An etcd client to run on instead of one connected to `settings.etcdEndpoints` (TLS, auth, a
+   * namespace of your own). It is not closed by `stop()`: its owner closes it.
+   */
+  client?: Etcd3;
   /** Receives every XState inspection event of this node's actors (see `xstate` `inspect`). */
   inspect?: (event: InspectionEvent) => void;
   /** Receives every transition, identity and leader action, for history checking. */
@@ -37,6 +64,9 @@ export interface ClusterNodeOptions {
 
 /** Long enough for a loaded etcd, short enough that an unanswered call is noticed well within a TTL. */
 const callTimeoutFor = (ttlSeconds: number) => Math.min(5_000, Math.max(1_000, (ttlSeconds * 1000) / 2));
+
+/** A term ends this long before the local deadline when no keepalive was acknowledged: 10% of the TTL, at least 100 ms. */
+const leadershipLeadFor = (ttlSeconds: number) => Math.max(100, ttlSeconds * 100);
 
 /** Keys of the hooks for tests, which the package does not export: see `testing.ts`. */
 export const crashHook: unique symbol = Symbol("crash");
@@ -54,13 +84,19 @@ export class ClusterNode {
   readonly actor: Actor<typeof nodeMachine>;
   readonly log: Logger;
   private readonly client: Etcd3;
-  private readonly store: RecordingStore;
+  private readonly ownsClient: boolean;
+  private readonly callTimeoutMs: number;
+  private readonly store: CampaignHoldStore;
+  private readonly leadership: LeadershipTerms;
   private readonly projection: StatusProjection;
   private readonly grouping: GroupingEvents;
   private readonly timers = new Timers();
   private readonly keepalives = new Subject<number>();
   private scope: SessionScope;
   private started = false;
+  private stopping: Promise<void> | undefined;
+  private sessionOpenedOnce = false;
+  private lastSessionError: string | undefined;
 
   constructor(options: ClusterNodeOptions) {
     const { settings } = options;
@@ -69,11 +105,13 @@ export class ClusterNode {
     this.settings = settings;
     this.log = (options.logger ?? createLogger()).child({ node: settings.nodeName });
     const callTimeoutMs = callTimeoutFor(settings.leaseTtlSeconds);
-    this.client = connectEtcd(settings.etcdEndpoints, { callTimeoutMs });
+    this.callTimeoutMs = callTimeoutMs;
+    this.ownsClient = options.client === undefined;
+    this.client = options.client ?? connectEtcd(settings.etcdEndpoints, { callTimeoutMs });
     this.scope = this.newScope();
     const history = new HistoryRecorder(settings.nodeName, options.history, () => this.scope.session);
     const store = new ClusterStore(this.client, this.layout, this.log, { callTimeoutMs });
-    this.store = new RecordingStore(store, history);
+    this.store = new CampaignHoldStore(store, history, this.timers);
     const snapshot = () => this.actor.getSnapshot();
     this.projection = new StatusProjection(settings.nodeName, this.layout, this.log, history, snapshot);
     // Views re-read their keys once per TTL and on every reconnect: a missed event delays a decision by a TTL at most.
@@ -81,6 +119,16 @@ export class ClusterNode {
     const watch = (prefix: string) => watchPrefix(this.client, prefix, this.log, resync);
     const etcd = { layout: this.layout, log: this.log, etcd: this.client, callTimeoutMs, watch };
     this.grouping = new GroupingEvents({ ...etcd, role$: this.projection.role$ });
+    this.leadership = new LeadershipTerms({
+      status$: this.projection.status$,
+      remainingMs: () => {
+        const session = this.scope.session;
+        return session?.isValid() ? session.remainingMs() : undefined;
+      },
+      deadlineMoved$: this.keepalives,
+      leadMs: leadershipLeadFor(settings.leaseTtlSeconds),
+      log: this.log,
+    });
     const machine = boundNodeMachine({
       ...etcd,
       settings,
@@ -100,6 +148,7 @@ export class ClusterNode {
     this.actor = createActor(machine, {
       id: ROOT_ACTOR_ID,
       inspect: (event) => {
+        this.noteSessionEvent(event);
         this.projection.inspect(event);
         options.inspect?.(event);
       },
@@ -107,7 +156,7 @@ export class ClusterNode {
     this.actor.subscribe({ error: (err) => this.log.error("node machine failed", { error: String(err) }) });
   }
 
-  /** Status changes: role, state, ID, group and fencing token. */
+  /** Status changes: role, state, ID, group and fencing token; the current status first. */
   get status$(): Observable<NodeStatus> {
     return this.projection.status$;
   }
@@ -153,43 +202,125 @@ export class ClusterNode {
     return this.keepalives.asObservable();
   }
 
-  /** Starts the node; resolves once it has an ID and a member key (or rejects if it stops first). */
-  async start(): Promise<NodeStatus> {
-    if (!this.started) {
+  /**
+   * Starts the node; resolves once it has an ID and a member key (as a follower: wait for a role
+   * with `waitForRole`). Rejects with `EtcdUnreachableError` when `timeoutMs` passes before etcd
+   * granted a lease, `StartTimeoutError` when it passes later, `StartAbortedError` when `signal`
+   * aborts, `NodeStoppedError` when the node is stopped meanwhile; after a rejection the node is
+   * stopped and its own client closed, so nothing it started keeps the process alive.
+   */
+  async start(options: StartOptions = {}): Promise<NodeStatus> {
+    checkedTimeout(options.timeoutMs, "start");
+    if (!this.started && !this.stopping) {
       this.started = true;
       this.actor.start();
     }
-    const status = await this.waitFor((s) => s.id !== undefined || s.role === "stopped");
-    if (status.role === "stopped") throw new Error(`node ${this.settings.nodeName} stopped before it joined`);
-    return status;
-  }
-
-  /** Resolves with the first status that satisfies `predicate`. */
-  waitFor(predicate: (status: NodeStatus) => boolean): Promise<NodeStatus> {
-    return firstValueFrom(this.projection.status$.pipe(filter(predicate)));
-  }
-
-  /** Graceful stop: resigns any leader key, deletes the member key, revokes the lease. */
-  async stop(): Promise<void> {
-    if (!this.started) {
-      this.client.close();
-      return;
+    try {
+      return await this.awaitStatus(
+        (s) => s.id !== undefined,
+        { ...options, caller: "start" },
+        (end) => this.startError(end),
+      );
+    } catch (err) {
+      await this.stop();
+      throw err;
     }
-    this.actor.send({ type: "STOP" });
-    await this.waitFor((s) => s.role === "stopped");
-    this.shutdown();
+  }
+
+  /**
+   * Resolves with the first status (the current one included) that satisfies `predicate`. Rejects
+   * with `WaitTimeoutError` after `timeoutMs`, `WaitAbortedError` when `signal` aborts, and
+   * `NodeStoppedError` when the node stops without satisfying it.
+   */
+  waitFor(predicate: (status: NodeStatus) => boolean, options: WaitOptions = {}): Promise<NodeStatus> {
+    return this.awaitStatus(
+      predicate,
+      { ...options, caller: "waitFor" },
+      waitError(this.settings.nodeName, "a status"),
+    );
+  }
+
+  /** `waitFor` the node to have `role` (or one of `roles`), e.g. `waitForRole("primary", { timeoutMs: 10_000 })`. */
+  waitForRole(role: NodeRole | readonly NodeRole[], options: WaitOptions = {}): Promise<NodeStatus> {
+    const roles: readonly NodeRole[] = typeof role === "string" ? [role] : role;
+    const what = roleLabel(roles);
+    return this.awaitStatus(
+      (s) => roles.includes(s.role),
+      { ...options, caller: "waitForRole" },
+      waitError(this.settings.nodeName, what),
+    );
+  }
+
+  /** Graceful stop: ends any leadership term, resigns any leader key, deletes the member key, revokes the lease. */
+  stop(): Promise<void> {
+    this.stopping ??= this.leave();
+    return this.stopping;
+  }
+
+  /**
+   * The terms of this node as its grouping's primary, in the style of client-go's
+   * `OnStartedLeading(ctx)`/`OnStoppedLeading()` and Curator's `LeaderLatchListener`: `started`
+   * gets a signal that aborts the moment the node must stop acting as primary, before its lease's
+   * local deadline; `stopped` follows the abort. Calls `started` at once when a term is running.
+   * Returns the unsubscribe.
+   */
+  onLeadership(handlers: LeadershipHandlers): () => void {
+    return this.leadership.observe(handlers);
+  }
+
+  /** The current term as primary, then each change: a term when one starts, undefined when it ends. */
+  get leadership$(): Observable<LeadershipTerm | undefined> {
+    return this.leadership.term$;
+  }
+
+  /**
+   * Gives up the leader seat this node holds (if any) without stopping: the term's signal aborts,
+   * the key is deleted under a compare on its token, and it resolves once the node has left the
+   * seat (true when this call deleted the key). The node stays a member. For one lease TTL it
+   * campaigns for no seat (its deferred campaign shows as `candidate`), so another eligible node
+   * takes the seat; after that it campaigns like any follower.
+   */
+  async resign(options: WaitOptions = {}): Promise<boolean> {
+    const fence = this.fence;
+    if (!fence || !this.started || this.stopping) return false;
+    this.leadership.end("resigned", true);
+    this.store.holdCampaigns(this.settings.leaseTtlSeconds * 1000);
+    const resigned = await this.store.resign(fence);
+    await this.awaitStatus(
+      (s) => s.fence?.token !== fence.token,
+      { ...options, caller: "resign" },
+      waitError(this.settings.nodeName, "the seat to be given up"),
+    );
+    return resigned;
+  }
+
+  /** The primary and backup of any grouping, live from etcd (see `watchLeaders`); ends when the node stops. */
+  leadersOf(grouping: number): Observable<LeadersSnapshot> {
+    const resyncIntervalMs = this.settings.leaseTtlSeconds * 1000;
+    return watchLeaders(this.client, this.layout, grouping, {
+      log: this.log,
+      resyncIntervalMs,
+      callTimeoutMs: this.callTimeoutMs,
+    });
+  }
+
+  /** The whole cluster as the `status` command shows it, read now at one revision. */
+  readClusterStatus(): Promise<ClusterStatus> {
+    return readClusterStatus(this.client, this.layout, { timeoutMs: this.callTimeoutMs });
   }
 
   /**
    * Runs `build`'s operations in one transaction that commits only while this node is the
    * grouping's primary and still holds the primary key it held when called: the write path for
    * the embedding server. Throws NotPrimaryError without writing when the node is not the primary
-   * (or its lease is past the local deadline), FenceLostError when the key changed meanwhile.
+   * in a running leadership term (none near its lease's local deadline, none resigned),
+   * FenceLostError when the key changed meanwhile.
    */
   async fencedTxn(build: Parameters<ClusterStore["fencedTxn"]>[1]): Promise<FencedWrite> {
     const fence = this.fence;
     const session = this.scope.session;
-    if (fence?.seat !== 1 || !session?.isValid()) throw new NotPrimaryError(this.status);
+    if (fence?.seat !== 1 || !session?.isValid() || this.leadership.term?.fence.token !== fence.token)
+      throw new NotPrimaryError(this.status);
     return this.store.fencedTxn(fence, build, session.leaseId);
   }
 
@@ -204,6 +335,7 @@ export class ClusterNode {
    */
   [crashHook](): void {
     const session = this.scope.session;
+    this.leadership.close("stopping");
     this.scope.end();
     session?.abandon();
     this.actor.stop();
@@ -214,11 +346,53 @@ export class ClusterNode {
     return this.client;
   }
 
+  private async leave(): Promise<void> {
+    this.leadership.close("stopping");
+    if (this.started && this.actor.getSnapshot().status === "active") {
+      this.actor.send({ type: "STOP" });
+      await this.awaitStatus(
+        (s) => s.role === "stopped",
+        { caller: "stop" },
+        () => new Error("unreachable"),
+      );
+    }
+    this.shutdown();
+  }
+
+  private awaitStatus(
+    predicate: (status: NodeStatus) => boolean,
+    options: WaitOptions & { caller: string },
+    fail: (end: WaitEnd) => Error,
+  ): Promise<NodeStatus> {
+    return awaitStatus(this.projection.status$, () => this.status, predicate, options, fail);
+  }
+
+  private startError(end: WaitEnd): Error {
+    const name = this.settings.nodeName;
+    if (end.kind === "aborted") return new StartAbortedError(name, end.reason);
+    if (end.kind === "stopped") return new NodeStoppedError(name, "an ID and a member key");
+    if (!this.sessionOpenedOnce)
+      return new EtcdUnreachableError(
+        this.settings.etcdEndpoints,
+        `no lease granted within ${end.timeoutMs} ms${this.lastSessionError ? ` (last error: ${this.lastSessionError})` : ""}`,
+      );
+    return new StartTimeoutError(name, end.timeoutMs, end.status);
+  }
+
+  /** Remembers whether etcd ever granted this node a lease, and the last failure to open a session. */
+  private noteSessionEvent(event: InspectionEvent): void {
+    if (event.type !== "@xstate.event" || event.actorRef.sessionId !== event.rootId) return;
+    const sent = event.event as { type: string; error?: unknown };
+    if (sent.type === "SESSION_OPENED") this.sessionOpenedOnce = true;
+    else if (sent.type === "SESSION_FAILED") this.lastSessionError = String(sent.error);
+  }
+
   private shutdown(): void {
+    this.leadership.close("stopping");
     this.scope.end();
     this.timers.clear();
     this.grouping.stop();
-    this.client.close();
+    if (this.ownsClient) this.client.close();
     this.projection.stopped();
   }
 

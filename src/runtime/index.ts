@@ -15,8 +15,31 @@ export {
   type NodeStatus,
   NotPrimaryError,
 } from "./clusterNode.js";
-export { type PoisonedLeaderKey, readPoisonedLeaderKeys } from "./clusterStatus.js";
+export {
+  type ClusterStatus,
+  type PoisonedLeaderKey,
+  readClusterStatus,
+  readPoisonedLeaderKeys,
+  type SeatStatus,
+  type StatusReadOptions,
+} from "./clusterStatus.js";
 export type { LeadersSnapshot, LeaderView, MembersByGroup } from "./groupingViews.js";
 export { HistoryFileWriter, type HistoryRecord, type LeaderAction } from "./history.js";
 export { InspectionFileWriter, type InspectionRecord } from "./inspection.js";
+export {
+  type LeadershipEndReason,
+  type LeadershipHandlers,
+  LeadershipLostError,
+  type LeadershipTerm,
+} from "./leadership.js";
+export { type LeaderWatchOptions, watchLeaders } from "./leaderWatch.js";
 export { type NodeRole, type RoleFacts, roleFactsOf, roleOf, statePathOf } from "./roles.js";
+export {
+  NodeStoppedError,
+  StartAbortedError,
+  type StartOptions,
+  StartTimeoutError,
+  WaitAbortedError,
+  type WaitOptions,
+  WaitTimeoutError,
+} from "./waiting.js";
