@@ -1,6 +1,7 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, expect, inject, test } from "vitest";
 import { waitUntil } from "../support/waitUntil.js";
-import { FaultCluster, rowOf, TTL_MS } from "./faultCluster.js";
+import { FaultCluster, rowOf, runScenario, TTL_MS } from "./faultCluster.js";
 import type { NodeProcess } from "./nodeProcess.js";
 import { appendRow } from "./summary.js";
 
@@ -58,6 +59,130 @@ test("a deposed primary's resignation arriving late leaves its successor's key a
   appendRow(
     inject("faultRowsFile"),
     rowOf("primary's resignation arrives after its successor took the seat", c.trials, report),
+  );
+  expect(report.violations).toEqual([]);
+});
+
+/** How many promotions `node` has recorded so far, and how many of them etcd refused. */
+function promotions(node: NodeProcess): { all: number; refused: number } {
+  const records = node.history().filter((r) => r.kind === "leader" && r.action === "promote");
+  return {
+    all: records.length,
+    refused: records.filter((r) => r.kind === "leader" && r.outcome === "refused").length,
+  };
+}
+
+/** The lease of `node`'s member key: the one its leader keys are bound to. */
+async function leaseOf(c: FaultCluster, node: NodeProcess): Promise<string> {
+  const lease = (await c.membership()).members.find((m) => m.name === node.name)?.lease;
+  if (!lease) throw new Error(`${node.name} has no member key`);
+  return lease;
+}
+
+const STALE_VIEW_ATTEMPTS = 3;
+/** Short of the backup's local deadline (TTL − 200 ms after its last acknowledged keepalive). */
+const STALL_MS = 500;
+
+/*
+ * The backup's replies are held (its watch stream stalls; its requests still reach etcd) while the
+ * primary key is deleted and re-created under the primary's lease: etcd has a live primary again,
+ * and the primary takes the new key as its own. When the held replies come through, the backup's
+ * view first shows the seat vacant and it tries to promote over a primary that is there. Only the
+ * promotion's primary-absent compare stops it (the backup key is unchanged, so its token compare
+ * holds). A run whose two changes reached the backup in one response proves nothing and is tried
+ * again.
+ */
+test("a backup acting on a stale view of a vacant primary seat never promotes over the live primary", async () => {
+  cluster = await FaultCluster.start("stale-backup", 3);
+  const c = cluster;
+  const primaryKey = c.layout.keys.leaderKey(0, 1);
+  const { report } = await runScenario(
+    c,
+    "backup's view stale while the primary key is re-created",
+    inject("faultRowsFile"),
+    async () => {
+      for (let attempt = 1; attempt <= STALE_VIEW_ATTEMPTS; attempt++) {
+        let refusedBefore = 0;
+        let staleBackup: NodeProcess | undefined;
+        await c.trial(async ({ primary, backup }) => {
+          staleBackup = backup;
+          refusedBefore = promotions(backup).refused;
+          const seat = (await c.client.get(primaryKey).exec()).kvs[0];
+          if (!seat) throw new Error(`${primaryKey} is vacant in a settled cluster`);
+          const reseatedToken = await c.impair(`${backup.name}'s replies held`, backup, async () => {
+            backup.setNetwork("stall-downstream");
+            await c.remove(primaryKey);
+            const txn = await c.client
+              .if(primaryKey, "Create", "==", 0)
+              .then(c.client.put(primaryKey).value(seat.value).lease(String(seat.lease)))
+              .commit();
+            if (!txn.succeeded) throw new Error(`${primaryKey} was taken before the test re-created it`);
+            c.foreignRevisions.add(Number(txn.header.revision));
+            await sleep(STALL_MS);
+            backup.setNetwork("pass");
+            return Number(txn.header.revision);
+          });
+          await waitUntil(
+            `${primary.name} to hold the re-created key`,
+            () => primary.role === "primary",
+            5 * TTL_MS,
+          );
+          await sleep(TTL_MS);
+          const held = (await c.client.get(primaryKey).exec()).kvs[0];
+          expect(Number(held?.create_revision)).toBe(reseatedToken);
+          expect(String(held?.lease)).toBe(String(seat.lease));
+        });
+        if (staleBackup && promotions(staleBackup).refused > refusedBefore)
+          return `the stale backup's promotion refused on attempt ${attempt}`;
+      }
+      throw new Error(`in ${STALE_VIEW_ATTEMPTS} attempts the backup never acted on the stale view`);
+    },
+  );
+  expect(report.violations).toEqual([]);
+});
+
+/*
+ * One node left to lead its grouping: its campaign for the backup seat is held in the network (the
+ * node sees it fail and runs again), the old backup and then the primary are killed, and it is
+ * promoted. Then the held campaign reaches etcd: the backup seat is vacant, so only the campaign's
+ * other-seat compare (the primary key is not under this lease) keeps the node from both seats.
+ */
+test("the only node left to lead a grouping never holds both seats, even when its own campaign for the backup seat arrives late", async () => {
+  cluster = await FaultCluster.start("both-seats", 3);
+  const c = cluster;
+  const backupKey = c.layout.keys.leaderKey(0, 2);
+  const { report } = await runScenario(
+    c,
+    "late campaign of the only node left to lead",
+    inject("faultRowsFile"),
+    async () => {
+      await c.trial(async ({ primary, backup }) => {
+        const last = c.active().find((n) => n !== primary && n !== backup);
+        if (!last) throw new Error("no follower");
+        const [primaryLease, backupLease] = [await leaseOf(c, primary), await leaseOf(c, backup)];
+        last.setNetwork("hold-request", { match: backupKey, afterwards: "pass" });
+        await backup.kill9();
+        await c.client.leaseClient.leaseRevoke({ ID: backupLease });
+        await waitUntil(
+          `${last.name}'s campaign for the backup seat to be held`,
+          () => last.proxies.some((p) => p.mode !== "hold-request"),
+          5 * TTL_MS,
+          5,
+        );
+        last.setNetwork("pass");
+        await waitUntil(`${last.name} to become backup`, () => last.role === "backup", 5 * TTL_MS);
+        await primary.kill9();
+        await c.client.leaseClient.leaseRevoke({ ID: primaryLease });
+        await waitUntil(`${last.name} to be promoted`, () => last.role === "primary", 5 * TTL_MS);
+        const released = await Promise.allSettled(last.proxies.map((p) => p.releaseHeldRequest()));
+        expect(released.some((r) => r.status === "fulfilled")).toBe(true);
+        expect((await c.client.get(backupKey).exec()).kvs).toEqual([]);
+        expect(last.role).toBe("primary");
+        await c.addNode();
+        await c.addNode();
+      });
+      return undefined;
+    },
   );
   expect(report.violations).toEqual([]);
 });
