@@ -1,22 +1,45 @@
-import { Command, CommanderError } from "commander";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Command } from "commander";
 import { ConfigError } from "../config/index.js";
+import { importOptional, MissingOptionalDependencyError } from "../optionalDependency.js";
 import { EtcdUnreachableError } from "../runtime/index.js";
 import { ListenError } from "../server/httpServer.js";
-import { layoutCommand } from "./layoutCommand.js";
-import { registerLocalCommand } from "./local/localCommand.js";
-import { type NodeCommandOptions, nodeCommand } from "./nodeCommand.js";
+import type { LayoutOptions } from "./layoutCommand.js";
+import { PACKAGE_ROOT } from "./local/cliProcess.js";
+import { registerLocalCommand } from "./local/registerLocalCommand.js";
+import type { NodeCommandOptions } from "./nodeCommand.js";
 import { DEFAULT_CONFIG, withNodeSettingsFlags } from "./nodeOptions.js";
-import { type RepairCommandOptions, repairCommand } from "./repairCommand.js";
-import { type ServeCommandOptions, serveCommand } from "./serveCommand.js";
-import { type StatusCommandOptions, statusCommand } from "./statusCommand.js";
-import { type TimelineOptions, timelineCommand } from "./timelineCommand.js";
+import type { RepairCommandOptions } from "./repairCommand.js";
+import type { ServeCommandOptions } from "./serveCommand.js";
+import type { StatusCommandOptions } from "./statusCommand.js";
+import type { TimelineOptions } from "./timelineCommand.js";
 
 /** Exit codes: 0 ok, 1 unexpected error, 2 bad config/flags, 3 etcd unreachable, 4 server port in use. */
 export const EXIT = { ok: 0, failure: 1, badInput: 2, etcdUnreachable: 3, portInUse: 4 } as const;
 
-function buildProgram(out: (text: string) => void, setExit: (code: number) => void): Command {
-  const program = new Command("rdeebee-cluster")
+type Commander = typeof import("commander");
+
+/** The installed package's version, read from its package.json at run time. */
+function packageVersion(): string {
+  const { version } = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as {
+    version: string;
+  };
+  return version;
+}
+
+/**
+ * The command modules are imported when their command runs, so that a command needing an optional
+ * package (prom-client for `serve`, the inspector for `--inspect-ws`) fails alone, saying what to install.
+ */
+function buildProgram(
+  commander: Commander,
+  out: (text: string) => void,
+  setExit: (code: number) => void,
+): Command {
+  const program = new commander.Command("rdeebee-cluster")
     .description("Cluster runtime for RDeeBee: node IDs, groups and leaders coordinated through etcd")
+    .version(packageVersion(), "-V, --version", "print the version of rdeebee-cluster")
     .exitOverride()
     .showHelpAfterError();
 
@@ -25,7 +48,7 @@ function buildProgram(out: (text: string) => void, setExit: (code: number) => vo
     .description("print the cluster layout derived from the config file (touches no etcd)")
     .option("-c, --config <file>", "cluster config file", DEFAULT_CONFIG)
     .option("--json", "print JSON")
-    .action((opts: { config: string; json?: boolean }) => layoutCommand(opts, out));
+    .action(async (opts: LayoutOptions) => (await import("./layoutCommand.js")).layoutCommand(opts, out));
 
   withNodeSettingsFlags(program.command("node"))
     .description("run one cluster node until SIGTERM/SIGINT, then leave the cluster gracefully")
@@ -36,14 +59,18 @@ function buildProgram(out: (text: string) => void, setExit: (code: number) => vo
       "--history-file <file>",
       "append transitions and leader actions (with tokens and deadlines) as JSON lines",
     )
-    .action(async (opts: NodeCommandOptions) => setExit(await nodeCommand(opts)));
+    .action(async (opts: NodeCommandOptions) =>
+      setExit(await (await import("./nodeCommand.js")).nodeCommand(opts)),
+    );
 
   withNodeSettingsFlags(program.command("serve"))
     .description("run the example key-value server beside one cluster node until SIGTERM/SIGINT")
     .option("-p, --port <port>", "HTTP port (0 picks a free one)", "8080")
     .option("--host <host>", "HTTP listen address", "127.0.0.1")
     .option("--log-level <level>", "winston log level (env LOG_LEVEL)")
-    .action(async (opts: ServeCommandOptions) => setExit(await serveCommand(opts)));
+    .action(async (opts: ServeCommandOptions) =>
+      setExit(await (await import("./serveCommand.js")).serveCommand(opts)),
+    );
 
   program
     .command("status")
@@ -53,7 +80,9 @@ function buildProgram(out: (text: string) => void, setExit: (code: number) => vo
     .option("-c, --config <file>", "cluster config file", DEFAULT_CONFIG)
     .option("--etcd <endpoints>", "etcd endpoints, comma-separated (env ETCD)")
     .option("--json", "print JSON")
-    .action((opts: StatusCommandOptions) => statusCommand(opts, out));
+    .action(async (opts: StatusCommandOptions) =>
+      (await import("./statusCommand.js")).statusCommand(opts, out),
+    );
 
   program
     .command("repair")
@@ -63,7 +92,9 @@ function buildProgram(out: (text: string) => void, setExit: (code: number) => vo
     .option("-c, --config <file>", "cluster config file", DEFAULT_CONFIG)
     .option("--etcd <endpoints>", "etcd endpoints, comma-separated (env ETCD)")
     .option("--yes", "delete the poisoned leader keys (without it, only print what would be done)")
-    .action(async (opts: RepairCommandOptions) => setExit(await repairCommand(opts, out)));
+    .action(async (opts: RepairCommandOptions) =>
+      setExit(await (await import("./repairCommand.js")).repairCommand(opts, out)),
+    );
 
   registerLocalCommand(program, setExit);
 
@@ -72,9 +103,16 @@ function buildProgram(out: (text: string) => void, setExit: (code: number) => vo
     .description("print the role transitions recorded by --inspect-file, across nodes, in time order")
     .argument("<files...>", "inspection JSON-lines files")
     .option("--html <file>", "also write a self-contained HTML page")
-    .action((files: string[], opts: TimelineOptions) => timelineCommand(files, opts, out));
+    .action(async (files: string[], opts: TimelineOptions) =>
+      (await import("./timelineCommand.js")).timelineCommand(files, opts, out),
+    );
 
   return program;
+}
+
+function fail(message: string, code: number): number {
+  process.stderr.write(`rdeebee-cluster: ${message}\n`);
+  return code;
 }
 
 /** Runs the CLI; returns the process exit code. */
@@ -83,28 +121,20 @@ export async function main(
   out: (text: string) => void = (t) => console.log(t),
 ): Promise<number> {
   let exitCode: number = EXIT.ok;
+  let commander: Commander | undefined;
   try {
-    await buildProgram(out, (code) => {
+    commander = await importOptional<Commander>("commander", "the rdeebee-cluster command line");
+    await buildProgram(commander, out, (code) => {
       exitCode = code;
     }).parseAsync(argv);
     return exitCode;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.badInput;
-    if (err instanceof ConfigError) {
-      process.stderr.write(`rdeebee-cluster: ${err.message}\n`);
-      return EXIT.badInput;
-    }
-    if (err instanceof ListenError) {
-      process.stderr.write(`rdeebee-cluster: ${err.message}\n`);
-      return err.portInUse ? EXIT.portInUse : EXIT.failure;
-    }
-    if (err instanceof EtcdUnreachableError) {
-      process.stderr.write(`rdeebee-cluster: ${err.message}\n`);
-      return EXIT.etcdUnreachable;
-    }
-    process.stderr.write(
-      `rdeebee-cluster: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
-    return EXIT.failure;
+    if (commander && err instanceof commander.CommanderError)
+      return err.exitCode === 0 ? EXIT.ok : EXIT.badInput;
+    if (err instanceof MissingOptionalDependencyError) return fail(err.message, EXIT.failure);
+    if (err instanceof ConfigError) return fail(err.message, EXIT.badInput);
+    if (err instanceof ListenError) return fail(err.message, err.portInUse ? EXIT.portInUse : EXIT.failure);
+    if (err instanceof EtcdUnreachableError) return fail(err.message, EXIT.etcdUnreachable);
+    return fail(err instanceof Error ? (err.stack ?? err.message) : String(err), EXIT.failure);
   }
 }

@@ -1,23 +1,15 @@
+import { mkdirSync, statSync } from "node:fs";
 import { resolve } from "node:path";
-import type { Command } from "commander";
 import { ClusterLayout, ConfigError, loadClusterConfig, resolveNodeSettings } from "../../config/index.js";
 import { assertEtcdReachable } from "../../runtime/index.js";
-import { DEFAULT_CONFIG } from "../nodeOptions.js";
 import { EtcdStartError, type LocalEtcd, startLocalEtcd } from "./localEtcd.js";
 import { NodeProcesses } from "./nodeProcesses.js";
+import { ReaperLink } from "./reaperLink.js";
+import type { LocalCommandOptions } from "./registerLocalCommand.js";
 import { StatusPoller } from "./statusPoller.js";
-import { KEYS_HELP, renderScreen } from "./table.js";
+import { loadTableRenderer, renderScreen } from "./table.js";
 import { type KeyAction, Terminal } from "./terminal.js";
 
-export interface LocalCommandOptions {
-  nodes: string;
-  config: string;
-  etcd?: string;
-  leaseTtl: string;
-}
-
-export const DEFAULT_LOCAL_NODES = 6;
-const DEFAULT_LOCAL_LEASE_TTL = 2;
 const INTERACTIVE_FRAME_MS = 100;
 const PLAIN_FRAME_MS = 500;
 const EXIT_GUARD_MS = 2_000;
@@ -45,6 +37,19 @@ function parseNodeCount(text: string, capacity: number): number {
   return count;
 }
 
+/** The `--inspect-dir` directory, made if missing; a clear error if the path is there but not a directory. */
+function inspectionDirectory(dir: string | undefined): string | undefined {
+  if (dir === undefined) return undefined;
+  const path = resolve(dir);
+  try {
+    mkdirSync(path, { recursive: true });
+  } catch (err) {
+    throw new ConfigError("--inspect-dir", [`cannot create directory "${path}": ${(err as Error).message}`]);
+  }
+  if (!statSync(path).isDirectory()) throw new ConfigError("--inspect-dir", [`"${path}" is not a directory`]);
+  return path;
+}
+
 interface SessionSetup {
   layout: ClusterLayout;
   configPath: string;
@@ -52,6 +57,8 @@ interface SessionSetup {
   endpoints: string[];
   etcd: LocalEtcd | undefined;
   count: number;
+  inspectDir: string | undefined;
+  reaper: ReaperLink;
 }
 
 /** One run of `local`: the children, the status poller, the screen and the keys, until quit. */
@@ -72,6 +79,8 @@ class LocalSession {
       etcd: setup.endpoints.join(","),
       config: setup.configPath,
       leaseTtl: setup.leaseTtl,
+      inspectDir: setup.inspectDir,
+      reaper: setup.reaper,
     });
     this.poller = new StatusPoller(setup.endpoints, setup.layout);
     this.terminal = new Terminal((action) => this.onKey(action));
@@ -165,6 +174,8 @@ class LocalSession {
         selected: this.selected,
         polled: this.poller.status.value,
         recent: this.nodes.recent,
+        leaderChanges: this.nodes.leaderChanges,
+        inspectDir: this.setup.inspectDir,
         interactive: this.terminal.interactive,
         color: this.terminal.color,
         notice: this.notice,
@@ -195,6 +206,7 @@ class LocalSession {
     this.terminal.close();
     for (const signal of QUIT_SIGNALS) process.off(signal, this.onSignal);
     this.nodes.dispose();
+    this.setup.reaper.done();
     process.stdout.write(`${this.summary()}\n`);
     this.finished();
     setTimeout(exitIfStillAlive, EXIT_GUARD_MS).unref();
@@ -206,7 +218,10 @@ class LocalSession {
     const etcdText = etcd
       ? `  etcd (pid ${etcd.pid ?? "-"}): stopped; removed ${etcd.rootDir}`
       : `  etcd at ${this.setup.endpoints.join(",")}: left running`;
-    return ["rdeebee-cluster local: done", ...nodes, etcdText].join("\n");
+    const inspection = this.setup.inspectDir
+      ? [`  inspection files kept: rdeebee-cluster timeline ${this.setup.inspectDir}/*.jsonl`]
+      : [];
+    return ["rdeebee-cluster local: done", ...nodes, etcdText, ...inspection].join("\n");
   }
 }
 
@@ -219,12 +234,16 @@ export async function localCommand(options: LocalCommandOptions): Promise<number
   const layout = new ClusterLayout(loadClusterConfig(configPath));
   const count = parseNodeCount(options.nodes, layout.capacity);
   const settings = resolveNodeSettings({ leaseTtl: options.leaseTtl, etcd: options.etcd }, {});
+  const inspectDir = inspectionDirectory(options.inspectDir);
+  await loadTableRenderer();
   let etcd: LocalEtcd | undefined;
   if (options.etcd !== undefined) await assertEtcdReachable(settings.etcdEndpoints);
-  else {
+  const reaper = new ReaperLink();
+  if (options.etcd === undefined) {
     try {
-      etcd = await startLocalEtcd();
+      etcd = await startLocalEtcd(reaper);
     } catch (err) {
+      reaper.done();
       if (!(err instanceof EtcdStartError)) throw err;
       process.stderr.write(`rdeebee-cluster: ${err.message}\n`);
       return 1;
@@ -238,33 +257,8 @@ export async function localCommand(options: LocalCommandOptions): Promise<number
     endpoints,
     etcd,
     count,
+    inspectDir,
+    reaper,
   }).run();
   return 0;
-}
-
-export function registerLocalCommand(program: Command, setExit: (code: number) => void): void {
-  program
-    .command("local")
-    .description("run a whole cluster on this machine in a live table: a throwaway etcd and N node processes")
-    .option(
-      "-n, --nodes <count>",
-      "node processes to start; the default 6 fills groups 0 and 1 of grouping 0 of the seed config, " +
-        "so you see a primary, a backup and four followers, and room is left for `a` (add)",
-      String(DEFAULT_LOCAL_NODES),
-    )
-    .option("-c, --config <file>", "cluster config file", DEFAULT_CONFIG)
-    .option("--etcd <endpoints>", "use this etcd (comma-separated) instead of starting a throwaway one")
-    .option(
-      "--lease-ttl <seconds>",
-      "lease TTL of every node, whole seconds >= 2; short, so that a crash shows within seconds",
-      String(DEFAULT_LOCAL_LEASE_TTL),
-    )
-    .addHelpText(
-      "after",
-      `\nKeys: ${KEYS_HELP}.\n` +
-        "Without --etcd, etcd runs from the `etcd` binary (Debian: etcd-server) on free loopback ports with a\n" +
-        "temporary data dir; quitting stops every node (SIGTERM, SIGKILL after 2 s) and the etcd, and removes\n" +
-        "the dir. When stdin is not a terminal the table is printed on every change and SIGINT/SIGTERM quits.",
-    )
-    .action(async (opts: LocalCommandOptions) => setExit(await localCommand(opts)));
 }

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EtcdMember, EtcdStartError, findEtcdBinary, freePorts, loopbackUrl } from "./etcdMember.js";
+import type { ReaperLink } from "./reaperLink.js";
 
 export { EtcdStartError } from "./etcdMember.js";
 
@@ -60,12 +61,18 @@ class TemporaryEtcd implements LocalEtcd {
   readonly removeNow = () => rmSync(this.rootDir, { recursive: true, force: true });
 }
 
-/** Starts a throwaway etcd on free loopback ports and waits until `/health` answers. */
-export async function startLocalEtcd(): Promise<LocalEtcd> {
+/**
+ * Starts a throwaway etcd on free loopback ports and waits until `/health` answers. The reaper, if
+ * given, is told of its directory and process before anything else can fail.
+ */
+export async function startLocalEtcd(
+  reaper?: Pick<ReaperLink, "process" | "gone" | "directory">,
+): Promise<LocalEtcd> {
   const binary = findEtcdBinary();
   const [clientPort, peerPort] = await freePorts(2);
   if (clientPort === undefined || peerPort === undefined) throw new EtcdStartError("no free ports");
   const rootDir = await mkdtemp(join(tmpdir(), "rdeebee-local-"));
+  reaper?.directory(rootDir);
   const peerUrl = loopbackUrl(peerPort);
   const member = new EtcdMember(
     binary,
@@ -81,6 +88,9 @@ export async function startLocalEtcd(): Promise<LocalEtcd> {
   const etcd = new TemporaryEtcd(member, rootDir);
   process.on("exit", etcd.removeNow);
   member.start("new");
+  const pid = member.pid;
+  reaper?.process(pid, "etcd");
+  void member.exited.then(() => reaper?.gone(pid));
   try {
     await member.waitUntilHealthy(READY_TIMEOUT_MS);
   } catch (err) {

@@ -1,5 +1,8 @@
+import { join } from "node:path";
 import { Subject } from "rxjs";
 import { CliProcess, type LogLine, type ProcessExit } from "./cliProcess.js";
+import type { ReaperLink } from "./reaperLink.js";
+import { type RoleChange, shownRole, TransitionLog } from "./transitionLog.js";
 
 /** What the parent knows about a child process, independent of what etcd says. */
 export type Liveness =
@@ -24,21 +27,16 @@ export interface NodeView {
   readonly lastMessage: string | undefined;
 }
 
-/** A role the child logged (`kind: "role"`), or something done to or seen of its process. */
-export interface RoleChange {
-  readonly at: Date;
-  readonly node: string;
-  readonly kind: "role" | "process";
-  readonly from: string;
-  readonly to: string;
-}
-
 export interface NodeProcessesOptions {
   etcd: string;
   config: string;
   leaseTtl: number;
   /** How many role changes `recent` keeps. */
   recentLimit?: number;
+  /** Each node records its inspection events in `<dir>/<node>.jsonl`. */
+  inspectDir?: string;
+  /** Told of every child, so that it can stop them if this process dies without doing so. */
+  reaper?: Pick<ReaperLink, "process" | "gone">;
 }
 
 const STOP_GRACE_MS = 2_000;
@@ -85,13 +83,14 @@ export class NodeProcesses {
   /** Emits after anything a view shows has changed. */
   readonly changes = new Subject<void>();
   private readonly nodes: NodeChild[] = [];
-  private readonly roleChanges: RoleChange[] = [];
+  private readonly transitions: TransitionLog;
   private spawned = 0;
   private readonly killAllNow = () => {
     for (const node of this.nodes) node.signal("SIGKILL");
   };
 
   constructor(private readonly options: NodeProcessesOptions) {
+    this.transitions = new TransitionLog(options.recentLimit);
     process.on("exit", this.killAllNow);
   }
 
@@ -99,21 +98,29 @@ export class NodeProcesses {
     return this.nodes;
   }
 
+  /** The latest role changes, without follower/candidate churn. */
   get recent(): readonly RoleChange[] {
-    return this.roleChanges;
+    return this.transitions.recent;
+  }
+
+  /** Changes into and out of leader seats, kept longer than `recent`. */
+  get leaderChanges(): readonly RoleChange[] {
+    return this.transitions.leaders;
   }
 
   add(): NodeView {
     this.spawned += 1;
     const name = `local-${this.spawned}`;
-    const { etcd, config, leaseTtl } = this.options;
+    const { etcd, config, leaseTtl, inspectDir } = this.options;
     const args = ["node", "--etcd", etcd, "--node", name, "--lease-ttl", String(leaseTtl)];
+    if (inspectDir !== undefined) args.push("--inspect-file", join(inspectDir, `${name}.jsonl`));
     const node = new NodeChild(
       name,
       [...args, "--config", config, "--log-level", "info"],
       (n, line, raw) => this.onLine(n, line, raw),
       (n, exit) => this.onExit(n, exit),
     );
+    this.options.reaper?.process(node.pid, "node");
     this.nodes.push(node);
     this.changes.next();
     return node;
@@ -182,9 +189,10 @@ export class NodeProcesses {
     if (node.liveness === "starting") node.liveness = "alive";
     if (entry.message === "transition" && typeof entry.role === "string") {
       if (typeof entry.id === "number") node.id = entry.id;
-      if (entry.role !== node.role) {
-        if (node.role !== "starting") this.record(node, "role", entry.role);
-        node.role = entry.role;
+      const role = shownRole(entry.role, entry.to, node.role);
+      if (role !== node.role) {
+        if (node.role !== "starting") this.record(node, "role", role);
+        node.role = role;
       }
     } else if (entry.level === "raw" || entry.level === "warn" || entry.level === "error") {
       node.lastMessage =
@@ -194,12 +202,11 @@ export class NodeProcesses {
   }
 
   private record(node: NodeChild, kind: RoleChange["kind"], to: string): void {
-    this.roleChanges.push({ at: new Date(), node: node.name, kind, from: node.role, to });
-    const limit = this.options.recentLimit ?? 8;
-    if (this.roleChanges.length > limit) this.roleChanges.splice(0, this.roleChanges.length - limit);
+    this.transitions.add({ at: new Date(), node: node.name, id: node.id, kind, from: node.role, to });
   }
 
   private onExit(node: NodeChild, { code, signal }: ProcessExit): void {
+    this.options.reaper?.gone(node.pid);
     if (node.liveness === "stopping" && code === 0) {
       if (node.role !== "stopped") this.record(node, "process", "stopped");
       node.liveness = "stopped";

@@ -1,18 +1,24 @@
-import Table from "cli-table3";
+import type CliTable3 from "cli-table3";
 import type { ClusterLayout } from "../../config/index.js";
+import { importOptional } from "../../optionalDependency.js";
 import type { ClusterStatus, SeatStatus } from "../../runtime/clusterStatus.js";
-import type { NodeView, RoleChange } from "./nodeProcesses.js";
+import type { NodeView } from "./nodeProcesses.js";
 import type { PolledStatus } from "./statusPoller.js";
+import type { RoleChange } from "./transitionLog.js";
 
 export interface ScreenModel {
   layout: ClusterLayout;
   configPath: string;
   leaseTtl: number;
   etcd: { endpoint: string; pid?: number; rootDir?: string; exitReason?: string };
+  /** Where the nodes record their inspection events (`--inspect-dir`). */
+  inspectDir?: string;
   nodes: readonly NodeView[];
   selected: number;
   polled: PolledStatus;
   recent: readonly RoleChange[];
+  /** Changes into and out of leader seats, oldest first; the latest few of each grouping are shown. */
+  leaderChanges: readonly RoleChange[];
   /** Keys work (stdin is a TTY). */
   interactive: boolean;
   color: boolean;
@@ -20,7 +26,15 @@ export interface ScreenModel {
   notice?: string;
 }
 
-export const KEYS_HELP = "↑/↓ or j/k select · c crash · p pause · r resume · s stop · a add · q/Ctrl-C quit";
+import { KEYS_HELP } from "./registerLocalCommand.js";
+
+let Table: typeof CliTable3 | undefined;
+
+/** Loads cli-table3 (an optional package) once, before the first screen is rendered. */
+export async function loadTableRenderer(): Promise<void> {
+  Table ??= (await importOptional<{ default: typeof CliTable3 }>("cli-table3", "rdeebee-cluster local"))
+    .default;
+}
 
 const ANSI = {
   bold: 1,
@@ -35,8 +49,13 @@ const ANSI = {
 } as const;
 type Style = keyof typeof ANSI;
 
-const plainTable = (head: string[]) =>
-  new Table({ head, style: { head: [], border: [], compact: true, "padding-left": 1, "padding-right": 1 } });
+function plainTable(head: string[]) {
+  if (!Table) throw new Error("loadTableRenderer() must be awaited before rendering");
+  return new Table({
+    head,
+    style: { head: [], border: [], compact: true, "padding-left": 1, "padding-right": 1 },
+  });
+}
 
 function painter(color: boolean) {
   return (text: string, ...styles: Style[]) =>
@@ -169,16 +188,36 @@ function groupingTable(model: ScreenModel, paint: ReturnType<typeof painter>): s
   return lines;
 }
 
-function recentLines(model: ScreenModel, paint: ReturnType<typeof painter>): string[] {
-  const lines = [paint("recent transitions", "bold")];
-  if (model.recent.length === 0) lines.push(paint("  (none yet)", "dim"));
-  for (const change of model.recent) {
-    const to =
-      change.kind === "role"
-        ? paint(change.to, ...(ROLE_STYLE[change.to] ?? []))
-        : paint(`[${change.to}]`, "red");
-    lines.push(`  ${clock(change.at)}  ${change.node.padEnd(10)} ${change.from} → ${to}`);
+const LEADER_CHANGES_PER_GROUPING = 3;
+
+function changeLine(change: RoleChange, paint: ReturnType<typeof painter>): string {
+  const to =
+    change.kind === "role"
+      ? paint(change.to, ...(ROLE_STYLE[change.to] ?? []))
+      : paint(`[${change.to}]`, "red");
+  return `${clock(change.at)}  ${change.node.padEnd(10)} ${change.from} → ${to}`;
+}
+
+function leaderChangeLines(model: ScreenModel, paint: ReturnType<typeof painter>): string[] {
+  const byGrouping = new Map<number, RoleChange[]>();
+  for (const change of model.leaderChanges) {
+    if (change.id === undefined || !model.layout.isNodeId(change.id)) continue;
+    const grouping = model.layout.groupingOfNode(change.id);
+    byGrouping.set(grouping, [...(byGrouping.get(grouping) ?? []), change]);
   }
+  const lines = [paint(`leader changes (latest ${LEADER_CHANGES_PER_GROUPING} per grouping)`, "bold")];
+  if (byGrouping.size === 0) lines.push(paint("  (none yet)", "dim"));
+  for (const [grouping, changes] of [...byGrouping].sort(([a], [b]) => a - b)) {
+    for (const change of changes.slice(-LEADER_CHANGES_PER_GROUPING))
+      lines.push(`  grouping ${grouping}  ${changeLine(change, paint)}`);
+  }
+  return lines;
+}
+
+function recentLines(model: ScreenModel, paint: ReturnType<typeof painter>): string[] {
+  const lines = [paint("recent transitions (follower ↔ candidate left out)", "bold")];
+  if (model.recent.length === 0) lines.push(paint("  (none yet)", "dim"));
+  for (const change of model.recent) lines.push(`  ${changeLine(change, paint)}`);
   return lines;
 }
 
@@ -191,6 +230,10 @@ function header(model: ScreenModel, paint: ReturnType<typeof painter>): string[]
     `${paint("rdeebee-cluster local", "bold")} · ${etcdText} · lease TTL ${model.leaseTtl} s · config ${model.configPath}`,
   ];
   if (etcd.rootDir) lines.push(`etcd data dir: ${etcd.rootDir} (removed on quit)`);
+  if (model.inspectDir)
+    lines.push(
+      `inspection: ${model.inspectDir}/<node>.jsonl (rdeebee-cluster timeline ${model.inspectDir}/*.jsonl)`,
+    );
   if (etcd.exitReason) lines.push(paint(`etcd ${etcd.exitReason}`, "red", "bold"));
   return lines;
 }
@@ -216,6 +259,8 @@ export function renderScreen(model: ScreenModel): string {
     ...header(model, paint),
     nodeTable(model, paint),
     ...groupingTable(model, paint),
+    "",
+    ...leaderChangeLines(model, paint),
     "",
     ...recentLines(model, paint),
     "",
