@@ -1,12 +1,15 @@
-import { ClusterLayout, loadClusterConfig, resolveNodeSettings } from "../config/index.js";
+import { ClusterLayout, etcdConnectionOf, loadClusterConfig, resolveNodeSettings } from "../config/index.js";
 import { createLogger } from "../logging.js";
 import { assertEtcdReachable, createClusterNode, HistoryFileWriter } from "../runtime/index.js";
+import { attachLeaseWatchdog } from "../watchdog/index.js";
 import { type InspectionFlags, inspectionSinks } from "./inspectionSinks.js";
 import type { NodeSettingsFlags } from "./nodeOptions.js";
 
 export interface NodeCommandOptions extends NodeSettingsFlags, InspectionFlags {
   logLevel?: string;
   historyFile?: string;
+  /** `--no-watchdog` sets false: no watchdog process revoking the lease the moment this process dies. */
+  watchdog?: boolean;
 }
 
 /**
@@ -14,10 +17,11 @@ export interface NodeCommandOptions extends NodeSettingsFlags, InspectionFlags {
  * revoke) and resolves with exit code 0. Logs are JSON lines on stderr.
  */
 export async function nodeCommand(options: NodeCommandOptions): Promise<number> {
-  const layout = new ClusterLayout(loadClusterConfig(options.config));
+  const config = loadClusterConfig(options.config);
   const settings = resolveNodeSettings(options);
+  const layout = new ClusterLayout(config, { namespace: settings.namespace });
   const logger = createLogger({ level: options.logLevel });
-  await assertEtcdReachable(settings.etcdEndpoints);
+  await assertEtcdReachable(etcdConnectionOf(settings), undefined, layout.keys.idKey);
 
   const inspection = inspectionSinks(options, settings.nodeName);
   const history = options.historyFile ? new HistoryFileWriter(options.historyFile) : undefined;
@@ -28,6 +32,12 @@ export async function nodeCommand(options: NodeCommandOptions): Promise<number> 
     inspect: inspection.inspect,
     history: history?.record,
   });
+  const watchdog =
+    options.watchdog === false
+      ? undefined
+      : attachLeaseWatchdog(node, { endpoints: settings.etcdEndpoints }, logger, {
+          logLevel: options.logLevel,
+        });
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGTERM", () => resolve("SIGTERM"));
     process.once("SIGINT", () => resolve("SIGINT"));
@@ -41,6 +51,7 @@ export async function nodeCommand(options: NodeCommandOptions): Promise<number> 
   const signal = await signalled;
   logger.info("stopping node", { node: settings.nodeName, signal });
   await node.stop();
+  await watchdog?.close();
   inspection.close();
   history?.close();
   logger.info("node stopped", { node: settings.nodeName });
