@@ -1,14 +1,33 @@
-import { createWebSocketInspector } from "@statelyai/inspect";
 import type { InspectionEvent } from "xstate";
+import { createLogger, type Logger } from "../logging.js";
 import { InspectionFileWriter } from "../runtime/inspection.js";
+import { openWebSocketInspection, type WebSocketInspection } from "./inspectWebSocket.js";
+import { parseInspectWsUrl } from "./inspectWsUrl.js";
 
 export interface InspectionFlags {
   inspectFile?: string;
   inspectWs?: string;
 }
 
-/** Builds the `inspect` callback for the flags given, and a function that closes what it opened. */
-export function inspectionSinks(flags: InspectionFlags, nodeName: string) {
+export interface InspectionSinks {
+  /** The `inspect` callback for the node's actor, or undefined when no flag asks for one. */
+  inspect: ((event: InspectionEvent) => void) | undefined;
+  /** The WebSocket sink when `--inspect-ws` was given (its `ready` rejects when a package is missing). */
+  webSocket: WebSocketInspection | undefined;
+  close(): void;
+}
+
+/**
+ * Builds the `inspect` callback for the flags given, and a function that closes what it opened.
+ * A bad `--inspect-ws` URL throws a ConfigError naming the flag before anything is opened; a
+ * receiver that is down, slow or goes away never throws into the node (see `InspectSocket`).
+ */
+export function inspectionSinks(
+  flags: InspectionFlags,
+  nodeName: string,
+  logger: Logger = createLogger(),
+): InspectionSinks {
+  const url = flags.inspectWs === undefined ? undefined : parseInspectWsUrl(flags.inspectWs);
   const sinks: ((event: InspectionEvent) => void)[] = [];
   const closers: (() => void)[] = [];
   if (flags.inspectFile) {
@@ -16,11 +35,11 @@ export function inspectionSinks(flags: InspectionFlags, nodeName: string) {
     sinks.push(writer.inspect);
     closers.push(() => writer.close());
   }
-  if (flags.inspectWs) {
-    const inspector = createWebSocketInspector({ url: flags.inspectWs });
-    inspector.start();
-    sinks.push((event) => inspector.inspect.next?.(event));
-    closers.push(() => inspector.stop());
+  const webSocket =
+    url === undefined ? undefined : openWebSocketInspection(url, logger.child({ node: nodeName }));
+  if (webSocket) {
+    sinks.push(webSocket.inspect);
+    closers.push(() => webSocket.close());
   }
   return {
     inspect:
@@ -29,6 +48,7 @@ export function inspectionSinks(flags: InspectionFlags, nodeName: string) {
         : (event: InspectionEvent) => {
             for (const sink of sinks) sink(event);
           },
+    webSocket,
     close: () => {
       for (const close of closers) close();
     },
