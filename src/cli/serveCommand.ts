@@ -6,16 +6,18 @@ import {
   resolveNodeSettings,
 } from "../config/index.js";
 import { createLogger } from "../logging.js";
-import { assertEtcdReachable, createClusterNode } from "../runtime/index.js";
-import { createServer, DEFAULT_HOST } from "../server/httpServer.js";
+import { assertEtcdReachable, createClusterNode, HistoryFileWriter } from "../runtime/index.js";
+import { createServer, DEFAULT_HOST, listenHttp } from "../server/httpServer.js";
 import { KvStore } from "../server/kvStore.js";
-import { createMetrics } from "../server/metrics.js";
+import type { ServerMetrics } from "../server/metrics.js";
+import { type InspectionFlags, inspectionSinks } from "./inspectionSinks.js";
 import type { NodeSettingsFlags } from "./nodeOptions.js";
 
-export interface ServeCommandOptions extends NodeSettingsFlags {
+export interface ServeCommandOptions extends NodeSettingsFlags, InspectionFlags {
   port: string;
   host?: string;
   logLevel?: string;
+  historyFile?: string;
 }
 
 function parsePort(text: string): number {
@@ -39,31 +41,54 @@ function nextStopSignal(): Promise<NodeJS.Signals> {
 
 /**
  * Runs the example server beside one cluster node until SIGTERM or SIGINT, then closes the server
- * and stops the node gracefully; resolves with exit code 0. A port that cannot be listened on
- * rejects with a ListenError before the node joins the cluster.
+ * and stops the node gracefully; resolves with exit code 0. The HTTP port is bound first, so a
+ * port that cannot be listened on rejects with a ListenError before the node joins the cluster,
+ * and the node advertises the port actually bound (also with `--port 0`) unless given an address.
  */
 export async function serveCommand(options: ServeCommandOptions): Promise<number> {
   const port = parsePort(options.port);
   const host = options.host ?? DEFAULT_HOST;
   const layout = new ClusterLayout(loadClusterConfig(options.config));
-  const advertised = port !== 0 && !process.env[NODE_SETTINGS_ENV.address] ? `${host}:${port}` : undefined;
-  const settings = resolveNodeSettings({ ...options, address: options.address ?? advertised });
   const logger = createLogger({ level: options.logLevel });
-  await assertEtcdReachable(settings.etcdEndpoints);
-
-  const node = createClusterNode({ cluster: layout, settings, logger });
-  const metrics = createMetrics(node, {
-    countPoisonedLeaderKeys: () => node.readPoisonedLeaderKeys().then((keys) => keys.length),
-  });
-  const store = new KvStore(node, { onEtcdError: (reason) => metrics.etcdError(reason) });
-  let server: Awaited<ReturnType<typeof createServer>>;
+  const listener = await listenHttp(port, host, logger);
+  const advertised = process.env[NODE_SETTINGS_ENV.address] ? undefined : `${host}:${listener.port}`;
+  let settings: ReturnType<typeof resolveNodeSettings>;
   try {
-    server = await createServer({ node, store, metrics, port, host, log: logger });
+    settings = resolveNodeSettings({ ...options, address: options.address ?? advertised });
+    await assertEtcdReachable(settings.etcdEndpoints);
   } catch (err) {
-    metrics.close();
-    await node.stop();
+    await listener.close();
     throw err;
   }
+
+  const inspection = inspectionSinks(options, settings.nodeName);
+  const history = options.historyFile ? new HistoryFileWriter(options.historyFile) : undefined;
+  const node = createClusterNode({
+    cluster: layout,
+    settings,
+    logger,
+    inspect: inspection.inspect,
+    history: history?.record,
+  });
+  const closeSinks = () => {
+    inspection.close();
+    history?.close();
+  };
+  let metrics: ServerMetrics;
+  try {
+    // Imported here so that only `serve` loads prom-client, an optional dependency.
+    const { createMetrics } = await import("../server/metrics.js");
+    metrics = createMetrics(node, {
+      countPoisonedLeaderKeys: () => node.readPoisonedLeaderKeys().then((keys) => keys.length),
+    });
+  } catch (err) {
+    await listener.close();
+    await node.stop();
+    closeSinks();
+    throw err;
+  }
+  const store = new KvStore(node, { onEtcdError: (reason) => metrics.etcdError(reason) });
+  const server = await createServer({ node, store, metrics, listener, log: logger });
   const signalled = nextStopSignal();
   logger.info("serving", { node: settings.nodeName, url: server.url, etcd: settings.etcdEndpoints });
   void node.start().catch(() => undefined);
@@ -72,7 +97,9 @@ export async function serveCommand(options: ServeCommandOptions): Promise<number
   logger.info("stopping server and node", { node: settings.nodeName, signal });
   await server.close();
   await node.stop();
+  store.close();
   metrics.close();
+  closeSinks();
   logger.info("stopped", { node: settings.nodeName });
   return 0;
 }

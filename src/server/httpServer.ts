@@ -4,16 +4,19 @@ import { type Logger, silentLogger } from "../logging.js";
 import type { ClusterNode } from "../runtime/index.js";
 import { ClusterView } from "./clusterView.js";
 import { HttpError, readText, sendError, sendJson } from "./httpIo.js";
-import type { KvStore, PutOutcome } from "./kvStore.js";
+import type { GetOutcome, KvStore, PutOutcome } from "./kvStore.js";
 import type { ServerMetrics } from "./metrics.js";
+import { readinessOf } from "./readiness.js";
 
 export interface ServerOptions {
   node: ClusterNode;
   store: KvStore;
   metrics: ServerMetrics;
-  /** 0 picks a free port; read the one chosen from `RunningServer.port`. */
-  port: number;
+  /** 0 picks a free port; read the one chosen from `RunningServer.port`. Unused with `listener`. */
+  port?: number;
   host?: string;
+  /** A socket already listening (see `listenHttp`), e.g. so that the node can advertise its port. */
+  listener?: HttpListener;
   maxBodyBytes?: number;
   log?: Logger;
 }
@@ -24,6 +27,12 @@ export interface RunningServer {
   readonly url: string;
   /** Stops accepting connections and resolves once open ones have ended (cut after a grace period). */
   close(): Promise<void>;
+}
+
+/** An HTTP socket that listens before the server has its routes; until then it answers 503. */
+export interface HttpListener extends RunningServer {
+  /** Hands every request from now on to `handler`. */
+  attach(handler: (req: IncomingMessage, res: ServerResponse) => void): void;
 }
 
 /** The server could not listen; `portInUse` when another process holds the port. */
@@ -91,15 +100,71 @@ const WRITE_FAILURES: Record<string, WriteFailure> = {
 } satisfies Record<string, WriteFailure> & Record<Exclude<PutOutcome, { ok: true }>["reason"], WriteFailure>;
 const UNLISTED_WRITE_FAILURE: WriteFailure = { status: 503, code: "etcd_unavailable" };
 
+const READ_FAILURES: Record<Exclude<GetOutcome, { ok: true }>["reason"], WriteFailure> = {
+  absent: { status: 404, code: "not_found" },
+  "not-member": { status: 503, code: "not_ready" },
+  "bad-record": { status: 502, code: "bad_record" },
+  "etcd-error": { status: 503, code: "etcd_unavailable" },
+};
+
+const formatUrl = (host: string, port: number) => `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+
 /**
- * The example server beside a cluster node: health, the node's view of the cluster, Prometheus
- * metrics, and a key-value store whose writes only the grouping's primary accepts.
+ * Listens on `host:port` (0 picks a free port) and answers every request 503 until a handler is
+ * attached; rejects with a ListenError when the port cannot be used.
+ */
+export async function listenHttp(
+  port: number,
+  host: string = DEFAULT_HOST,
+  log: Logger = silentLogger(),
+): Promise<HttpListener> {
+  let handler = (_: IncomingMessage, res: ServerResponse) =>
+    sendError(res, new HttpError(503, "starting", "the server is starting"));
+  const server = createHttpServer((req, res) => handler(req, res));
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => reject(new ListenError(host, port, err));
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+  server.on("error", (err) => log.error("http server error", { error: String(err) }));
+  const bound = (server.address() as AddressInfo).port;
+  let closing: Promise<void> | undefined;
+  return {
+    host,
+    port: bound,
+    url: formatUrl(host, bound),
+    attach: (next) => {
+      handler = next;
+    },
+    close: () => {
+      closing ??= new Promise<void>((resolve, reject) => {
+        const cut = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+        server.close((err) => {
+          clearTimeout(cut);
+          if (err) reject(err);
+          else resolve();
+        });
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+/**
+ * The example server beside a cluster node: liveness, readiness, the node's view of the cluster,
+ * Prometheus metrics, and a key-value store in etcd that only the grouping's primary writes and
+ * every member reads.
  */
 export async function createServer(options: ServerOptions): Promise<RunningServer> {
   const { node, store, metrics } = options;
-  const host = options.host ?? DEFAULT_HOST;
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const log = options.log ?? silentLogger();
+  const listener =
+    options.listener ?? (await listenHttp(options.port ?? 0, options.host ?? DEFAULT_HOST, log));
   const view = new ClusterView(node);
   const servedBy = () => ({ node: node.settings.nodeName, id: node.id ?? null, role: node.role });
 
@@ -109,6 +174,12 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
         node.role === "stopped"
           ? sendJson(res, 503, { error: "stopped", message: "the cluster node has stopped", ...servedBy() })
           : sendJson(res, 200, { status: "ok", ...servedBy() }),
+    },
+    "/readyz": {
+      GET: (_, res) => {
+        const readiness = readinessOf(node);
+        sendJson(res, readiness.ready ? 200 : 503, readiness);
+      },
     },
     "/cluster": { GET: (_, res) => sendJson(res, 200, view.toJSON()) },
     "/metrics": {
@@ -124,11 +195,19 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   };
 
   const kvRoutes = (key: string): Routes => ({
-    GET: (_, res) => {
-      const entry = store.get(key);
-      if (!entry)
-        throw new HttpError(404, "not_found", `no value for key "${key}"`, { key, servedBy: servedBy() });
-      sendJson(res, 200, { key, ...entry, servedBy: servedBy() });
+    GET: async (_, res) => {
+      const outcome = await store.get(key);
+      if (outcome.ok) {
+        const { ok: _ok, ...entry } = outcome;
+        sendJson(res, 200, { ...entry, servedBy: servedBy() });
+        return;
+      }
+      const { status, code } = READ_FAILURES[outcome.reason];
+      throw new HttpError(status, code, outcome.message, {
+        reason: outcome.reason,
+        key,
+        servedBy: servedBy(),
+      });
     },
     PUT: async (req, res) => {
       const outcome = await store.put(key, await readText(req, maxBodyBytes));
@@ -175,7 +254,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     await handler(req, res);
   };
 
-  const server = createHttpServer((req, res) => {
+  listener.attach((req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (res.headersSent) {
         res.destroy();
@@ -188,36 +267,13 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      view.close();
-      reject(new ListenError(host, options.port, err));
-    };
-    server.once("error", onError);
-    server.listen(options.port, host, () => {
-      server.off("error", onError);
-      resolve();
-    });
-  });
-  server.on("error", (err) => log.error("http server error", { error: String(err) }));
-
-  const port = (server.address() as AddressInfo).port;
   let closing: Promise<void> | undefined;
   return {
-    host,
-    port,
-    url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    host: listener.host,
+    port: listener.port,
+    url: listener.url,
     close: () => {
-      closing ??= new Promise<void>((resolve, reject) => {
-        const cut = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
-        server.close((err) => {
-          clearTimeout(cut);
-          view.close();
-          if (err) reject(err);
-          else resolve();
-        });
-        server.closeIdleConnections();
-      });
+      closing ??= listener.close().finally(() => view.close());
       return closing;
     },
   };

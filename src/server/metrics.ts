@@ -1,7 +1,17 @@
 import { performance } from "node:perf_hooks";
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type * as PromClient from "prom-client";
 import { pairwise, type Subscription } from "rxjs";
-import type { ClusterNode, LeadersSnapshot, NodeRole } from "../runtime/index.js";
+import { importOptional } from "../optionalDependency.js";
+import type { ClusterNode, NodeRole } from "../runtime/index.js";
+import { FaultToNewPrimaryTimer, PrimaryKeyGapTimer } from "./failoverTimers.js";
+
+/**
+ * prom-client is an optional peer dependency: loaded when this module is, which only the example
+ * server does (`serve` imports this module on demand, the library never does).
+ */
+const { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } = await importOptional<
+  typeof PromClient
+>("prom-client", "the example server's /metrics");
 
 const ALL_ROLES: Record<NodeRole, true> = {
   connecting: true,
@@ -15,11 +25,11 @@ const ALL_ROLES: Record<NodeRole, true> = {
   stopped: true,
 };
 
-const FAILOVER_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60];
+const FAILOVER_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60];
 const KEEPALIVE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 export interface ServerMetrics {
-  readonly registry: Registry;
+  readonly registry: PromClient.Registry;
   /** Counts a failed or refused etcd operation, by reason. */
   etcdError(reason: string): void;
   /** The registry in the Prometheus text format. */
@@ -39,22 +49,6 @@ export interface MetricsOptions {
   countPoisonedLeaderKeys?: () => Promise<number>;
 }
 
-/** Tracks the time from a vacant primary seat (after one was held) to a primary present again. */
-function failoverTimer(observe: (seconds: number) => void) {
-  let seenPrimary = false;
-  let vacantSince: number | undefined;
-  return (leaders: LeadersSnapshot | undefined) => {
-    if (!leaders) return;
-    if (leaders.primary) {
-      if (vacantSince !== undefined) observe((performance.now() - vacantSince) / 1000);
-      vacantSince = undefined;
-      seenPrimary = true;
-    } else if (seenPrimary && vacantSince === undefined) {
-      vacantSince = performance.now();
-    }
-  };
-}
-
 /** Prometheus metrics of one node, in a registry of their own (not prom-client's global one). */
 export function createMetrics(node: ClusterNode, options: MetricsOptions = {}): ServerMetrics {
   const registry = new Registry();
@@ -72,15 +66,29 @@ export function createMetrics(node: ClusterNode, options: MetricsOptions = {}): 
     labelNames: ["from", "to"] as const,
     registers: [registry],
   });
-  const failover = new Histogram({
-    name: "rdeebee_failover_duration_seconds",
-    help: "Time from this grouping's primary seat falling vacant to a primary holding it again",
+  const faultToNewPrimary = new Histogram({
+    name: "rdeebee_fault_to_new_primary_seconds",
+    help:
+      "Fault to new primary as this node saw it. From: the first sign here that the grouping's primary failed " +
+      "(its primary key absent from this node's watch, or this node leaving the primary role because its " +
+      "lease passed the local deadline or its fence was lost). To: the first sign of a different primary " +
+      "(a primary key with another fencing token in the watch, or this node becoming primary). " +
+      "Time before this node could see the fault, such as a crashed primary's lease TTL, is not in it.",
+    buckets: FAILOVER_BUCKETS,
+    registers: [registry],
+  });
+  const primaryKeyGap = new Histogram({
+    name: "rdeebee_primary_key_gap_seconds",
+    help:
+      "Primary key gap as this node's watch saw it. From: the first view of the grouping's leader keys " +
+      "without the primary key, after one with it. To: the first view with a primary key again. " +
+      "A crashed primary's lease TTL is not in it: etcd deletes the key only when the lease expires.",
     buckets: FAILOVER_BUCKETS,
     registers: [registry],
   });
   const etcdErrors = new Counter({
     name: "rdeebee_etcd_errors_total",
-    help: "etcd operations of the server that failed or were refused (fence lost, lease invalid, txn error)",
+    help: "etcd operations of the server that failed or were refused (fence lost, lease invalid, txn error, read failed)",
     labelNames: ["reason"] as const,
     registers: [registry],
   });
@@ -110,12 +118,24 @@ export function createMetrics(node: ClusterNode, options: MetricsOptions = {}): 
     }
   };
 
+  const now = () => performance.now();
+  const gapTimer = new PrimaryKeyGapTimer(now);
+  const faultTimer = new FaultToNewPrimaryTimer(now);
   const subscriptions: Subscription[] = [
     node.role$.subscribe((current) => {
       for (const r of Object.keys(ALL_ROLES)) role.set({ role: r }, r === current ? 1 : 0);
     }),
     node.role$.pipe(pairwise()).subscribe(([from, to]) => transitions.inc({ from, to })),
-    node.leaders$.subscribe(failoverTimer((seconds) => failover.observe(seconds))),
+    node.leaders$.subscribe((leaders) => {
+      const gap = gapTimer.onLeaders(leaders);
+      if (gap !== undefined) primaryKeyGap.observe(gap);
+      const failover = faultTimer.onLeaders(leaders);
+      if (failover !== undefined) faultToNewPrimary.observe(failover);
+    }),
+    node.status$.subscribe((status) => {
+      const failover = faultTimer.onStatus(status);
+      if (failover !== undefined) faultToNewPrimary.observe(failover);
+    }),
     node.keepaliveRoundTrips$.subscribe((ms) => keepalive.observe(ms / 1000)),
   ];
 

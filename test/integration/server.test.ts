@@ -29,8 +29,16 @@ const CONFIG_FILE = fileURLToPath(new URL("../../config.yaml", import.meta.url))
 
 interface Served {
   node: ClusterNode;
+  store: KvStore;
   metrics: ServerMetrics;
   server: RunningServer;
+}
+
+/** Closes the server, then the store's read client and the metrics; the node is stopped by its owner. */
+async function closeServed(s: Served): Promise<void> {
+  await s.server.close();
+  s.store.close();
+  s.metrics.close();
 }
 
 interface Sample {
@@ -78,16 +86,15 @@ describe("example server beside a cluster node, over real HTTP and a real etcd",
   });
 
   afterEach(async () => {
-    await Promise.all(served.map((s) => s.server.close()));
+    await Promise.all(served.map(closeServed));
     await stopEtcdWithNodes({ etcd, factory });
-    for (const s of served) s.metrics.close();
   });
 
   async function serve(node: ClusterNode): Promise<Served> {
     const metrics = createMetrics(node);
     const store = new KvStore(node, { onEtcdError: (reason) => metrics.etcdError(reason) });
     const server = await createServer({ node, store, metrics, port: 0 });
-    const entry = { node, metrics, server };
+    const entry = { node, store, metrics, server };
     served.push(entry);
     return entry;
   }
@@ -166,7 +173,7 @@ describe("example server beside a cluster node, over real HTTP and a real etcd",
     }
   });
 
-  test("the primary accepts a write; the backup and a follower refuse it with 409", async () => {
+  test("the primary accepts a write; the backup and a follower refuse it with 409 naming the primary, and read it from etcd", async () => {
     const { primary, backup, follower } = await threeServers();
     const ok = await put(primary, "greeting", "hello");
     expect(ok.status).toBe(200);
@@ -188,14 +195,20 @@ describe("example server beside a cluster node, over real HTTP and a real etcd",
       expect(await json(refused)).toMatchObject({
         error: "write_refused",
         reason: "not-primary",
-        primary: { id: primary.node.id },
+        primary: { id: primary.node.id, address: primary.node.settings.address },
       });
-      const absent = await get(s, "/kv/greeting");
-      expect(absent.status).toBe(404);
-      expect(await json(absent)).toMatchObject({
-        error: "not_found",
+      const read = await get(s, "/kv/greeting");
+      expect(read.status).toBe(200);
+      expect(await json(read)).toMatchObject({
+        key: "greeting",
+        value: "hello",
+        token: primary.node.fence?.token,
+        writer: primary.node.settings.nodeName,
         servedBy: { node: s.node.settings.nodeName },
       });
+      const absent = await get(s, "/kv/never-written");
+      expect(absent.status).toBe(404);
+      expect(await json(absent)).toMatchObject({ error: "not_found", reason: "absent" });
     }
   });
 
@@ -228,7 +241,7 @@ describe("example server beside a cluster node, over real HTTP and a real etcd",
     expect(sum(oldErrors)).toBe(earlyReasons.filter((r) => r === "fence-lost").length);
     const promoted = await waitUntil("the promoted node to time the failover", async () => {
       const samples = await metricsOf(backup);
-      return sum(samplesOf(samples, "rdeebee_failover_duration_seconds_count")) >= 1 && samples;
+      return sum(samplesOf(samples, "rdeebee_fault_to_new_primary_seconds_count")) >= 1 && samples;
     });
     // A promotion in flight is reported as candidate: backup -> candidate -> primary.
     expect(
@@ -288,11 +301,13 @@ describe("example server beside a cluster node, over real HTTP and a real etcd",
     const { port } = first.server;
     const second = factory.create("second");
     const metrics = createMetrics(second);
+    const store = new KvStore(second);
     try {
-      const attempt = createServer({ node: second, store: new KvStore(second), metrics, port });
+      const attempt = createServer({ node: second, store, metrics, port });
       await expect(attempt).rejects.toThrow(ListenError);
       await expect(attempt).rejects.toThrow(`port ${port} is already in use`);
     } finally {
+      store.close();
       metrics.close();
     }
 
@@ -344,17 +359,17 @@ describe("PUT /kv on a deposed primary that has not noticed yet", () => {
 
   afterEach(async () => {
     proxy.setMode("pass");
-    await Promise.all(served.map((s) => s.server.close()));
+    await Promise.all(served.map(closeServed));
     await Promise.all(served.map((s) => s.node.stop().catch(() => crashNode(s.node))));
-    for (const s of served) s.metrics.close();
     await proxy.close();
     await etcd.stop();
   });
 
   async function serve(node: ClusterNode): Promise<Served> {
     const metrics = createMetrics(node);
-    const server = await createServer({ node, store: new KvStore(node), metrics, port: 0 });
-    const entry = { node, metrics, server };
+    const store = new KvStore(node);
+    const server = await createServer({ node, store, metrics, port: 0 });
+    const entry = { node, store, metrics, server };
     served.push(entry);
     return entry;
   }
@@ -454,9 +469,8 @@ describe("PUT /kv when etcd's reply to the write is lost", () => {
     proxy.setMode("reset");
     proxy.setMode("pass");
     if (served) {
-      await served.server.close();
+      await closeServed(served);
       await served.node.stop().catch(() => crashNode(served?.node));
-      served.metrics.close();
       served = undefined;
     }
     await proxy.close();
@@ -476,8 +490,9 @@ describe("PUT /kv when etcd's reply to the write is lost", () => {
       logger: silentLogger(),
     });
     const metrics = createMetrics(node);
-    const server = await createServer({ node, store: new KvStore(node), metrics, port: 0 });
-    served = { node, metrics, server };
+    const store = new KvStore(node);
+    const server = await createServer({ node, store, metrics, port: 0 });
+    served = { node, store, metrics, server };
     await node.start();
     await waitUntil("the lone node to be primary", () => node.role === "primary");
     return served;
