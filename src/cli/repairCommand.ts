@@ -1,11 +1,10 @@
-import { ClusterLayout, loadClusterConfig, resolveEtcdEndpoints } from "../config/index.js";
+import { ClusterLayout, loadClusterConfig, resolveEtcdSettings } from "../config/index.js";
 import { deletePoisoned, type LeaderKeyRemoval, readClusterStatus } from "../runtime/clusterStatus.js";
 import { assertEtcdReachable, connectEtcd } from "../runtime/index.js";
+import type { EtcdCommandFlags } from "./nodeOptions.js";
 import { otherProblems, poisonedKeyText } from "./statusCommand.js";
 
-export interface RepairCommandOptions {
-  config: string;
-  etcd?: string;
+export interface RepairCommandOptions extends EtcdCommandFlags {
   yes?: boolean;
 }
 
@@ -32,10 +31,11 @@ export async function repairCommand(
   options: RepairCommandOptions,
   out: (text: string) => void,
 ): Promise<number> {
-  const layout = new ClusterLayout(loadClusterConfig(options.config));
-  const etcdEndpoints = resolveEtcdEndpoints(options.etcd);
-  await assertEtcdReachable(etcdEndpoints);
-  const client = connectEtcd(etcdEndpoints);
+  const config = loadClusterConfig(options.config);
+  const { etcd, namespace } = resolveEtcdSettings(options);
+  const layout = new ClusterLayout(config, { namespace });
+  await assertEtcdReachable(etcd, undefined, layout.keys.idKey);
+  const client = connectEtcd(etcd);
   let failed = 0;
   try {
     const status = await readClusterStatus(client, layout);

@@ -1,10 +1,9 @@
-import { ClusterLayout, loadClusterConfig, resolveEtcdEndpoints } from "../config/index.js";
+import { ClusterLayout, loadClusterConfig, resolveEtcdSettings } from "../config/index.js";
 import { type ClusterStatus, type PoisonedLeaderKey, readClusterStatus } from "../runtime/clusterStatus.js";
 import { assertEtcdReachable, connectEtcd } from "../runtime/index.js";
+import type { EtcdCommandFlags } from "./nodeOptions.js";
 
-export interface StatusCommandOptions {
-  config: string;
-  etcd?: string;
+export interface StatusCommandOptions extends EtcdCommandFlags {
   json?: boolean;
 }
 
@@ -64,10 +63,11 @@ export async function statusCommand(
   options: StatusCommandOptions,
   out: (text: string) => void,
 ): Promise<void> {
-  const layout = new ClusterLayout(loadClusterConfig(options.config));
-  const etcdEndpoints = resolveEtcdEndpoints(options.etcd);
-  await assertEtcdReachable(etcdEndpoints);
-  const client = connectEtcd(etcdEndpoints);
+  const config = loadClusterConfig(options.config);
+  const { etcd, namespace } = resolveEtcdSettings(options);
+  const layout = new ClusterLayout(config, { namespace });
+  await assertEtcdReachable(etcd, undefined, layout.keys.idKey);
+  const client = connectEtcd(etcd);
   try {
     const status = await readClusterStatus(client, layout);
     out(options.json ? JSON.stringify(status, null, 2) : formatClusterStatus(status));

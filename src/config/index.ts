@@ -18,13 +18,23 @@ export {
   parseClusterConfigYaml,
 } from "./clusterConfig.js";
 export { ConfigError } from "./errors.js";
-export { type KeyName, KeySpace, LEADER_SEATS, type LeaderSeat } from "./keys.js";
-export { ClusterLayout, type IdRange } from "./layout.js";
+export { type KeyName, KeySpace, LEADER_SEATS, type LeaderSeat, namespaceProblem } from "./keys.js";
+export { ClusterLayout, type IdRange, type LayoutOptions } from "./layout.js";
 export {
+  ETCD_PASSWORD_ENV,
+  type EtcdAuth,
+  type EtcdConnection,
+  type EtcdSettings,
+  type EtcdTls,
+  etcdConnectionOf,
   NODE_SETTINGS_ENV,
   NODE_SETTINGS_FLAGS,
   type NodeSettings,
+  type NodeSettingsOptions,
+  nodeSettings,
+  type RawEtcdSettings,
   type RawNodeSettings,
   resolveEtcdEndpoints,
+  resolveEtcdSettings,
   resolveNodeSettings,
 } from "./nodeSettings.js";

@@ -7,6 +7,11 @@ export interface IdRange {
   last: number;
 }
 
+export interface LayoutOptions {
+  /** Prefix of every key of the cluster, "" (none) or ending in "/": several clusters can share one etcd. */
+  namespace?: string;
+}
+
 /**
  * Everything a node derives from the cluster config (the seed's `Config`), with the
  * seed's bugs fixed: the last grouping may be shorter and never names a missing group.
@@ -21,10 +26,10 @@ export class ClusterLayout {
   readonly groupingCount: number;
   private groupingsCache: readonly (readonly number[])[] | undefined;
 
-  /** Checks the config against the schema and its bounds; a ConfigError names the field. */
-  constructor(config: ClusterConfig) {
+  /** Checks the config against the schema and its bounds, and the namespace; a ConfigError names the field. */
+  constructor(config: ClusterConfig, options: LayoutOptions = {}) {
     this.config = parseClusterConfig(config, "cluster config");
-    this.keys = new KeySpace(this.config);
+    this.keys = new KeySpace(this.config, options.namespace);
     this.capacity = this.config.groups * this.config.group_size;
     this.groupingCount = Math.ceil(this.config.groups / this.config.reads);
   }

@@ -1,5 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { rmSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +20,31 @@ export interface StartEtcdOptions {
   name?: string;
   /** Appended after the harness flags, so they can override them. */
   extraArgs?: string[];
+  /**
+   * Also serve clients over TLS with client-certificate authentication (one member only), with
+   * certificates made by `openssl` for this etcd: see `EtcdCluster.tls`. `endpoints` stay plain
+   * http, for the harness's health checks and `client()`.
+   */
+  tls?: boolean;
+  /** Turns authentication on, with a root user of this password; `client()` then authenticates as root. */
+  rootPassword?: string;
+}
+
+/** PEM files made for one TLS etcd, as contents and as paths (for CLI flags). */
+export interface TlsFiles {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+  paths: { ca: string; cert: string; key: string };
+}
+
+export interface EtcdTlsEndpoints {
+  /** The https client URLs, one per member, which require a client certificate signed by `trusted.ca`. */
+  readonly endpoints: string[];
+  /** The CA of etcd's server certificate, and a client certificate and key it signed. */
+  readonly trusted: TlsFiles;
+  /** A CA etcd does not trust, and a client certificate and key it signed. */
+  readonly untrusted: TlsFiles;
 }
 
 export interface EtcdMember {
@@ -46,6 +72,8 @@ export interface EtcdMember {
 
 export interface EtcdCluster {
   readonly endpoints: string[];
+  /** The TLS side when started with `tls: true`. */
+  readonly tls: EtcdTlsEndpoints | undefined;
   readonly members: EtcdMember[];
   readonly rootDir: string;
   /** A new client (default hosts: every endpoint), closed by stop(). */
@@ -147,16 +175,25 @@ class Cluster implements EtcdCluster {
   readonly endpoints: string[];
   private readonly clients = new Set<Etcd3>();
   private compactor: Etcd3 | undefined;
+  rootPassword: string | undefined;
 
   constructor(
     readonly rootDir: string,
     readonly members: Member[],
+    readonly tls: EtcdTlsEndpoints | undefined,
   ) {
     this.endpoints = members.map((member) => member.endpoint);
   }
 
   client(options: Partial<IOptions> = {}): Etcd3 {
-    const client = new Etcd3({ hosts: this.endpoints, dialTimeout: CLIENT_DIAL_TIMEOUT_MS, ...options });
+    const root =
+      this.rootPassword === undefined ? {} : { auth: { username: "root", password: this.rootPassword } };
+    const client = new Etcd3({
+      hosts: this.endpoints,
+      dialTimeout: CLIENT_DIAL_TIMEOUT_MS,
+      ...root,
+      ...options,
+    });
     this.clients.add(client);
     return client;
   }
@@ -240,13 +277,79 @@ function takePort(ports: number[]): number {
   return port;
 }
 
+function openssl(dir: string, ...args: string[]): void {
+  execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
+}
+
+/** A CA, and a certificate it signed for 127.0.0.1 (server and client use), both with EC keys. */
+function makeCertificates(dir: string, name: string): TlsFiles {
+  mkdirSync(dir, { recursive: true });
+  const key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  openssl(
+    dir,
+    "req",
+    "-x509",
+    ...key,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.crt",
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${name}-ca`,
+  );
+  openssl(dir, "req", ...key, "-keyout", "cert.key", "-out", "cert.csr", "-subj", `/CN=${name}`);
+  writeFileSync(
+    join(dir, "ext.cnf"),
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+  );
+  openssl(
+    dir,
+    "x509",
+    "-req",
+    "-in",
+    "cert.csr",
+    "-CA",
+    "ca.crt",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "cert.crt",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+  );
+  const paths = { ca: join(dir, "ca.crt"), cert: join(dir, "cert.crt"), key: join(dir, "cert.key") };
+  return { ca: readFileSync(paths.ca), cert: readFileSync(paths.cert), key: readFileSync(paths.key), paths };
+}
+
+/** Adds root with `password` and turns authentication on. */
+async function enableAuth(endpoints: string[], password: string): Promise<void> {
+  const client = new Etcd3({
+    hosts: endpoints,
+    dialTimeout: CLIENT_DIAL_TIMEOUT_MS,
+    defaultCallOptions: withDeadline,
+  });
+  try {
+    await client.user("root").create(password);
+    await client.user("root").addRole("root");
+    await client.auth.authEnable({});
+  } finally {
+    client.close();
+  }
+}
+
 export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdCluster> {
   const binary = findEtcdBinary();
   const size = options.members ?? 1;
+  if (options.tls && size !== 1) throw new Error("startEtcd: tls is for one member only");
   const prefix = options.name ?? "etcd";
   const rootDir = await mkdtemp(join(tmpdir(), "rdeebee-etcd-"));
   liveRootDirs.add(rootDir);
-  const ports = await freePorts(size * 2);
+  const ports = await freePorts(size * (options.tls ? 3 : 2));
   const names = Array.from({ length: size }, (_, i) => `${prefix}-${i}`);
   const urls = names.map((name) => ({
     name,
@@ -255,6 +358,22 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
   }));
   const initialCluster = urls.map(({ name, peerUrl }) => `${name}=${peerUrl}`).join(",");
   const token = `${prefix}-${randomUUID()}`;
+  let tls: EtcdTlsEndpoints | undefined;
+  const tlsArgs: string[] = [];
+  if (options.tls) {
+    const server = makeCertificates(join(rootDir, "tls"), "etcd");
+    tls = {
+      endpoints: urls.map(() => `https://127.0.0.1:${takePort(ports)}`),
+      trusted: server,
+      untrusted: makeCertificates(join(rootDir, "tls-untrusted"), "stranger"),
+    };
+    const clientUrls = [urls[0]?.endpoint, tls.endpoints[0]].join(",");
+    tlsArgs.push(
+      ...["--listen-client-urls", clientUrls, "--advertise-client-urls", clientUrls],
+      ...["--cert-file", server.paths.cert, "--key-file", server.paths.key],
+      ...["--client-cert-auth", "--trusted-ca-file", server.paths.ca],
+    );
+  }
   const members = urls.map(
     (url) =>
       new Member(binary, {
@@ -262,15 +381,19 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
         dataDir: join(rootDir, url.name),
         initialCluster,
         token,
-        extraArgs: options.extraArgs ?? [],
+        extraArgs: [...tlsArgs, ...(options.extraArgs ?? [])],
       }),
   );
-  const cluster = new Cluster(rootDir, members);
+  const cluster = new Cluster(rootDir, members, tls);
   try {
     for (const member of members) {
       member.start("new");
     }
     await waitForHealth(members);
+    if (options.rootPassword !== undefined) {
+      await enableAuth(cluster.endpoints, options.rootPassword);
+      cluster.rootPassword = options.rootPassword;
+    }
   } catch (error) {
     await cluster.stop();
     throw error;

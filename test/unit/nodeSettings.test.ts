@@ -100,6 +100,8 @@ describe("precedence: flags > env > defaults", () => {
       leaseTtlSeconds: 9,
       keepaliveIntervalMs: 2000,
       etcdEndpoints: ["http://env-etcd:2379"],
+      etcd: { endpoints: ["http://env-etcd:2379"] },
+      namespace: "",
       nodeName: "env-node",
       address: "env-host:1",
     });
@@ -117,15 +119,17 @@ describe("precedence: flags > env > defaults", () => {
       leaseTtlSeconds: 12,
       keepaliveIntervalMs: 500,
       etcdEndpoints: ["https://flag-etcd:2379"],
+      etcd: { endpoints: ["https://flag-etcd:2379"] },
+      namespace: "",
       nodeName: "flag-node",
       address: "flag-host:2",
     });
   });
 
-  it.each(Object.keys(NODE_SETTINGS_ENV) as (keyof RawNodeSettings)[])(
+  it.each(["leaseTtl", "refreshInterval", "etcd", "node", "address"] as const)(
     "a flag for %s wins over the env, the others still come from the env",
     (key) => {
-      const flagValue: Record<keyof RawNodeSettings, string> = {
+      const flagValue = {
         leaseTtl: "12",
         refreshInterval: "3",
         etcd: "flag-etcd:1",
@@ -137,7 +141,10 @@ describe("precedence: flags > env > defaults", () => {
       const expected = { ...fromEnv };
       if (key === "leaseTtl") expected.leaseTtlSeconds = 12;
       if (key === "refreshInterval") expected.keepaliveIntervalMs = 3000;
-      if (key === "etcd") expected.etcdEndpoints = ["http://flag-etcd:1"];
+      if (key === "etcd") {
+        expected.etcdEndpoints = ["http://flag-etcd:1"];
+        expected.etcd = { endpoints: ["http://flag-etcd:1"] };
+      }
       if (key === "node") expected.nodeName = "flag-node";
       if (key === "address") expected.address = "flag-host:2";
       expect(s).toEqual(expected);
@@ -339,6 +346,12 @@ describe("refused settings name the flag or env var they came from", () => {
       etcd: "ETCD",
       node: "NODE",
       address: "ADDRESS",
+      etcdCa: "ETCD_CA",
+      etcdCert: "ETCD_CERT",
+      etcdKey: "ETCD_KEY",
+      etcdUser: "ETCD_USER",
+      etcdPasswordFile: "ETCD_PASSWORD_FILE",
+      namespace: "NAMESPACE",
     });
     expect(Object.values(NODE_SETTINGS_FLAGS)).toEqual([
       "--lease-ttl",
@@ -346,6 +359,12 @@ describe("refused settings name the flag or env var they came from", () => {
       "--etcd",
       "--node",
       "--address",
+      "--etcd-ca",
+      "--etcd-cert",
+      "--etcd-key",
+      "--etcd-user",
+      "--etcd-password-file",
+      "--namespace",
     ]);
   });
 });
