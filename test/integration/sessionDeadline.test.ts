@@ -33,7 +33,7 @@ async function delaysAfterAcks(session: EtcdSession, count: number): Promise<num
         }
         return delays.length >= count;
       },
-      60_000,
+      20_000,
       2,
     );
   } finally {
