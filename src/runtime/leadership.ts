@@ -1,4 +1,4 @@
-import { BehaviorSubject, type Observable, type Subscription } from "rxjs";
+import { BehaviorSubject, type Observable, Subscription } from "rxjs";
 import type { FencingToken } from "../etcd/index.js";
 import type { Logger } from "../logging.js";
 import type { NodeStatus } from "./nodeStatus.js";
@@ -100,6 +100,7 @@ export class LeadershipTerms {
   /** Calls `handlers` for every term, the current one first; returns the unsubscribe. */
   observe(handlers: LeadershipHandlers): () => void {
     const log = this.sources.log;
+    const listeners = new Subscription();
     const subscription = this.subject.subscribe((term) => {
       if (!term) return;
       const onAbort = () => {
@@ -111,12 +112,15 @@ export class LeadershipTerms {
         }
       };
       term.signal.addEventListener("abort", onAbort, { once: true });
-      subscription.add(() => term.signal.removeEventListener("abort", onAbort));
+      listeners.add(() => term.signal.removeEventListener("abort", onAbort));
       Promise.resolve()
         .then(() => handlers.started(term))
         .catch((err) => log.error("leadership started handler failed", { error: String(err) }));
     });
-    return () => subscription.unsubscribe();
+    return () => {
+      subscription.unsubscribe();
+      listeners.unsubscribe();
+    };
   }
 
   /** Ends the current term; with `retire`, its seat's token never starts another (resign, stop). */

@@ -99,9 +99,9 @@ export function awaitStatus(
   options: WaitOptions & { caller: string },
   fail: (end: WaitEnd) => Error,
 ): Promise<NodeStatus> {
-  const timeoutMs = checkedTimeout(options.timeoutMs, options.caller);
   const { signal } = options;
   return new Promise<NodeStatus>((resolve, reject) => {
+    const timeoutMs = checkedTimeout(options.timeoutMs, options.caller);
     const subscription = new Subscription();
     let timer: NodeJS.Timeout | undefined;
     let settled = false;
