@@ -1,6 +1,7 @@
 import {
   ClusterLayout,
   ConfigError,
+  etcdConnectionOf,
   loadClusterConfig,
   NODE_SETTINGS_ENV,
   resolveNodeSettings,
@@ -48,20 +49,22 @@ function nextStopSignal(): Promise<NodeJS.Signals> {
 export async function serveCommand(options: ServeCommandOptions): Promise<number> {
   const port = parsePort(options.port);
   const host = options.host ?? DEFAULT_HOST;
-  const layout = new ClusterLayout(loadClusterConfig(options.config));
+  const config = loadClusterConfig(options.config);
   const logger = createLogger({ level: options.logLevel });
   const listener = await listenHttp(port, host, logger);
   const advertised = process.env[NODE_SETTINGS_ENV.address] ? undefined : `${host}:${listener.port}`;
   let settings: ReturnType<typeof resolveNodeSettings>;
+  let layout: ClusterLayout;
   try {
     settings = resolveNodeSettings({ ...options, address: options.address ?? advertised });
-    await assertEtcdReachable(settings.etcdEndpoints);
+    layout = new ClusterLayout(config, { namespace: settings.namespace });
+    await assertEtcdReachable(etcdConnectionOf(settings), undefined, layout.keys.idKey);
   } catch (err) {
     await listener.close();
     throw err;
   }
 
-  const inspection = inspectionSinks(options, settings.nodeName);
+  const inspection = inspectionSinks(options, settings.nodeName, logger);
   const history = options.historyFile ? new HistoryFileWriter(options.historyFile) : undefined;
   const node = createClusterNode({
     cluster: layout,
@@ -87,7 +90,10 @@ export async function serveCommand(options: ServeCommandOptions): Promise<number
     closeSinks();
     throw err;
   }
-  const store = new KvStore(node, { onEtcdError: (reason) => metrics.etcdError(reason) });
+  const store = new KvStore(node, {
+    etcd: etcdConnectionOf(settings),
+    onEtcdError: (reason) => metrics.etcdError(reason),
+  });
   const server = await createServer({ node, store, metrics, listener, log: logger });
   const signalled = nextStopSignal();
   logger.info("serving", { node: settings.nodeName, url: server.url, etcd: settings.etcdEndpoints });

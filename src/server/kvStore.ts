@@ -41,6 +41,8 @@ export type GetOutcome =
 export interface KvStoreOptions {
   /** Called for each write that reached the fenced transaction and failed there, and each failed read. */
   onEtcdError?: (reason: Exclude<WriteRefusal, "not-primary"> | "read-failed") => void;
+  /** How reads reach etcd (endpoints, TLS, auth); the node's endpoints by default. */
+  etcd?: Parameters<typeof connectEtcd>[0];
   /** Deadline of a read in milliseconds; half the lease TTL by default, within 1 to 5 s. */
   readTimeoutMs?: number;
 }
@@ -70,7 +72,7 @@ export class KvStore {
     private readonly options: KvStoreOptions = {},
   ) {
     const callTimeoutMs = options.readTimeoutMs ?? readTimeoutFor(node.settings.leaseTtlSeconds);
-    this.reader = connectEtcd(node.settings.etcdEndpoints, { callTimeoutMs });
+    this.reader = connectEtcd(options.etcd ?? node.settings.etcdEndpoints, { callTimeoutMs });
   }
 
   async get(key: string): Promise<GetOutcome> {
