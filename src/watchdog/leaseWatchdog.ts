@@ -177,12 +177,15 @@ class LeaseWatchdogHandle implements LeaseWatchdog {
     clearTimeout(this.restartTimer);
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    // Held while waiting: an unreferenced child alone would let the event loop end mid-close.
+    let timer: NodeJS.Timeout | undefined;
     const exited = new Promise<void>((resolve) => {
       child.once("exit", () => resolve());
-      setTimeout(resolve, CLOSE_WAIT_MS).unref();
+      timer = setTimeout(resolve, CLOSE_WAIT_MS);
     });
     this.send({ type: "stop" });
     await exited;
+    clearTimeout(timer);
     if (child.connected) child.disconnect();
   }
 }
