@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, expect, inject, test } from "vitest";
 import { waitUntil } from "../support/waitUntil.js";
+import { Compactor } from "./compactor.js";
 import { FaultCluster, rowOf, runScenario, TTL_MS } from "./faultCluster.js";
 import type { NodeProcess } from "./nodeProcess.js";
 import { appendRow } from "./summary.js";
@@ -79,9 +80,85 @@ async function leaseOf(c: FaultCluster, node: NodeProcess): Promise<string> {
   return lease;
 }
 
-const STALE_VIEW_ATTEMPTS = 3;
+/** Times `node` has taken office as primary so far, by its history. */
+function primaryTerms(node: NodeProcess): number {
+  let terms = 0;
+  let role: string | undefined;
+  for (const record of node.history()) {
+    if (record.kind !== "transition") continue;
+    if (record.role === "primary" && role !== "primary") terms += 1;
+    role = record.role;
+  }
+  return terms;
+}
+
 /** Short of the backup's local deadline (TTL − 200 ms after its last acknowledged keepalive). */
 const STALL_MS = 500;
+
+interface StaleView {
+  /** Runs while the backup's replies are still held, once the primary key was re-created. */
+  whileHeld?: () => Promise<void>;
+  /**
+   * Lets the held replies through: `pass` unless given. The trial sets every proxy of the backup
+   * back to `pass` once it has tried to promote (or has not within a TTL).
+   */
+  release?: (backup: NodeProcess) => void;
+}
+
+/**
+ * One trial: the backup's replies are held while the primary key is deleted and re-created under
+ * the primary's lease, then let through. Says whether the backup tried to promote (acted on the
+ * stale view) and whether etcd refused it.
+ */
+async function staleViewTrial(
+  c: FaultCluster,
+  how: StaleView = {},
+): Promise<{ tried: boolean; refused: boolean }> {
+  const primaryKey = c.layout.keys.leaderKey(0, 1);
+  let outcome = { tried: false, refused: false };
+  await c.trial(async ({ primary, backup }) => {
+    const before = promotions(backup);
+    const termsBefore = primaryTerms(primary);
+    const seat = (await c.client.get(primaryKey).exec()).kvs[0];
+    if (!seat) throw new Error(`${primaryKey} is vacant in a settled cluster`);
+    const reseatedToken = await c.impair(`${backup.name}'s replies held`, backup, async () => {
+      backup.setNetwork("stall-downstream");
+      const heldFrom = Date.now();
+      await c.remove(primaryKey);
+      const txn = await c.client
+        .if(primaryKey, "Create", "==", 0)
+        .then(c.client.put(primaryKey).value(seat.value).lease(String(seat.lease)))
+        .commit();
+      if (!txn.succeeded) throw new Error(`${primaryKey} was taken before the test re-created it`);
+      c.foreignRevisions.add(Number(txn.header.revision));
+      await how.whileHeld?.();
+      await sleep(Math.max(0, STALL_MS - (Date.now() - heldFrom)));
+      (how.release ?? ((b) => b.setNetwork("pass")))(backup);
+      return Number(txn.header.revision);
+    });
+    await waitUntil(
+      `${backup.name} to try to promote`,
+      () => promotions(backup).all > before.all,
+      TTL_MS,
+      5,
+    ).catch(() => undefined);
+    backup.setNetwork("pass");
+    await waitUntil(
+      `${primary.name} to take the re-created key as its own`,
+      () => primaryTerms(primary) > termsBefore,
+      5 * TTL_MS,
+    );
+    await sleep(TTL_MS);
+    const held = (await c.client.get(primaryKey).exec()).kvs[0];
+    expect(Number(held?.create_revision)).toBe(reseatedToken);
+    expect(String(held?.lease)).toBe(String(seat.lease));
+    const after = promotions(backup);
+    outcome = { tried: after.all > before.all, refused: after.refused > before.refused };
+  });
+  return outcome;
+}
+
+const STALE_VIEW_TRIALS = 3;
 
 /*
  * The backup's replies are held (its watch stream stalls; its requests still reach etcd) while the
@@ -89,53 +166,69 @@ const STALL_MS = 500;
  * and the primary takes the new key as its own. When the held replies come through, the backup's
  * view first shows the seat vacant and it tries to promote over a primary that is there. Only the
  * promotion's primary-absent compare stops it (the backup key is unchanged, so its token compare
- * holds). A run whose two changes reached the backup in one response proves nothing and is tried
- * again.
+ * holds). A trial whose two changes reach the backup in one response proves nothing; at least one
+ * must have the backup act on the stale view.
  */
 test("a backup acting on a stale view of a vacant primary seat never promotes over the live primary", async () => {
   cluster = await FaultCluster.start("stale-backup", 3);
   const c = cluster;
-  const primaryKey = c.layout.keys.leaderKey(0, 1);
   const { report } = await runScenario(
     c,
     "backup's view stale while the primary key is re-created",
     inject("faultRowsFile"),
     async () => {
-      for (let attempt = 1; attempt <= STALE_VIEW_ATTEMPTS; attempt++) {
-        let refusedBefore = 0;
-        let staleBackup: NodeProcess | undefined;
-        await c.trial(async ({ primary, backup }) => {
-          staleBackup = backup;
-          refusedBefore = promotions(backup).refused;
-          const seat = (await c.client.get(primaryKey).exec()).kvs[0];
-          if (!seat) throw new Error(`${primaryKey} is vacant in a settled cluster`);
-          const reseatedToken = await c.impair(`${backup.name}'s replies held`, backup, async () => {
-            backup.setNetwork("stall-downstream");
-            await c.remove(primaryKey);
-            const txn = await c.client
-              .if(primaryKey, "Create", "==", 0)
-              .then(c.client.put(primaryKey).value(seat.value).lease(String(seat.lease)))
-              .commit();
-            if (!txn.succeeded) throw new Error(`${primaryKey} was taken before the test re-created it`);
-            c.foreignRevisions.add(Number(txn.header.revision));
-            await sleep(STALL_MS);
-            backup.setNetwork("pass");
-            return Number(txn.header.revision);
-          });
-          await waitUntil(
-            `${primary.name} to hold the re-created key`,
-            () => primary.role === "primary",
-            5 * TTL_MS,
-          );
-          await sleep(TTL_MS);
-          const held = (await c.client.get(primaryKey).exec()).kvs[0];
-          expect(Number(held?.create_revision)).toBe(reseatedToken);
-          expect(String(held?.lease)).toBe(String(seat.lease));
+      let refused = 0;
+      for (let i = 0; i < STALE_VIEW_TRIALS; i++) if ((await staleViewTrial(c)).refused) refused += 1;
+      if (refused === 0)
+        throw new Error(`in ${STALE_VIEW_TRIALS} trials the backup never acted on the stale view`);
+      return `${refused} of ${STALE_VIEW_TRIALS} stale promotions refused`;
+    },
+  );
+  expect(report.violations).toEqual([]);
+});
+
+/** Warnings of `node` that say its watch had to be re-listed or re-opened. */
+const watchRepairs = (node: NodeProcess) =>
+  node.lines.filter(
+    (l) =>
+      l.message === "watch cancelled by etcd, re-listing" || l.message === "watch stream broke, reopening it",
+  ).length;
+
+/*
+ * The same stale view, at the worst moment for the backup's watch: while its replies are held,
+ * etcd's history is compacted past the re-created key (twice, so the revision after it is gone
+ * too); then the held replies come through, and the reply to the backup's stale promotion is lost
+ * with its connection, so the backup settles the promotion by a read while its watch stream
+ * resumes below the compacted revision.
+ */
+test("a backup acting on a stale view under a compaction, the reply to its promotion lost with its link: it never promotes over the live primary, and no node exits", async () => {
+  cluster = await FaultCluster.start("stale-backup-compacted", 3);
+  const c = cluster;
+  // The promotion is the backup's only request that names the backup key (the read settling it does not).
+  const backupKey = c.layout.keys.leaderKey(0, 2);
+  const compactor = new Compactor(c, TTL_MS);
+  const { report } = await runScenario(
+    c,
+    "backup's view stale, history compacted, its promotion's reply lost",
+    inject("faultRowsFile"),
+    async () => {
+      let refused = 0;
+      for (let i = 0; i < STALE_VIEW_TRIALS; i++) {
+        const outcome = await staleViewTrial(c, {
+          whileHeld: async () => {
+            await compactor.compactNow();
+            await compactor.compactNow();
+          },
+          release: (backup) =>
+            backup.setNetwork("drop-reply", { match: backupKey, dropReplyTimeoutMs: TTL_MS }),
         });
-        if (staleBackup && promotions(staleBackup).refused > refusedBefore)
-          return `the stale backup's promotion refused on attempt ${attempt}`;
+        if (outcome.refused) refused += 1;
       }
-      throw new Error(`in ${STALE_VIEW_ATTEMPTS} attempts the backup never acted on the stale view`);
+      if (refused === 0)
+        throw new Error(`in ${STALE_VIEW_TRIALS} trials the backup never acted on the stale view`);
+      const dropped = c.nodes.reduce((sum, n) => sum + n.repliesDropped, 0);
+      const repairs = c.nodes.reduce((sum, n) => sum + watchRepairs(n), 0);
+      return `${refused} of ${STALE_VIEW_TRIALS} stale promotions refused, ${dropped} replies lost, ${compactor.compactions} compactions, ${repairs} watches re-listed or re-opened`;
     },
   );
   expect(report.violations).toEqual([]);
