@@ -296,6 +296,28 @@ describe("example server beside a cluster node, over real HTTP and a real etcd",
     expect(await json(badKey)).toMatchObject({ error: "bad_key" });
   });
 
+  test("a value in etcd that is not a record the server writes answers 502 naming the etcd key; the server keeps serving", async () => {
+    const { primary, follower } = await threeServers();
+    const planted = {
+      "not-json": "plain text",
+      "wrong-shape": JSON.stringify({ value: 42, node: "x", token: 1 }),
+    };
+    for (const [key, text] of Object.entries(planted)) {
+      const etcdKey = LAYOUT_KEYS.commitRecordKey(0, key);
+      await client.put(etcdKey).value(text);
+      for (const s of [primary, follower]) {
+        const res = await get(s, `/kv/${key}`);
+        expect(res.status).toBe(502);
+        const body = await json<{ message: string }>(res);
+        expect(body).toMatchObject({ error: "bad_record", reason: "bad-record", key });
+        expect(body.message).toContain(etcdKey);
+      }
+    }
+    expect((await get(follower, "/healthz")).status).toBe(200);
+    expect((await put(primary, "not-json", "repaired")).status).toBe(200);
+    expect(await json(await get(follower, "/kv/not-json"))).toMatchObject({ value: "repaired" });
+  });
+
   test("a second server on a port in use fails naming the port; the serve command exits 4", async () => {
     const first = await serve(factory.create());
     const { port } = first.server;
