@@ -5,8 +5,8 @@ export type LogMeta = Record<string, unknown>;
 
 /**
  * What the runtime logs through: five methods, each `(message, meta?)`, and `child(meta)` for a
- * logger whose lines all carry `meta`. winston's loggers fit it as they are, and so do pino's
- * with a two-line adapter (see docs/embedding.md); `createLogger` is the default.
+ * logger whose lines all carry `meta`. winston's loggers fit it as they are; `createLogger` is
+ * the default.
  */
 export interface Logger {
   error(message: string, meta?: LogMeta): void;
