@@ -272,14 +272,13 @@ function readFileOf(source: Source, problems: string[]): Buffer | undefined {
 
 /**
  * The password: `--etcd-password-file`, then `ETCD_PASSWORD`, then `ETCD_PASSWORD_FILE`. A file holds
- * the password, perhaps followed by one line break (as editors and `echo` leave). `unreadable` when
- * the file named could not be read (already reported).
+ * the password, perhaps followed by one line break (as editors and `echo` leave).
  */
 function passwordFrom(
   flags: RawEtcdSettings,
   env: NodeJS.ProcessEnv,
   problems: string[],
-): Source | "unreadable" | undefined {
+): Source | undefined {
   const password = env[ETCD_PASSWORD_ENV] || undefined;
   const file =
     flags.etcdPasswordFile !== undefined
@@ -290,7 +289,7 @@ function passwordFrom(
   if (file === undefined)
     return password === undefined ? undefined : { value: password, from: ETCD_PASSWORD_ENV };
   const content = readFileOf(file, problems);
-  if (content === undefined) return "unreadable";
+  if (content === undefined) return undefined;
   return { value: content.toString("utf8").replace(/\r?\n$/, ""), from: file.from };
 }
 
@@ -300,6 +299,7 @@ function etcdSettingsFrom(flags: RawEtcdSettings, env: NodeJS.ProcessEnv, proble
     cert: pick("etcdCert", flags, env),
     key: pick("etcdKey", flags, env),
   };
+  const readProblems = problems.length;
   const tls: EtcdTls = {};
   for (const part of ["ca", "cert", "key"] as const) {
     const source = files[part];
@@ -307,22 +307,25 @@ function etcdSettingsFrom(flags: RawEtcdSettings, env: NodeJS.ProcessEnv, proble
     if (content !== undefined) tls[part] = content;
   }
   const withTls = Object.values(files).some((source) => source !== undefined);
+  const userSource = pick("etcdUser", flags, env);
+  const passwordSource = passwordFrom(flags, env, problems);
+  // A file that could not be read is the one problem to report about the connection's parts.
+  const allRead = problems.length === readProblems;
 
   const etcdSource = pick("etcd", flags, env);
   const endpoints: string[] = [];
-  for (const raw of (etcdSource?.value ?? DEFAULT_ETCD_ENDPOINT).split(",")) {
+  // Without a scheme, the default follows the TLS settings like any endpoint typed so.
+  const defaultEndpoint = DEFAULT_ETCD_ENDPOINT.slice("http://".length);
+  for (const raw of (etcdSource?.value ?? defaultEndpoint).split(",")) {
     const result = endpointOf(raw.trim(), withTls);
     if ("problem" in result) problems.push(`${etcdSource?.from ?? "etcd"}: ${result.problem}`);
     else endpoints.push(result.endpoint);
   }
 
-  const userSource = pick("etcdUser", flags, env);
-  const password = passwordFrom(flags, env, problems);
-  const passwordSource = password === "unreadable" ? undefined : password;
   let auth: EtcdAuth | undefined;
   if (userSource !== undefined && passwordSource !== undefined)
     auth = { username: userSource.value, password: passwordSource.value };
-  else if (userSource !== undefined && password === undefined)
+  else if (userSource !== undefined && allRead)
     problems.push(
       `${userSource.from}: user "${userSource.value}" needs a password: set ${ETCD_PASSWORD_ENV} or ${NODE_SETTINGS_FLAGS.etcdPasswordFile} (${NODE_SETTINGS_ENV.etcdPasswordFile})`,
     );
@@ -332,15 +335,16 @@ function etcdSettingsFrom(flags: RawEtcdSettings, env: NodeJS.ProcessEnv, proble
     );
 
   const etcd: EtcdConnection = { endpoints, ...(withTls ? { tls } : {}), ...(auth ? { auth } : {}) };
-  problems.push(
-    ...connectionProblems(etcd, {
-      ca: files.ca?.from ?? NODE_SETTINGS_FLAGS.etcdCa,
-      cert: files.cert?.from ?? NODE_SETTINGS_FLAGS.etcdCert,
-      key: files.key?.from ?? NODE_SETTINGS_FLAGS.etcdKey,
-      user: userSource?.from ?? NODE_SETTINGS_FLAGS.etcdUser,
-      password: passwordSource?.from ?? ETCD_PASSWORD_ENV,
-    }),
-  );
+  if (allRead)
+    problems.push(
+      ...connectionProblems(etcd, {
+        ca: files.ca?.from ?? NODE_SETTINGS_FLAGS.etcdCa,
+        cert: files.cert?.from ?? NODE_SETTINGS_FLAGS.etcdCert,
+        key: files.key?.from ?? NODE_SETTINGS_FLAGS.etcdKey,
+        user: userSource?.from ?? NODE_SETTINGS_FLAGS.etcdUser,
+        password: passwordSource?.from ?? ETCD_PASSWORD_ENV,
+      }),
+    );
 
   const namespaceSource = pick("namespace", flags, env);
   const namespace = namespaceSource?.value ?? "";
