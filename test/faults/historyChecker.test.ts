@@ -147,6 +147,26 @@ describe("history checker", () => {
     expect(rulesOf(report)).toContain("leaders");
   });
 
+  test("a promotion over a live primary key (put under the backup's lease), reported won with the key's token", () => {
+    const log = new EtcdLog();
+    log.join(0, "10");
+    log.join(1, "11");
+    const seated = log.txn({ put: BACKUP, value: node(1), lease: "11" });
+    const planted = log.txn({ put: PRIMARY, value: node(0), lease: "10" });
+    const over = log.txn({ put: PRIMARY, value: node(1), lease: "11" }, { del: BACKUP });
+    const histories = [
+      leader("b", "11", { action: "campaign", slot: 2, token: seated, revision: seated }),
+      leader("b", "11", { action: "promote", slot: 1, token: planted, revision: planted }),
+    ];
+    const report = checkHistory({
+      layout: FAULT_LAYOUT,
+      events: log.events,
+      histories,
+      foreignRevisions: new Set([planted]),
+    });
+    expect(report.violations).toEqual([expect.objectContaining({ rule: "leaders", revision: over })]);
+  });
+
   test("a leader key put for a node that is not a live member under that lease", () => {
     const log = new EtcdLog();
     log.join(0, "10");

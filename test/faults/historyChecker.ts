@@ -275,12 +275,15 @@ class Replay {
       this.revisionTimes.set(revision, Math.min(...group.map((e) => e.receivedAt)));
       const foreign = this.foreign.has(revision);
       const before = new Map(group.map((e) => [e.key, this.state.get(e.key)]));
+      // A put on a live key updates its life in place: its lease before the put is kept here.
+      const leasesBefore = new Map(group.map((e) => [e.key, this.state.get(e.key)?.lease]));
       for (const event of group) this.apply(event, foreign);
       if (foreign) continue;
       const kinds = group.map((e) => ({
         event: e,
         kind: classifyKey(this.layout, e.key),
         prior: before.get(e.key),
+        priorLease: leasesBefore.get(e.key),
       }));
       this.checkLeaders(revision, kinds);
       this.checkMembers(revision, kinds);
@@ -351,7 +354,10 @@ class Replay {
     return this.state.get(this.layout.keys.memberKey(this.layout.nodeGroup(id), id));
   }
 
-  /** Primary and backup of a grouping are different nodes; every leader is a live member under its lease. */
+  /**
+   * Primary and backup of a grouping are different nodes; every leader is a live member under its
+   * lease; a live leader key never changes lease.
+   */
   private checkLeaders(revision: number, kinds: Touched[]): void {
     const groupings = new Set(kinds.flatMap(({ kind }) => (kind.kind === "leader" ? [kind.grouping] : [])));
     for (const grouping of groupings) {
@@ -367,8 +373,16 @@ class Replay {
           `grouping ${grouping}: primary and backup are both node ${p} (lease ${primary.lease})`,
         );
     }
-    for (const { event, kind } of kinds) {
+    for (const { event, kind, prior, priorLease } of kinds) {
       if (kind.kind !== "leader" || event.type !== "put") continue;
+      // Campaigns and promotions only ever create a leader key: a put that moves a live one to
+      // another lease takes a seat that was never vacant (a promotion over a live primary).
+      if (prior && priorLease !== event.lease)
+        this.fail(
+          "leaders",
+          revision,
+          `${event.key} (created at ${prior.createRevision}) moved from lease ${priorLease} to ${event.lease} while live: a seat taken without being vacant`,
+        );
       const id = idOf(event.value);
       const member = id === undefined || !this.layout.isNodeId(id) ? undefined : this.liveMember(id);
       if (!member || member.lease !== event.lease)
@@ -485,7 +499,7 @@ class Replay {
   }
 }
 
-type Touched = { event: ObservedEvent; kind: KeyKind; prior: Life | undefined };
+type Touched = { event: ObservedEvent; kind: KeyKind; prior: Life | undefined; priorLease?: string };
 
 function leaderRecords(histories: readonly HistoryRecord[]): LeaderRecord[] {
   return histories.filter((r): r is LeaderRecord => r.kind === "leader");
