@@ -13,9 +13,9 @@ import {
   transferableConnection,
 } from "./protocol.js";
 
-/** What the watchdog needs of a node: its status (role and lease), its name and its lease TTL. */
+/** What the watchdog needs of a node: its status (for the lease), its name and its lease TTL. */
 export interface WatchedNode {
-  readonly status$: Observable<{ role: string; leaseId?: string }>;
+  readonly status$: Observable<{ leaseId?: string }>;
   readonly settings: { nodeName: string; leaseTtlSeconds: number };
 }
 
@@ -103,7 +103,7 @@ class LeaseWatchdogHandle implements LeaseWatchdog {
     this.start();
     this.subscription = node.status$
       .pipe(
-        map((status) => (status.role === "stopped" ? undefined : status.leaseId)),
+        map((status) => status.leaseId),
         distinctUntilChanged(),
       )
       .subscribe((leaseId) => {
