@@ -119,7 +119,7 @@ const warnings = (node: NodeProcess) =>
 
 beforeAll(ensureBuilt);
 
-describe("node --inspect-ws with a real receiver", () => {
+describe("node --inspect-ws with a real receiver", { timeout: 180_000 }, () => {
   let etcd: EtcdCluster;
   let client: Etcd3;
 
@@ -145,7 +145,14 @@ describe("node --inspect-ws with a real receiver", () => {
     const endpoint = etcd.endpoints[0] ?? "";
     const inspected = startNode(endpoint, "inspected", ["--inspect-ws", url]);
     startNode(endpoint, "plain");
-    const role = await waitUntil(
+    const exited = inspected.process.exited.then((exit) => {
+      const last = inspected
+        .logs()
+        .slice(-5)
+        .map((l) => JSON.stringify(l));
+      throw new Error(`the inspected node exited (${JSON.stringify(exit)}):\n${last.join("\n")}`);
+    });
+    const formed = waitUntil(
       "a primary and a backup",
       async () => {
         const g = (await readClusterStatus(client, layout)).groupings[0];
@@ -154,6 +161,8 @@ describe("node --inspect-ws with a real receiver", () => {
       },
       60_000,
     );
+    const role = await Promise.race([formed, exited]);
+    exited.catch(() => undefined);
     await waitUntil(`the inspected node to log its role ${role}`, () => {
       const last = inspected
         .logs()

@@ -73,12 +73,13 @@ describe("inspection files and the role timeline of a recorded failover", () => 
     ).toBe(true);
 
     const timeline = roleTimeline(records);
+    const transitions = timeline.flatMap((e) => (e.kind === "transition" ? [e] : []));
     expect(
-      timeline.find((e) => e.node === promoted && e.fromRole === "backup" && e.toRole === "primary"),
+      transitions.find((e) => e.node === promoted && e.fromRole === "backup" && e.toRole === "primary"),
     ).toBeDefined();
     for (const name of ["inspected-0", "inspected-1", "inspected-2"]) {
       expect(
-        timeline.find((e) => e.node === name && e.toRole === "follower"),
+        transitions.find((e) => e.node === name && e.toRole === "follower"),
         name,
       ).toBeDefined();
     }
