@@ -9,17 +9,29 @@ import { describe, expect, it } from "vitest";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
-type Layer = "machines" | "config" | "logging" | "etcd" | "runtime" | "server" | "cli" | "package";
+type Layer =
+  | "machines"
+  | "config"
+  | "logging"
+  | "optional"
+  | "etcd"
+  | "runtime"
+  | "watchdog"
+  | "server"
+  | "cli"
+  | "package";
 
 /** Each layer and the layers it may import (itself included); `package` is src/index.ts. */
 const MAY_IMPORT: Record<Layer, readonly Layer[]> = {
   machines: ["machines"],
   config: ["config"],
   logging: ["logging"],
+  optional: ["optional"],
   etcd: ["etcd", "config", "logging"],
   runtime: ["runtime", "machines", "etcd", "config", "logging"],
-  server: ["server", "runtime", "config", "logging"],
-  cli: ["cli", "server", "runtime", "config", "logging"],
+  watchdog: ["watchdog", "etcd", "config", "logging"],
+  server: ["server", "runtime", "config", "logging", "optional"],
+  cli: ["cli", "server", "runtime", "watchdog", "config", "logging", "optional"],
   package: ["package", "machines", "config", "logging", "etcd", "runtime"],
 };
 
@@ -30,8 +42,9 @@ function layerOf(path: string): Layer | undefined {
   const rel = relative(ROOT, path);
   if (rel.startsWith("machines/")) return "machines";
   if (rel === "src/logging.ts") return "logging";
+  if (rel === "src/optionalDependency.ts") return "optional";
   if (rel === "src/index.ts") return "package";
-  const folder = /^src\/(config|etcd|runtime|server|cli)\//.exec(rel)?.[1];
+  const folder = /^src\/(config|etcd|runtime|watchdog|server|cli)\//.exec(rel)?.[1];
   return folder as Layer | undefined;
 }
 
