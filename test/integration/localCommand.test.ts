@@ -157,6 +157,14 @@ describe("rdeebee-cluster local in a pseudo-terminal (tmux)", () => {
     expect(crashed.primarySeat).toBe(formed.backupSeat);
     expect(crashed.rows.find((r) => r.name === crashed.primarySeat)?.role).toBe("primary");
     expect(crashed.text).toMatch(new RegExp(`${victim?.name}\\s+primary → \\[crashed\\]`));
+    // The promotion reads as the API names the roles (backup → primary), not through the in-flight candidate.
+    const promotion = new RegExp(`grouping 0 .* ${formed.backupSeat}\\s+backup → primary`);
+    await waitUntil(
+      "the promotion among the leader changes",
+      () => promotion.test(capture().text),
+      10_000,
+      200,
+    );
 
     press("q");
     await waitUntil("the local command to exit", () => existsSync(exitFile), 30_000, 100).catch(
