@@ -2,7 +2,7 @@ import type { Observable } from "rxjs";
 import { Subject } from "rxjs";
 import { type Actor, createActor, type InspectionEvent } from "xstate";
 import type { nodeMachine } from "../../machines/node.js";
-import { type ClusterConfig, ClusterLayout, type NodeSettings } from "../config/index.js";
+import { type ClusterConfig, ClusterLayout, etcdConnectionOf, type NodeSettings } from "../config/index.js";
 import {
   ClusterStore,
   connectEtcd,
@@ -52,8 +52,8 @@ export interface ClusterNodeOptions {
   /** Where the node logs; default: JSON lines on stderr (`createLogger()`); `silentLogger()` for none. */
   logger?: Logger;
   /**
-   * An etcd client to run on instead of one connected to `settings.etcdEndpoints` (TLS, auth, a
-   * namespace of your own). It is not closed by `stop()`: its owner closes it.
+   * An etcd client to run on instead of one the node connects from `settings` (its endpoints, and
+   * TLS and user when `settings.etcd` has them). It is not closed by `stop()`: its owner closes it.
    */
   client?: Etcd3;
   /** Receives every XState inspection event of this node's actors (see `xstate` `inspect`). */
@@ -107,7 +107,7 @@ export class ClusterNode {
     const callTimeoutMs = callTimeoutFor(settings.leaseTtlSeconds);
     this.callTimeoutMs = callTimeoutMs;
     this.ownsClient = options.client === undefined;
-    this.client = options.client ?? connectEtcd(settings.etcdEndpoints, { callTimeoutMs });
+    this.client = options.client ?? connectEtcd(etcdConnectionOf(settings), { callTimeoutMs });
     this.scope = this.newScope();
     const history = new HistoryRecorder(settings.nodeName, options.history, () => this.scope.session);
     const store = new ClusterStore(this.client, this.layout, this.log, { callTimeoutMs });
@@ -384,7 +384,9 @@ export class ClusterNode {
     if (event.type !== "@xstate.event" || event.actorRef.sessionId !== event.rootId) return;
     const sent = event.event as { type: string; error?: unknown };
     if (sent.type === "SESSION_OPENED") this.sessionOpenedOnce = true;
-    else if (sent.type === "SESSION_FAILED") this.lastSessionError = String(sent.error);
+    // grpc-js ends its messages with an empty "Resolution note:", noise inside the error we build from it.
+    else if (sent.type === "SESSION_FAILED")
+      this.lastSessionError = String(sent.error).replace(/\s*Resolution note:\s*$/, "");
   }
 
   private shutdown(): void {
