@@ -6,6 +6,7 @@ import type { Logger } from "../logging.js";
 import { decodeCounter, decodeFailoverAd, type NodeRecord } from "./codec.js";
 import { type FencedWrite, FencedWriter, type TxnOperation } from "./fencedWrite.js";
 import { FenceLostError, type FencingToken } from "./fencing.js";
+import { type BackupSeat, type HandoffResult, handOffPrimary } from "./handoff.js";
 import {
   type Backoff,
   backoffDelay,
@@ -404,6 +405,19 @@ export class ClusterStore {
     return this.deleteWhileHeld(`resignation from ${key}`, key, ["Create", "==", fence.token], (held) =>
       Boolean(held && Number(held.create_revision) === fence.token),
     );
+  }
+
+  /**
+   * A stopping primary moves its office to `backup` in one fenced transaction, or resigns when
+   * there is no backup or it is not as seen (see `handOffPrimary`). Idempotent: a lost reply is
+   * settled by reading the primary key back.
+   */
+  handoff(primary: FencingToken, leaseId: string, backup: BackupSeat | undefined): Promise<HandoffResult> {
+    const keys = {
+      primaryKey: this.keys.leaderKey(primary.grouping, 1),
+      backupKey: this.keys.leaderKey(primary.grouping, 2),
+    };
+    return handOffPrimary(this.client, keys, primary, leaseId, backup, this.callTimeoutMs);
   }
 
   /**

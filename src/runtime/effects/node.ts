@@ -1,6 +1,8 @@
 import type { Office } from "../../../machines/events.js";
 import type { nodeMachine } from "../../../machines/node.js";
-import { EtcdSession } from "../../etcd/index.js";
+import { type BackupSeat, handOffPrimary } from "../../etcd/handoff.js";
+import { EtcdSession, type FencingToken } from "../../etcd/index.js";
+import type { LeaderView } from "../groupingViews.js";
 import type { AdvertisedSlotWatch } from "./bootstrapId.js";
 import type { EffectContext } from "./context.js";
 
@@ -61,13 +63,38 @@ function openSession(ctx: EffectContext): void {
   );
 }
 
+/**
+ * A primary hands its office to the backup it last saw, in one transaction (falling back to
+ * resigning when there is none or it changed); a backup resigns.
+ */
+async function leaveOffice(ctx: EffectContext, fence: FencingToken): Promise<void> {
+  const session = ctx.scope().session;
+  if (fence.seat !== 1 || !session) {
+    await ctx.store.resign(fence);
+    return;
+  }
+  const keys = {
+    primaryKey: ctx.layout.keys.leaderKey(fence.grouping, 1),
+    backupKey: ctx.layout.keys.leaderKey(fence.grouping, 2),
+  };
+  const backup = backupSeatOf(ctx.grouping.leaders$.value?.backup);
+  const result = await handOffPrimary(ctx.etcd, keys, fence, session.leaseId, backup, ctx.callTimeoutMs);
+  ctx.log.info("left the primary seat", { outcome: result.kind, token: fence.token });
+}
+
+/** The backup as the node's last view of its grouping showed it; undefined when there is none to hand to. */
+function backupSeatOf(view: LeaderView | undefined): BackupSeat | undefined {
+  if (!view?.record || view.lease === "0") return undefined;
+  return { token: view.token, lease: view.lease, value: JSON.stringify(view.record) };
+}
+
 /** Resigns the office, deletes the member key and revokes the lease, each step bounded; then LEFT. */
 function leaveCluster(ctx: EffectContext, id: number | undefined, office: Office | undefined): void {
   const scope = ctx.scope();
   const session = scope.session;
   const leave = async () => {
     if (id !== undefined && office)
-      await ctx.store.resign({ grouping: ctx.layout.groupingOfNode(id), ...office });
+      await leaveOffice(ctx, { grouping: ctx.layout.groupingOfNode(id), ...office });
     if (id !== undefined && session) await ctx.store.deregister(id, session.leaseId);
     await session?.revoke();
   };
