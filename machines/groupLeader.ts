@@ -27,6 +27,12 @@ const otherSeat = (context: Office, event: LeadersChanged) => {
   return { seat, modRevision };
 };
 
+/** The primary key's token, once a handoff bound it to this node's lease. */
+function handedToken(event: GroupLeaderEvent): number {
+  if (event.type !== "LEADERS_CHANGED" || !event.primary?.mine) throw new Error("no primary key handed over");
+  return event.primary.token;
+}
+
 const removePoisonedOtherSeat = {
   guard: "otherSeatPoisoned",
   actions: {
@@ -38,10 +44,11 @@ const removePoisonedOtherSeat = {
 
 /**
  * A node that holds a leader key of its grouping. The backup watches the primary key and is
- * promoted the moment it is vacant; the primary runs the failover advertiser. Losing the key
+ * promoted the moment it is vacant, or takes office at once when a stopping primary handed the key
+ * to it (the key is then under this node's lease); the primary runs the failover advertiser. Losing the key
  * (seen in a watch or in a fenced write) deposes it at once. A poisoned key in the other seat
  * that no lease keeps is removed by this leader, so the grouping is not left one leader short.
- * Resigning on a graceful stop is the node's job: it deletes the key it holds, fenced on its token.
+ * Leaving on a graceful stop is the node's job: a primary hands its key to the backup, a backup resigns.
  */
 export const groupLeaderMachine = setup({
   types: {
@@ -67,6 +74,7 @@ export const groupLeaderMachine = setup({
       const seat = context.seat === 1 ? event.primary : event.backup;
       return !seat?.mine || seat.token !== context.token;
     },
+    primaryHandedOver: ({ event }) => event.type === "LEADERS_CHANGED" && event.primary?.mine === true,
     primaryVacant: ({ event }) => event.type === "LEADERS_CHANGED" && !event.primary,
     otherSeatPoisoned: ({ context, event }) =>
       event.type === "LEADERS_CHANGED" &&
@@ -86,6 +94,12 @@ export const groupLeaderMachine = setup({
       entry: "readLeaders",
       on: {
         LEADERS_CHANGED: [
+          {
+            // A stopping primary handed its key to this node's lease (the backup key went in the same txn).
+            guard: "primaryHandedOver",
+            target: "takingOffice",
+            actions: assign({ seat: 1 as LeaderSeat, token: ({ event }) => handedToken(event) }),
+          },
           { guard: "lostOwnSeat", target: "deposed" },
           { guard: "primaryVacant", target: "promoting" },
           removePoisonedOtherSeat,

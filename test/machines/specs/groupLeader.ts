@@ -2,7 +2,9 @@
  * groupLeader as the design describes it. Taking office (on start, and again when promoted) it
  * tells its parent the office. The backup asks for the leader keys on taking office (the primary
  * may have gone before, and no change would come) and is promoted, by a fenced transaction on its
- * token, when the primary key is vacant; the primary runs the failover advertiser. A leader whose
+ * token, when the primary key is vacant; a backup that finds the primary key under its own lease (a
+ * stopping primary handed it over) takes office as primary with that key's token at once; the
+ * primary runs the failover advertiser. A leader whose
  * own key is vacant, held by another node, poisoned, or held with another token is deposed at
  * once, as is one whose fenced write fails; that check comes first. A poisoned key in the other
  * seat (no lease keeps it) is removed, fenced on its mod revision.
@@ -61,6 +63,14 @@ export const groupLeaderTable: Table<Office, GroupLeaderEvent> = {
     }),
     row({ from: "takingOffice", on: ALWAYS, to: "backup", effects: () => [effect(M, "readLeaders")] }),
 
+    row({
+      from: "backup",
+      on: "LEADERS_CHANGED",
+      when: { name: "primary key handed to this node", holds: (_c, e) => e.primary?.mine === true },
+      to: "takingOffice",
+      update: (_c, e) => ({ seat: 1, token: (e as LeadersChanged).primary?.token ?? Number.NaN }),
+      toParent: officeChanged,
+    }),
     row({ from: "backup", on: "LEADERS_CHANGED", when: ownSeatLost, to: "deposed" }),
     row({
       from: "backup",
