@@ -7,6 +7,7 @@ import { Range } from "etcd3";
 import yaml from "js-yaml";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { main } from "../../src/cli/main.js";
+import { repairCommand } from "../../src/cli/repairCommand.js";
 import { statusCommand } from "../../src/cli/statusCommand.js";
 import { ClusterLayout, type EtcdConnection, type EtcdTls, nodeSettings } from "../../src/config/index.js";
 import { assertEtcdReachable, connectEtcd, type Etcd3, EtcdUnreachableError } from "../../src/etcd/index.js";
@@ -315,6 +316,21 @@ describe("an etcd with authentication on", () => {
     await tokenExpiry();
     expect(node.role).toBe("primary");
     await node.fencedTxn((tx) => [tx.put(`${NAMESPACE}after-expiry`).value("1")]);
+  });
+
+  test("repair, as the user, reads the namespace's keys", async () => {
+    // Not a slot of group 0: reported, never deleted; the node ignores it.
+    const stray = `${NAMESPACE}member-RDeeBee-group-0/77`;
+    await etcd.client().put(stray).value("{}").exec();
+    const out: string[] = [];
+    const flags = { config: configFile, etcd: etcd.endpoints.join(","), etcdUser: USER };
+    const options = { ...flags, etcdPasswordFile: passwordFile, namespace: NAMESPACE };
+    expect(await repairCommand(options, (text) => out.push(text))).toBe(0);
+    expect(out[0]).toMatch(/^RDeeBee at revision \d+: 0 poisoned leader key\(s\)$/);
+    expect(out.filter((line) => line.startsWith("bad value (not repaired): "))).toEqual([
+      expect.stringContaining(stray),
+    ]);
+    await etcd.client().delete().key(stray).exec();
   });
 
   test("a wrong password fails fast, naming the user", async () => {
