@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -13,6 +14,7 @@ import type { ClusterNode } from "../src/runtime/clusterNode.js";
 import { crashNode } from "../src/runtime/testing.js";
 import { NodeFactory, SEED_CONFIG } from "../test/support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../test/support/etcdCluster.js";
+import { ElectionProcessBench, NodeProcessBench } from "./processFailover.js";
 import { fmtMs, fmtRatio, formatTable, ratio, roundMs, type Summary, summarize } from "./stats.js";
 import {
   anomalies,
@@ -43,9 +45,25 @@ interface Options {
   ttl: number;
   trials: number;
   formationTrials: number;
+  /** Process-level crash trials (kill -9 of a node process vs an etcd3 Election process), per TTL. */
+  processTrials: number;
+  processTtls: number[];
+  /** `process`: only the process-level scenarios (a quick run). */
+  only: "all" | "process";
 }
 
-type ScenarioKey = "crash" | "etcd3-crash" | "graceful" | "etcd3-graceful" | "formation";
+/** Process-level crash failover goal: the watchdog revokes the dead node's lease at once. */
+const PROCESS_GOAL_MS = 100;
+const PROCESS_GOAL_RATIO = 15;
+
+type ScenarioKey =
+  | "crash"
+  | "etcd3-crash"
+  | "graceful"
+  | "etcd3-graceful"
+  | "formation"
+  | `process-crash-ttl${number}`
+  | `etcd3-process-crash-ttl${number}`;
 
 interface TrialRecord {
   trial: number;
@@ -88,6 +106,9 @@ function parseOptions(argv: string[]): Options {
       ttl: { type: "string", default: "2" },
       trials: { type: "string", default: "20" },
       "formation-trials": { type: "string", default: "5" },
+      "process-trials": { type: "string", default: process.env.BENCH_PROCESS_TRIALS ?? "20" },
+      "process-ttls": { type: "string", default: "2,5" },
+      only: { type: "string", default: "all" },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -98,7 +119,11 @@ function parseOptions(argv: string[]): Options {
       "usage: node dist/bench/failover.js [--ttl SECONDS] [--trials N] [--formation-trials N]\n" +
         `  --ttl               lease TTL in whole seconds, >= ${MIN_LEASE_TTL_SECONDS} (default 2)\n` +
         "  --trials            trials of each failover scenario (default 20)\n" +
-        "  --formation-trials  trials of the 30-node formation (default 5)\n",
+        "  --formation-trials  trials of the 30-node formation (default 5)\n" +
+        "  --process-trials    kill -9 trials of a node process and of an etcd3 Election process, per TTL\n" +
+        "                      (default 20, env BENCH_PROCESS_TRIALS)\n" +
+        "  --process-ttls      TTLs of the process-level trials, comma-separated (default 2,5)\n" +
+        "  --only process      run only the process-level trials\n",
     );
     process.exit(0);
   }
@@ -106,7 +131,17 @@ function parseOptions(argv: string[]): Options {
     ttl: wholeNumberFlag("ttl", values.ttl, MIN_LEASE_TTL_SECONDS),
     trials: wholeNumberFlag("trials", values.trials, 1),
     formationTrials: wholeNumberFlag("formation-trials", values["formation-trials"], 1),
+    processTrials: wholeNumberFlag("process-trials", values["process-trials"], 1),
+    processTtls: values["process-ttls"]
+      .split(",")
+      .map((t) => wholeNumberFlag("process-ttls", t.trim(), MIN_LEASE_TTL_SECONDS)),
+    only: onlyFlag(values.only),
   };
+}
+
+function onlyFlag(raw: string): Options["only"] {
+  if (raw !== "all" && raw !== "process") throw new Error(`--only: must be "all" or "process", got "${raw}"`);
+  return raw;
 }
 
 /** A config of the seed's shape whose every key is fresh, so that trials never see each other. */
@@ -493,11 +528,65 @@ function report(scenarios: Scenario[], opts: Options) {
   return { table: `${table}\n\n${notes.join("\n")}`, json };
 }
 
+/** The process-level crash scenarios at one TTL: ours (kill -9 of a node process) and etcd3's. */
+function processScenarios(ttl: number): [Scenario, Scenario] {
+  const theirs: ScenarioKey = `etcd3-process-crash-ttl${ttl}`;
+  return [
+    {
+      key: `process-crash-ttl${ttl}`,
+      label: `kill -9 of a node process, TTL ${ttl} s (ours)`,
+      baseline: theirs,
+      goal: {
+        text: `p99 <= ${PROCESS_GOAL_MS} ms, >= ${PROCESS_GOAL_RATIO}x faster`,
+        met: (s) => s.p99 <= PROCESS_GOAL_MS,
+      },
+      trials: [],
+    },
+    { key: theirs, label: `kill -9 of an etcd3 Election process, TTL ${ttl} s`, trials: [] },
+  ];
+}
+
+/** Process-level crash trials at one TTL, ours and etcd3's alternating trial by trial. */
+async function runProcessCrashTrials(
+  etcd: EtcdCluster,
+  ttl: number,
+  trials: number,
+  ours: Scenario,
+  theirs: Scenario,
+): Promise<void> {
+  const client = etcd.client();
+  const dir = await mkdtemp(join(tmpdir(), "rdeebee-bench-"));
+  const here = dirname(fileURLToPath(import.meta.url));
+  const nodes = new NodeProcessBench(etcd, client, ttl, `bench-${runId}-proc${ttl}`, dir);
+  const elections = new ElectionProcessBench(
+    etcd,
+    client,
+    ttl,
+    `bench-${runId}-proc${ttl}`,
+    join(here, "electionProcess.js"),
+  );
+  try {
+    for (let i = 1; i <= trials; i++) {
+      const mine = await nodes.trial(i);
+      ours.trials.push(mine);
+      logTrial(`node process kill -9 (TTL ${ttl})`, mine, trials);
+      const base = await elections.trial(i);
+      theirs.trials.push(base);
+      logTrial(`etcd3 Election process kill -9 (TTL ${ttl})`, base, trials);
+    }
+  } finally {
+    await nodes.close();
+    await elections.close();
+    client.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const ttlMs = opts.ttl * 1000;
   const startedAt = new Date();
-  const scenarios: Record<ScenarioKey, Scenario> = {
+  const scenarios: Record<string, Scenario> & Record<ScenarioKey, Scenario> = {
     crash: {
       key: "crash",
       label: "crash failover (ours)",
@@ -529,8 +618,14 @@ async function main(): Promise<void> {
   try {
     etcd = await startEtcd({ name: `bench-${runId}` });
     progress(`etcd at ${etcd.endpoints.join(",")}`);
+    for (const ttl of opts.processTtls) {
+      const [ours, theirs] = processScenarios(ttl);
+      scenarios[ours.key] = ours;
+      scenarios[theirs.key] = theirs;
+      await runProcessCrashTrials(etcd, ttl, opts.processTrials, ours, theirs);
+    }
     // Ours and the baseline alternate trial by trial so that drift hits both alike.
-    for (const kind of ["crash", "graceful"] as const) {
+    for (const kind of opts.only === "process" ? [] : (["crash", "graceful"] as const)) {
       const ours = scenarios[kind];
       const theirs = scenarios[kind === "crash" ? "etcd3-crash" : "etcd3-graceful"];
       for (let i = 1; i <= opts.trials; i++) {
@@ -542,7 +637,7 @@ async function main(): Promise<void> {
         logTrial(`etcd3 ${kind}`, base, opts.trials);
       }
     }
-    for (let i = 1; i <= opts.formationTrials; i++) {
+    for (let i = 1; opts.only !== "process" && i <= opts.formationTrials; i++) {
       const record = await formationTrial(etcd, i, opts);
       scenarios.formation.trials.push(record);
       logTrial("formation", record, opts.formationTrials);
@@ -551,11 +646,16 @@ async function main(): Promise<void> {
     await etcd?.stop();
   }
   const ordered = [
-    scenarios.crash,
-    scenarios["etcd3-crash"],
-    scenarios.graceful,
-    scenarios["etcd3-graceful"],
-    scenarios.formation,
+    ...opts.processTtls.flatMap((ttl) => processScenarios(ttl).map((s) => scenarios[s.key] as Scenario)),
+    ...(opts.only === "process"
+      ? []
+      : [
+          scenarios.crash,
+          scenarios["etcd3-crash"],
+          scenarios.graceful,
+          scenarios["etcd3-graceful"],
+          scenarios.formation,
+        ]),
   ];
   const { table, json } = report(ordered, opts);
   process.stdout.write(`\n${table}\n`);

@@ -99,9 +99,9 @@ class LeaseWatchdogProcess {
     if (this.stopping || this.exiting) return;
     const config = this.config;
     if (!config) return this.exit("the node closed the channel before configuring");
-    const since = Date.now();
+    const closedAt = performance.now();
     while (isProcessAlive(config.parentPid, config.parentStartTicks)) {
-      if (Date.now() - since > DEATH_WINDOW_MS) {
+      if (performance.now() - closedAt > DEATH_WINDOW_MS) {
         this.log.warn("lease watchdog: the node closed the channel but lives; exiting without revoking", {
           lease: this.leaseId ?? null,
         });
@@ -109,11 +109,11 @@ class LeaseWatchdogProcess {
       }
       await sleep(DEATH_POLL_MS);
     }
-    await this.revoke(config);
+    await this.revoke(config, performance.now() - closedAt);
     this.exit();
   }
 
-  private async revoke(config: Configuration): Promise<void> {
+  private async revoke(config: Configuration, deathSeenAfterMs: number): Promise<void> {
     const leaseId = this.leaseId;
     const client = this.client;
     if (leaseId === undefined || !client) {
@@ -128,6 +128,7 @@ class LeaseWatchdogProcess {
           lease: leaseId,
           result,
           ms: Math.round((performance.now() - started) * 10) / 10,
+          deathSeenAfterMs: Math.round(deathSeenAfterMs * 10) / 10,
         });
         return;
       } catch (err) {

@@ -55,6 +55,15 @@ async function armedWatchdog(c: FaultCluster, primary: NodeProcess): Promise<num
   );
 }
 
+/**
+ * A trial whose primary's watchdog already holds its lease when the trial's clock starts, so a
+ * freshly started watchdog's start-up is not counted in the failover time.
+ */
+async function armedTrial(c: FaultCluster, inject: Parameters<FaultCluster["trial"]>[0]): Promise<Trial> {
+  await armedWatchdog(c, (await c.settled()).primary);
+  return c.trial(inject);
+}
+
 test(`watchdog faults, ${ROUNDS} rounds: kill -9 of the watchdog, the node, both; SIGSTOP of the node`, async () => {
   cluster = await FaultCluster.start("watchdog");
   const c = cluster;
@@ -72,7 +81,7 @@ test(`watchdog faults, ${ROUNDS} rounds: kill -9 of the watchdog, the node, both
 
   for (let round = 0; round < ROUNDS; round++) {
     trials["kill -9 primary's watchdog"]?.push(
-      await c.trial(async ({ primary }) => {
+      await armedTrial(c, async ({ primary }) => {
         const pid = await armedWatchdog(c, primary);
         const started = watchdogPids(primary).length;
         process.kill(pid, "SIGKILL");
@@ -84,7 +93,7 @@ test(`watchdog faults, ${ROUNDS} rounds: kill -9 of the watchdog, the node, both
     );
 
     trials["kill -9 primary (watchdog alive)"]?.push(
-      await c.trial(async ({ primary }) => {
+      await armedTrial(c, async ({ primary }) => {
         await armedWatchdog(c, primary);
         killedWithWatchdog.push(primary);
         await primary.kill9();
@@ -101,7 +110,7 @@ test(`watchdog faults, ${ROUNDS} rounds: kill -9 of the watchdog, the node, both
     );
 
     trials["kill -9 primary and its watchdog"]?.push(
-      await c.trial(async ({ primary }) => {
+      await armedTrial(c, async ({ primary }) => {
         const pid = await armedWatchdog(c, primary);
         killedBoth.push(primary);
         process.kill(pid, "SIGKILL");
@@ -120,7 +129,7 @@ test(`watchdog faults, ${ROUNDS} rounds: kill -9 of the watchdog, the node, both
 
     for (const ttls of [0.5, 1.5]) {
       trials[`SIGSTOP primary ${ttls} TTL (watchdog alive)`]?.push(
-        await c.trial(async ({ primary }) => {
+        await armedTrial(c, async ({ primary }) => {
           await armedWatchdog(c, primary);
           paused.push(primary);
           primary.pause();
