@@ -1,4 +1,4 @@
-import { distinctUntilChanged, map, type Observable } from "rxjs";
+import { asapScheduler, distinctUntilChanged, map, type Observable, observeOn } from "rxjs";
 import type { ClusterLayout } from "../config/index.js";
 import { type Etcd3, watchPrefix } from "../etcd/index.js";
 import { type Logger, silentLogger } from "../logging.js";
@@ -37,5 +37,8 @@ export function watchLeaders(
   }).pipe(
     map((snapshot) => leadersOf(snapshot, layout, grouping)),
     distinctUntilChanged((a, b) => sameSeat(a.primary, b.primary) && sameSeat(a.backup, b.backup)),
+    // Delivered after the view's own step: a subscriber that leaves at its first value (firstValueFrom)
+    // would otherwise stop the view while it lists, and the view would still open its watch and arm its resync.
+    observeOn(asapScheduler),
   );
 }
