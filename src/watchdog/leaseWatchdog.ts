@@ -128,7 +128,11 @@ class LeaseWatchdogHandle implements LeaseWatchdog {
     // Neither the process nor its channel keeps the node's event loop alive.
     child.unref();
     child.channel?.unref();
-    child.on("error", (err) => this.log.warn("lease watchdog process error", { error: err.message }));
+    child.on("error", (err) => {
+      this.log.warn("lease watchdog process error", { error: err.message });
+      // A fork that failed has no pid and may never emit `exit`.
+      if (child.pid === undefined) this.onExit(child, startedAt, null, null);
+    });
     child.on("message", (message: FromWatchdog) => {
       if (message?.type === "holding")
         this.log.debug("lease watchdog holds lease", { lease: message.leaseId });

@@ -140,7 +140,16 @@ class LeaseWatchdogProcess {
         if (attempt + 1 < REVOKE_ATTEMPTS) await sleep(backoffDelay(attempt, REVOKE_BACKOFF));
       }
     }
-    this.log.warn("lease watchdog gives up; the lease expires by its TTL", { lease: leaseId });
+    // Every attempt's outcome was unknown or failed: a read says whether one of them took effect.
+    const secondsLeft = await leaseSecondsLeft(
+      client,
+      leaseId,
+      new Date(Date.now() + config.callTimeoutMs),
+    ).catch(() => "unknown" as const);
+    this.log.warn("lease watchdog gives up; the lease expires by its TTL", {
+      lease: leaseId,
+      secondsLeft: secondsLeft ?? "gone",
+    });
   }
 
   private exit(reason?: string): void {
