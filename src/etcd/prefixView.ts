@@ -161,6 +161,8 @@ class PrefixView {
   private onListed(listed: IRangeResponse): void {
     this.listFailures = 0;
     this.applyList(listed);
+    // A subscriber that takes only the first view unsubscribes inside applyList: open nothing after it.
+    if (this.stopped) return;
     this.watch ??= watchStreamOf(this.client, this.log).watchPrefix(
       this.prefix,
       this.revision + 1,

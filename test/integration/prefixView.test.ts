@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { ClientClosedError, Etcd3 } from "etcd3";
-import type { Subscription } from "rxjs";
+import { firstValueFrom, type Subscription } from "rxjs";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import {
   type PrefixSnapshot,
@@ -297,6 +297,16 @@ describe("watchPrefix: a live view of a prefix that never loses a change", () =>
     expect(listCalls()).toBe(1);
     expect(watchStreamOf(viewer, logger).size).toBe(0);
     expect(snapshots).toEqual([]);
+  });
+
+  test("a subscriber that unsubscribes on the first snapshot leaves no watch and no re-list behind", async () => {
+    const listCalls = countLists(viewer);
+    watchStreamOf(viewer, logger);
+    const first = await firstValueFrom(watchPrefix(viewer, "p/", logger, { resyncIntervalMs: 50 }));
+    expect(first.source).toBe("list");
+    await sleep(500);
+    expect(listCalls()).toBe(1);
+    expect(watchStreamOf(viewer, logger).size).toBe(0);
   });
 
   test("closing the client ends the view with ClientClosedError, from a list or from the stream", async () => {
