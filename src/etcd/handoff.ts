@@ -1,6 +1,6 @@
 import type { Etcd3, IKeyValue } from "etcd3";
 import type { FencingToken } from "./fencing.js";
-import { certainlyNotApplied, OutcomeUnknownError, retryWithin } from "./outcome.js";
+import { certainlyNotApplied, deadlineIn, OutcomeUnknownError, retryWithin } from "./outcome.js";
 
 /** The backup seat as the stopping primary last saw it: the key's create revision, lease and value. */
 export interface BackupSeat {
@@ -40,9 +40,11 @@ type Txn = Awaited<ReturnType<ReturnType<Etcd3["if"]>["commit"]>>;
  * key with this create revision never returns to the old lease (only a handoff re-binds a leader
  * key, and it binds the backup's lease, which the stopping node never holds again).
  *
- * Without a backup, or when the compare fails, it falls back to resigning: the primary key is
- * deleted if it still has `primary.token` under `primaryLease`. A lost reply is settled by reading
- * the primary key: under another lease with the same create revision means handed off.
+ * Without a backup, or when the handoff fails or its reply is lost, it resigns: the primary key is
+ * deleted if it still has `primary.token` under `primaryLease`. That resignation also settles the
+ * handoff: it fails if the handoff applied (the key is then under another lease with the same create
+ * revision: handed off), and once it applied a late copy of the handoff fails. A lost reply of the
+ * resignation is settled by reading the primary key.
  */
 export async function handOffPrimary(
   client: Etcd3,
@@ -53,44 +55,23 @@ export async function handOffPrimary(
   callTimeoutMs: number,
 ): Promise<HandoffResult> {
   const { primaryKey, backupKey } = keys;
-  const handedOff = (kv: IKeyValue | undefined): boolean =>
-    kv !== undefined && Number(kv.create_revision) === primary.token && kv.lease !== primaryLease;
-  const readPrimary = (operation: string, attemptError: unknown) =>
-    retryWithin(
-      callTimeoutMs,
-      callTimeoutMs,
-      async (options) => (await client.get(primaryKey).options(options).exec()).kvs[0],
-    ).catch((err: unknown) => {
-      throw new OutcomeUnknownError(operation, attemptError, err);
-    });
-  const deadline = () => ({ deadline: new Date(Date.now() + callTimeoutMs) });
-
   if (backup) {
-    let txn: Txn | undefined;
     try {
-      txn = await client
+      const txn = await client
         .if(primaryKey, "Create", "==", primary.token)
         .and(primaryKey, "Lease", "==", primaryLease)
         .and(backupKey, "Create", "==", backup.token)
         .and(backupKey, "Lease", "==", backup.lease)
         .then(client.put(primaryKey).value(backup.value).lease(backup.lease), client.delete().key(backupKey))
-        .else(client.get(primaryKey))
-        .options(deadline())
+        .options(deadlineIn(callTimeoutMs))
         .commit();
-    } catch (err) {
-      if (!certainlyNotApplied(err)) {
-        const now = await readPrimary(`handoff of ${primaryKey}`, err);
-        if (handedOff(now)) return { kind: "handedOff", token: primary.token };
-      }
-      // Not applied (yet): the resign below compares the lease, so a late copy and it cannot both apply.
+      if (txn.succeeded)
+        return { kind: "handedOff", token: primary.token, revision: Number(txn.header.revision) };
+    } catch {
+      // Refused or unknown (a re-sent handoff failing on its own first put included): the resignation settles it.
     }
-    if (txn?.succeeded)
-      return { kind: "handedOff", token: primary.token, revision: Number(txn.header.revision) };
-    // A re-sent handoff fails on its own first attempt's put.
-    if (txn && handedOff(txn.responses[0]?.response_range?.kvs[0]))
-      return { kind: "handedOff", token: primary.token };
   }
-  return resignPrimary(client, primaryKey, primary, primaryLease, callTimeoutMs, handedOff, readPrimary);
+  return resignPrimary(client, primaryKey, primary, primaryLease, callTimeoutMs);
 }
 
 async function resignPrimary(
@@ -99,9 +80,9 @@ async function resignPrimary(
   primary: FencingToken,
   primaryLease: string,
   callTimeoutMs: number,
-  handedOff: (kv: IKeyValue | undefined) => boolean,
-  readPrimary: (operation: string, attemptError: unknown) => Promise<IKeyValue | undefined>,
 ): Promise<HandoffResult> {
+  const handedOff = (kv: IKeyValue | undefined): boolean =>
+    kv !== undefined && Number(kv.create_revision) === primary.token && kv.lease !== primaryLease;
   let txn: Txn;
   try {
     txn = await client
@@ -109,17 +90,23 @@ async function resignPrimary(
       .and(primaryKey, "Lease", "==", primaryLease)
       .then(client.delete().key(primaryKey))
       .else(client.get(primaryKey))
-      .options({ deadline: new Date(Date.now() + callTimeoutMs) })
+      .options(deadlineIn(callTimeoutMs))
       .commit();
   } catch (err) {
     if (certainlyNotApplied(err)) throw err;
-    const now = await readPrimary(`resignation from ${primaryKey}`, err);
+    const now = await retryWithin(
+      callTimeoutMs,
+      callTimeoutMs,
+      async (options) => (await client.get(primaryKey).options(options).exec()).kvs[0],
+    ).catch((readErr: unknown) => {
+      throw new OutcomeUnknownError(`resignation from ${primaryKey}`, err, readErr);
+    });
     if (handedOff(now)) return { kind: "handedOff", token: primary.token };
-    const stillHeld = now && Number(now.create_revision) === primary.token;
-    if (stillHeld) throw err;
+    if (now && Number(now.create_revision) === primary.token) throw err;
     return { kind: "resigned" };
   }
   if (txn.succeeded) return { kind: "resigned" };
-  const now = txn.responses[0]?.response_range?.kvs[0];
-  return handedOff(now) ? { kind: "handedOff", token: primary.token } : { kind: "notHeld" };
+  return handedOff(txn.responses[0]?.response_range?.kvs[0])
+    ? { kind: "handedOff", token: primary.token }
+    : { kind: "notHeld" };
 }

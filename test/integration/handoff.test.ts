@@ -155,6 +155,27 @@ describe("ClusterStore.handoff: a stopping primary's office to its backup in one
     expect(await kvOf(PRIMARY_KEY)).toBeUndefined();
   });
 
+  test("a lost reply of a resignation that found the key handed off reports it handed off", async () => {
+    const { primary, primaryLease, backup } = await seated();
+    await store().handoff(primary, primaryLease, backup);
+    env.proxy.setMode("drop-reply", { match: PRIMARY_KEY });
+    expect(await store().handoff(primary, primaryLease, undefined)).toEqual({
+      kind: "handedOff",
+      token: primary.token,
+    });
+    expect(env.proxy.repliesDropped).toBe(1);
+    expect((await kvOf(PRIMARY_KEY))?.lease).toBe(backup.lease);
+  });
+
+  test("a resignation that did not reach etcd before its deadline is not reported done", async () => {
+    const { primary, primaryLease } = await seated();
+    await env.direct.delete().key(BACKUP_KEY);
+    env.proxy.setMode("hold-request", { match: PRIMARY_KEY });
+    await expect(store().handoff(primary, primaryLease, undefined)).rejects.toThrow();
+    expect((await kvOf(PRIMARY_KEY))?.lease).toBe(primaryLease);
+    await env.proxy.releaseHeldRequest();
+  });
+
   test("a handoff held on the wire and released after the fallback resignation never applies", async () => {
     const { primary, primaryLease, backup } = await seated();
     env.proxy.setMode("hold-request", { match: BACKUP_KEY });
