@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything a fresh checkout needs before it runs: npm packages, the etcd server (Debian's
-# etcd-server), and Chromium (Debian's chromium) for the one browser test. Idempotent and quick
+# etcd-server), Graphviz (Debian's graphviz: `npm run viz` renders the diagrams with `dot`, and the
+# diagram tests render node.dot), and Chromium (Debian's chromium) for the one browser test. Idempotent and quick
 # when nothing is missing. Installing Debian packages needs root, as in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,7 @@ if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-loc
 fi
 
 ensure_debian_package etcd etcd-server
+ensure_debian_package dot graphviz
 echo "setup: $(etcd --version | head -n 1)" >&2
 if [[ "${1:-}" == "--with-browser" ]]; then
   ensure_debian_package chromium chromium

@@ -7,7 +7,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, extname, join, relative } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { MACHINES } from "./machines.js";
 import { allOutputs, GENERATED_EXTENSIONS } from "./outputs.js";
 import { GRAPHVIZ_MISSING, renderSvg } from "./svg.js";
 
@@ -19,12 +18,19 @@ export function packageRoot(from = dirname(fileURLToPath(import.meta.url))): str
   }
 }
 
-/** Generated files in `dir` that belong to no machine any more (a machine was renamed or removed). */
-function orphans(dir: string, extensions: readonly string[]): string[] {
+const stem = (file: string) => file.slice(0, -extname(file).length);
+
+/** Generated files in `dir` that belong to no machine or diagram any more (one was renamed or removed). */
+function orphans(
+  dir: string,
+  extensions: readonly string[],
+  expected: ReadonlyMap<string, string>,
+): string[] {
   if (!existsSync(dir)) return [];
+  const stems = new Set([...expected.keys()].map(stem));
   return readdirSync(dir)
     .filter((file) => extensions.includes(extname(file)))
-    .filter((file) => !Object.hasOwn(MACHINES, file.slice(0, -extname(file).length)))
+    .filter((file) => !stems.has(stem(file)))
     .sort();
 }
 
@@ -39,6 +45,7 @@ export function staleFiles(dir: string, expected: ReadonlyMap<string, string> = 
   for (const file of orphans(
     dir,
     [...expected.keys()].map((f) => extname(f)),
+    expected,
   )) {
     stale.push(`${file} (no such machine)`);
   }
@@ -60,11 +67,11 @@ function check(dir: string): number {
 function generate(dir: string): number {
   mkdirSync(dir, { recursive: true });
   const shown = relative(process.cwd(), dir) || ".";
-  for (const file of orphans(dir, GENERATED_EXTENSIONS)) {
+  const outputs = allOutputs();
+  for (const file of orphans(dir, GENERATED_EXTENSIONS, outputs)) {
     rmSync(join(dir, file));
     console.log(`removed ${shown}/${file}`);
   }
-  const outputs = allOutputs();
   for (const [file, text] of outputs) {
     const path = join(dir, file);
     if (existsSync(path) && readFileSync(path, "utf8") === text) continue;

@@ -1,17 +1,31 @@
 import type { AnyStateMachine } from "xstate";
 import { MACHINES } from "./machines.js";
-import { toDot } from "./toDot.js";
+import { partGraph, toDot } from "./toDot.js";
 import { toMachineJson } from "./toMachineJson.js";
 import { toMermaid } from "./toMermaid.js";
 import { walkMachine } from "./walk.js";
 
-/** The text files kept in `visualizations/` for one machine, by file name. */
+/**
+ * Compound states whose inside gets a diagram of its own, by machine: the node machine's diagram is
+ * shown in the README at 880 px, where drawing `member` inside it leaves the text too small.
+ */
+export const DIAGRAM_PARTS: Readonly<Record<string, readonly string[]>> = { node: ["member"] };
+
+/**
+ * The text files kept in `visualizations/` for one machine, by file name: `<name>.dot`, and
+ * `<name>.<state>.dot` for each state of DIAGRAM_PARTS.
+ */
 export function machineOutputs(name: string, machine: AnyStateMachine): Map<string, string> {
   const graph = walkMachine(machine);
+  const parts = (DIAGRAM_PARTS[name] ?? []).map((key) => `${machine.id}.${key}`);
   return new Map([
     [`${name}.json`, toMachineJson(machine)],
     [`${name}.mmd`, toMermaid(graph)],
-    [`${name}.dot`, toDot(graph)],
+    [`${name}.dot`, toDot(graph, { collapse: parts })],
+    ...parts.map((id): [string, string] => [
+      `${name}.${id.slice(machine.id.length + 1)}.dot`,
+      toDot(partGraph(graph, id)),
+    ]),
   ]);
 }
 

@@ -6,6 +6,7 @@ import { nodeMachine } from "../../machines/node.js";
 import { MACHINES } from "../../scripts/viz/machines.js";
 import type { MachineGraph } from "../../scripts/viz/model.js";
 import { allOutputs } from "../../scripts/viz/outputs.js";
+import { renderSvg } from "../../scripts/viz/svg.js";
 import { toDot } from "../../scripts/viz/toDot.js";
 import { toMachineJson } from "../../scripts/viz/toMachineJson.js";
 import { toMermaid } from "../../scripts/viz/toMermaid.js";
@@ -51,6 +52,17 @@ describe("visualizations/", () => {
       }
     },
   );
+
+  it("the node machine's member state has a diagram of its own, on disk as generated", () => {
+    expect(onDisk("node.member.dot")).toBe(generated("node.member.dot"));
+    const dot = generated("node.dot");
+    expect(dot).not.toContain("cluster_node.member");
+    expect(dot).not.toMatch(/lhead|ltail/);
+    expect(dot).toContain('"node.suspended" -> "node.member" [label=" SESSION_VALID "]');
+    expect(generated("node.member.dot")).toContain(
+      '"node.member.candidate" -> "node.member.leader" [label=" done: candidate [wonCampaign] "]',
+    );
+  });
 
   it.each(Object.keys(MACHINES))(
     "%s.json is a machine config with the machine's states and transitions",
@@ -187,4 +199,102 @@ function shape(graph: MachineGraph) {
     guard: t.guard,
     actions: t.actions.length,
   }));
+}
+
+/**
+ * The README shows visualizations/node.svg 880 px wide. Checked on the file on disk and on what the
+ * generator renders now (when Graphviz is installed).
+ */
+describe("node.svg at the README's width of 880 px", () => {
+  const README_WIDTH_PX = 880;
+  const rendered = renderSvg(generated("node.dot"));
+  const svgs: [string, string][] = [["visualizations/node.svg", onDisk("node.svg")]];
+  if (rendered.ok) svgs.push(["rendered from node.dot", rendered.svg]);
+
+  it.each(svgs)("%s: no text smaller than 11 px", (_, svg) => {
+    const width = Number(/viewBox="[\d.]+ [\d.]+ ([\d.]+) [\d.]+"/.exec(svg)?.[1]);
+    const sizes = [...svg.matchAll(/font-size="([\d.]+)"/g)].map((m) => Number(m[1]));
+    expect(sizes.length).toBeGreaterThan(10);
+    expect((Math.min(...sizes) * README_WIDTH_PX) / width).toBeGreaterThanOrEqual(11);
+  });
+
+  it.each(svgs)("%s: every label sits on its own edge", (_, svg) => {
+    for (const edge of svgEdges(svg)) {
+      expect(edge.curve.length, edge.title).toBeGreaterThan(1);
+      if (edge.label)
+        expect(distanceToBox(edge.curve, edge.label), `${edge.title}: ${edge.label.text}`).toBeLessThan(12);
+    }
+  });
+
+  it.each(svgs)("%s: no edge drawn over another", (_, svg) => {
+    const edges = svgEdges(svg);
+    for (const [i, a] of edges.entries()) {
+      for (const b of edges.slice(i + 1)) {
+        const shared = a.curve.filter((p) => b.curve.some((q) => Math.hypot(p.x - q.x, p.y - q.y) < 4));
+        expect(shared.length / a.curve.length, `${a.title} over ${b.title}`).toBeLessThan(0.3);
+      }
+    }
+  });
+});
+
+interface Point {
+  x: number;
+  y: number;
+}
+
+interface SvgEdge {
+  title: string;
+  /** Points along the edge's Bézier curve. */
+  curve: Point[];
+  label?: { text: string; box: { left: number; right: number; top: number; bottom: number } };
+}
+
+/** Graphviz's edges: each `<g class="edge">` with its path (M, then cubic Bézier segments) and label. */
+function svgEdges(svg: string): SvgEdge[] {
+  return [...svg.matchAll(/<g id="edge\d+" class="edge">([\s\S]*?)<\/g>/g)].map(([, body = ""]) => {
+    const numbers = (/ d="([^"]+)"/.exec(body)?.[1] ?? "").match(/-?[\d.]+/g)?.map(Number) ?? [];
+    const points: Point[] = [];
+    for (let i = 0; i + 1 < numbers.length; i += 2)
+      points.push({ x: numbers[i] ?? 0, y: numbers[i + 1] ?? 0 });
+    const text =
+      /<text text-anchor="middle" x="([-\d.]+)" y="([-\d.]+)"[^>]*font-size="([\d.]+)">([^<]*)</.exec(body);
+    const edge: SvgEdge = { title: /<title>([^<]*)</.exec(body)?.[1] ?? "?", curve: bezierPoints(points) };
+    if (text) {
+      const [x, y, size] = [Number(text[1]), Number(text[2]), Number(text[3])];
+      const label = text[4] ?? "";
+      const halfWidth = (label.length * size * 0.62) / 2;
+      edge.label = {
+        text: label,
+        box: { left: x - halfWidth, right: x + halfWidth, top: y - size, bottom: y },
+      };
+    }
+    return edge;
+  });
+}
+
+function bezierPoints([start, ...controls]: Point[]): Point[] {
+  if (!start) return [];
+  const curve = [start];
+  let from = start;
+  for (let i = 0; i + 2 < controls.length; i += 3) {
+    const [c1, c2, to] = [controls[i], controls[i + 1], controls[i + 2]] as [Point, Point, Point];
+    for (let step = 1; step <= 20; step++) {
+      const t = step / 20;
+      const u = 1 - t;
+      const at = (a: number, b: number, c: number, d: number) =>
+        u ** 3 * a + 3 * u * u * t * b + 3 * u * t * t * c + t ** 3 * d;
+      curve.push({ x: at(from.x, c1.x, c2.x, to.x), y: at(from.y, c1.y, c2.y, to.y) });
+    }
+    from = to;
+  }
+  return curve;
+}
+
+function distanceToBox(curve: readonly Point[], label: NonNullable<SvgEdge["label"]>): number {
+  const { left, right, top, bottom } = label.box;
+  return Math.min(
+    ...curve.map((p) =>
+      Math.hypot(Math.max(left - p.x, 0, p.x - right), Math.max(top - p.y, 0, p.y - bottom)),
+    ),
+  );
 }
