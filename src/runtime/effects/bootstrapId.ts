@@ -1,5 +1,6 @@
 import { filter, type Subscription } from "rxjs";
 import type { bootstrapIdMachine } from "../../../machines/bootstrapId.js";
+import { reclaimId } from "../../etcd/idClaims.js";
 import { backoffDelay } from "../../etcd/index.js";
 import { type EffectContext, nodeRecord } from "./context.js";
 
@@ -34,15 +35,82 @@ export class AdvertisedSlotWatch {
   }
 }
 
-/** bootstrapId's effects: claim an advertised slot, else allocate a fresh ID, else wait for an advertisement. */
-export function bootstrapIdEffects(ctx: EffectContext, slotWatch: AdvertisedSlotWatch): Actions {
+/**
+ * The ID a node held last, across its sessions: a node that lost its member key (its lease
+ * expired in a pause or an etcd blip) takes that ID back first, so that it stays in its group.
+ */
+export class StickyIdentity {
+  private previous: number | undefined;
+  /** An ID this node held before but found taken by another node; reported with the one it joins with. */
+  private lost: { id: number; holder?: string } | undefined;
+
+  get previousId(): number | undefined {
+    return this.previous;
+  }
+
+  /** The node holds `id` now; logs when it is not the one it held before. */
+  held(ctx: EffectContext, id: number): void {
+    if (this.lost && this.lost.id !== id)
+      ctx.log.warn("joined with a different node ID: the previous one was taken by another node", {
+        id,
+        previousId: this.lost.id,
+        group: ctx.layout.nodeGroup(id),
+        previousGroup: ctx.layout.nodeGroup(this.lost.id),
+        takenBy: this.lost.holder,
+      });
+    this.previous = id;
+    this.lost = undefined;
+  }
+
+  taken(id: number, holder: string | undefined): void {
+    this.previous = undefined;
+    this.lost = { id, holder };
+  }
+}
+
+/**
+ * bootstrapId's effects: take back the node's previous ID, else claim an advertised slot, else
+ * allocate a fresh ID, else wait for an advertisement.
+ */
+export function bootstrapIdEffects(
+  ctx: EffectContext,
+  slotWatch: AdvertisedSlotWatch,
+  sticky = new StickyIdentity(),
+): Actions {
+  /** The previous ID taken back, or undefined when there is none or another node holds it. */
+  const reclaimPrevious = async (leaseId: string): Promise<number | undefined> => {
+    const previous = sticky.previousId;
+    if (previous === undefined) return undefined;
+    const result = await reclaimId(
+      ctx.etcd,
+      ctx.layout,
+      previous,
+      nodeRecord(ctx),
+      leaseId,
+      ctx.callTimeoutMs,
+    );
+    if (result.kind === "reclaimed") {
+      ctx.log.info("took back the previous node ID", { id: previous, slot: result.via });
+      return previous;
+    }
+    ctx.log.warn("previous node ID is taken by another node; joining with another ID", {
+      previousId: previous,
+      takenBy: result.holder,
+    });
+    sticky.taken(previous, result.holder);
+    return undefined;
+  };
   return {
     claimAdvertisedSlot: () =>
       ctx.scope().run(
         "claimAdvertisedSlot",
         async (scope) => {
-          const id = await ctx.store.claimAdvertisedSlot(nodeRecord(ctx), scope.leaseId);
-          return id === undefined ? { type: "NO_SLOT_CLAIMED" } : { type: "SLOT_CLAIMED", id };
+          const id =
+            (await reclaimPrevious(scope.leaseId)) ??
+            (await ctx.store.claimAdvertisedSlot(nodeRecord(ctx), scope.leaseId));
+          if (id === undefined) return { type: "NO_SLOT_CLAIMED" };
+          sticky.held(ctx, id);
+          return { type: "SLOT_CLAIMED", id };
         },
         (error) => ({ type: "ETCD_FAILED", error }),
       ),
@@ -55,7 +123,9 @@ export function bootstrapIdEffects(ctx: EffectContext, slotWatch: AdvertisedSlot
             scope.leaseId,
             () => scope.isCurrent,
           );
-          return result.kind === "full" ? { type: "CLUSTER_FULL" } : { type: "ID_ALLOCATED", id: result.id };
+          if (result.kind === "full") return { type: "CLUSTER_FULL" };
+          sticky.held(ctx, result.id);
+          return { type: "ID_ALLOCATED", id: result.id };
         },
         (error) => ({ type: "ETCD_FAILED", error }),
       ),
