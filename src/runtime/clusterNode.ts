@@ -2,7 +2,13 @@ import type { Observable } from "rxjs";
 import { Subject } from "rxjs";
 import { type Actor, createActor, type InspectionEvent } from "xstate";
 import type { nodeMachine } from "../../machines/node.js";
-import { type ClusterConfig, ClusterLayout, etcdConnectionOf, type NodeSettings } from "../config/index.js";
+import {
+  type ClusterConfig,
+  ClusterLayout,
+  ConfigError,
+  etcdConnectionOf,
+  type NodeSettings,
+} from "../config/index.js";
 import {
   ClusterStore,
   connectEtcd,
@@ -100,8 +106,7 @@ export class ClusterNode {
 
   constructor(options: ClusterNodeOptions) {
     const { settings } = options;
-    this.layout =
-      options.cluster instanceof ClusterLayout ? options.cluster : new ClusterLayout(options.cluster);
+    this.layout = layoutIn(settings.namespace, options.cluster);
     this.settings = settings;
     this.log = (options.logger ?? createLogger()).child({ node: settings.nodeName });
     const callTimeoutMs = callTimeoutFor(settings.leaseTtlSeconds);
@@ -413,6 +418,21 @@ export class NotPrimaryError extends Error {
   constructor(readonly status: NodeStatus) {
     super(`node ${status.name} is not the primary with a valid lease (role: ${status.role})`);
   }
+}
+
+/**
+ * The layout under the settings' namespace. A layout passed in keeps its own namespace when the
+ * settings name none, and is refused when they name another: the node would write one cluster's keys
+ * while its operator reads another's.
+ */
+function layoutIn(namespace: string | undefined, cluster: ClusterConfig | ClusterLayout): ClusterLayout {
+  if (!(cluster instanceof ClusterLayout)) return new ClusterLayout(cluster, { namespace: namespace ?? "" });
+  if (namespace !== undefined && cluster.keys.namespace !== namespace) {
+    throw new ConfigError("settings", [
+      `namespace: "${namespace}", but the cluster layout was built under "${cluster.keys.namespace}"`,
+    ]);
+  }
+  return cluster;
 }
 
 export function createClusterNode(options: ClusterNodeOptions): ClusterNode {
