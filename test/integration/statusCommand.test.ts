@@ -28,7 +28,12 @@ import { waitUntil } from "../support/waitUntil.js";
 
 /** Only the gauge is under test: a node that never changes, with the poisoned keys read from the real etcd. */
 const stillNode = () =>
-  ({ role$: of("follower"), leaders$: EMPTY, keepaliveRoundTrips$: EMPTY }) as unknown as ClusterNode;
+  ({
+    role$: of("follower"),
+    status$: EMPTY,
+    leaders$: EMPTY,
+    keepaliveRoundTrips$: EMPTY,
+  }) as unknown as ClusterNode;
 
 describe("rdeebee-cluster status", () => {
   let etcd: EtcdCluster;
