@@ -36,6 +36,8 @@ const DEFAULTS: Required<WatchStreamOptions> = {
 
 /** Longest delay setTimeout honours; longer ones fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** etcd's refusal of a watch created on a stream whose auth token has expired. */
+const EXPIRED_TOKEN = /invalid auth token/;
 
 /** Receives one watch's news. Calls never overlap and stop once the watch is cancelled or gone. */
 export interface WatchListener {
@@ -317,8 +319,34 @@ export class WatchStream {
       this.log.warn("etcd refused a watch that is no longer wanted", { watchId: id, reason });
       return;
     }
+    if (EXPIRED_TOKEN.test(reason)) {
+      this.reopenWithNewToken(registration);
+      return;
+    }
     this.log.warn("etcd refused a watch", { watchId: registration.id, reason });
     this.onCanceled(registration, 0, reason);
+  }
+
+  /**
+   * etcd checks a stream's auth token on every watch created on it, so once the token expires every
+   * new watch on the open stream is refused. A read makes etcd3 log in again; the stream opened after
+   * it carries the fresh token, and every watch is created anew on it.
+   */
+  private reopenWithNewToken(registration: Registration): void {
+    this.log.warn("etcd refused a watch: the stream's auth token expired; reopening the stream", {
+      watchId: registration.id,
+    });
+    this.activitySubject.next({ kind: "broken", reason: "auth token expired" });
+    this.teardown();
+    this.opening = true;
+    void this.client
+      .get(registration.key)
+      .exec()
+      .catch(() => undefined)
+      .finally(() => {
+        this.opening = false;
+        this.scheduleReconnect();
+      });
   }
 
   private heard(): void {

@@ -385,7 +385,7 @@ describe("an etcd with authentication on", () => {
    * "invalid auth token", and prefixView re-lists and re-creates it on the same stream again. The
    * stream must be reopened on such a refusal. This test turns green (and `.fails` must go) then.
    */
-  test.fails("a watch created after the token expired, on the stream opened before, attaches", async () => {
+  test("a watch created after the token expired, on the stream opened before, attaches", async () => {
     const client = started.client(connectEtcd(asUser(), { callTimeoutMs: 1_000 }));
     const stream = watchStreamOf(client, silentLogger());
     const first = recorder();
