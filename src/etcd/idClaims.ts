@@ -8,17 +8,15 @@ export type ReclaimResult =
   | { kind: "reclaimed"; id: number; via: "free" | "advertised" }
   | { kind: "taken"; id: number; holder?: string };
 
-/** A failover advertisement that changes under a claim is re-read this many times before giving up for now. */
-const RECLAIM_ROUNDS = 3;
-
 type TxnResult = Awaited<ReturnType<ReturnType<Etcd3["if"]>["commit"]>>;
 
 /**
  * Takes back `id`, the ID this node held before (its member key vanished with its lease, or it
- * restarted). A free slot (no member key, no advertisement) is claimed by one create-only
- * transaction; an advertised slot by claiming the advertisement (unchanged) in the same
- * transaction that writes the member key, as any failover claim. Either compare makes exactly
- * one claimer win, against another reclaim, a failover claim or a primary advertising the slot.
+ * restarted), in one transaction: *if* the member key is absent *then* write it under `leaseId`
+ * and delete the slot's failover advertisement, if any. The member-key compare makes exactly one
+ * claimer win the slot, against another reclaim, a failover claim (which needs the member key
+ * absent too) or a primary advertising it (likewise); deleting the advertisement in the same
+ * transaction means a slot that was advertised is claimed with it, as a failover claim would.
  * A slot whose member key is under another lease is `taken`.
  *
  * A reply that is lost is settled by reading the member key: held under `leaseId` means
@@ -38,61 +36,37 @@ export async function reclaimId(
     throw new RangeError(`previous node ID ${id} is outside 0..${layout.capacity - 1}`);
   const memberKey = layout.keys.memberKey(layout.nodeGroup(id), id);
   const adKey = layout.keys.failoverKey(id);
-  const value = JSON.stringify({ ...record, id });
-  const attempt = async (build: () => Promise<TxnResult>): Promise<TxnResult | undefined> => {
-    try {
-      return await build();
-    } catch (err) {
-      if (certainlyNotApplied(err)) throw err;
-      const held = await retryWithin(callTimeoutMs, callTimeoutMs, async (options) => {
-        return (await client.get(memberKey).options(options).exec()).kvs[0];
-      }).catch((readErr: unknown) => {
-        throw new OutcomeUnknownError(`reclaim of ID ${id}`, err, readErr);
-      });
-      if (held?.lease === leaseId) return undefined;
-      throw new OutcomeUnknownError(`reclaim of ID ${id}`, err, new Error("member key not held yet"));
-    }
-  };
-  for (let round = 0; round < RECLAIM_ROUNDS; round++) {
-    const free = await attempt(() =>
-      client
-        .if(memberKey, "Create", "==", 0)
-        .and(adKey, "Create", "==", 0)
-        .then(client.put(memberKey).value(value).lease(leaseId))
-        .else(client.get(memberKey), client.get(adKey))
-        .options(deadlineIn(callTimeoutMs))
-        .commit(),
-    );
-    if (!free || free.succeeded) return { kind: "reclaimed", id, via: "free" };
-    const member = free.responses[0]?.response_range?.kvs[0];
-    const ad = free.responses[1]?.response_range?.kvs[0];
-    if (member) return heldOrTaken(member, leaseId, id, "free");
-    if (!ad) continue;
-    const claim = await attempt(() =>
-      client
-        .if(adKey, "Mod", "==", ad.mod_revision)
-        .and(memberKey, "Create", "==", 0)
-        .then(client.delete().key(adKey), client.put(memberKey).value(value).lease(leaseId))
-        .else(client.get(memberKey))
-        .options(deadlineIn(callTimeoutMs))
-        .commit(),
-    );
-    if (!claim || claim.succeeded) return { kind: "reclaimed", id, via: "advertised" };
-    const now = claim.responses[0]?.response_range?.kvs[0];
-    if (now) return heldOrTaken(now, leaseId, id, "advertised");
-    // The advertisement changed (rewritten or claimed and released): read the slot again.
+  let txn: TxnResult;
+  try {
+    txn = await client
+      .if(memberKey, "Create", "==", 0)
+      .then(
+        client
+          .put(memberKey)
+          .value(JSON.stringify({ ...record, id }))
+          .lease(leaseId),
+        client.delete().key(adKey),
+      )
+      .else(client.get(memberKey))
+      .options(deadlineIn(callTimeoutMs))
+      .commit();
+  } catch (err) {
+    if (certainlyNotApplied(err)) throw err;
+    const held = await retryWithin(callTimeoutMs, callTimeoutMs, async (options) => {
+      return (await client.get(memberKey).options(options).exec()).kvs[0];
+    }).catch((readErr: unknown) => {
+      throw new OutcomeUnknownError(`reclaim of ID ${id}`, err, readErr);
+    });
+    if (held?.lease === leaseId) return { kind: "reclaimed", id, via: "free" };
+    throw new OutcomeUnknownError(`reclaim of ID ${id}`, err, new Error("the member key is not held yet"));
   }
-  throw new Error(`reclaim of ID ${id}: its failover advertisement kept changing; retrying later`);
-}
-
-function heldOrTaken(
-  member: IKeyValue,
-  leaseId: string,
-  id: number,
-  via: "free" | "advertised",
-): ReclaimResult {
-  if (member.lease === leaseId) return { kind: "reclaimed", id, via };
-  return { kind: "taken", id, holder: holderName(member) };
+  if (txn.succeeded) {
+    const deleted = Number(txn.responses[1]?.response_delete_range?.deleted ?? 0);
+    return { kind: "reclaimed", id, via: deleted > 0 ? "advertised" : "free" };
+  }
+  const member = txn.responses[0]?.response_range?.kvs[0];
+  if (member?.lease === leaseId) return { kind: "reclaimed", id, via: "free" };
+  return { kind: "taken", id, holder: member ? holderName(member) : undefined };
 }
 
 function holderName(member: IKeyValue): string | undefined {

@@ -3,6 +3,7 @@ import { ClusterLayout } from "../../src/config/index.js";
 import { reclaimId } from "../../src/etcd/idClaims.js";
 import { ClusterStore, connectEtcd, type Etcd3 } from "../../src/etcd/index.js";
 import { silentLogger } from "../../src/logging.js";
+import type { ClusterNode } from "../../src/runtime/clusterNode.js";
 import {
   type EtcdWithNodes,
   ONE_GROUPING,
@@ -115,7 +116,7 @@ describe("sticky identity of a running node", () => {
     await env.client.delete().key(KEYS.memberKey(before.group, before.id));
     return { node, before };
   };
-  const renewed = (node: { status: { leaseId?: string; id?: number; role: string } }, oldLease?: string) =>
+  const renewed = (node: ClusterNode, oldLease?: string) =>
     waitUntil(
       "the node back as a member under a new lease",
       () => {
@@ -127,12 +128,11 @@ describe("sticky identity of a running node", () => {
 
   test("a node that lost its member key comes back with the same ID, in the same group", async () => {
     const nodes = await env.factory.startMany(5);
-    const last = nodes[4];
-    if (!last) throw new Error("five nodes");
-    expect(last.status.id).toBe(4);
+    const withId = (id: number) => nodes.find((n) => n.status.id === id);
+    const last = withId(4);
+    if (!last) throw new Error("five nodes, IDs 0 to 4");
     // Free slots below it (0 and 1) that a returning node without a previous ID would fill first.
-    await env.factory.nodes[0]?.stop();
-    await env.factory.nodes[1]?.stop();
+    await Promise.all([withId(0)?.stop(), withId(1)?.stop()]);
     const { node, before } = await loseMemberKey(last.settings.nodeName);
     const after = await renewed(node, before.leaseId);
     expect(after.id).toBe(4);
