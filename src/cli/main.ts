@@ -9,7 +9,7 @@ import type { LayoutOptions } from "./layoutCommand.js";
 import { PACKAGE_ROOT } from "./local/cliProcess.js";
 import { registerLocalCommand } from "./local/registerLocalCommand.js";
 import type { NodeCommandOptions } from "./nodeCommand.js";
-import { DEFAULT_CONFIG, withNodeSettingsFlags } from "./nodeOptions.js";
+import { DEFAULT_CONFIG, withEtcdConnectionFlags, withNodeSettingsFlags } from "./nodeOptions.js";
 import type { RepairCommandOptions } from "./repairCommand.js";
 import type { ServeCommandOptions } from "./serveCommand.js";
 import type { StatusCommandOptions } from "./statusCommand.js";
@@ -26,6 +26,17 @@ function packageVersion(): string {
     version: string;
   };
   return version;
+}
+
+/** Where a node's inspection events and history go (`node` and `serve`). */
+function withRecordingFlags(command: Command): Command {
+  return command
+    .option("--inspect-file <file>", "append every XState inspection event to this JSON-lines file")
+    .option("--inspect-ws <url>", "stream inspection events to a @statelyai/inspect WebSocket receiver")
+    .option(
+      "--history-file <file>",
+      "append transitions and leader actions (with tokens and deadlines) as JSON lines",
+    );
 }
 
 /**
@@ -50,20 +61,14 @@ function buildProgram(
     .option("--json", "print JSON")
     .action(async (opts: LayoutOptions) => (await import("./layoutCommand.js")).layoutCommand(opts, out));
 
-  withNodeSettingsFlags(program.command("node"))
+  withRecordingFlags(withNodeSettingsFlags(program.command("node")))
     .description("run one cluster node until SIGTERM/SIGINT, then leave the cluster gracefully")
     .option("--log-level <level>", "winston log level (env LOG_LEVEL)")
-    .option("--inspect-file <file>", "append every XState inspection event to this JSON-lines file")
-    .option("--inspect-ws <url>", "stream inspection events to a @statelyai/inspect WebSocket receiver")
-    .option(
-      "--history-file <file>",
-      "append transitions and leader actions (with tokens and deadlines) as JSON lines",
-    )
     .action(async (opts: NodeCommandOptions) =>
       setExit(await (await import("./nodeCommand.js")).nodeCommand(opts)),
     );
 
-  withNodeSettingsFlags(program.command("serve"))
+  withRecordingFlags(withNodeSettingsFlags(program.command("serve")))
     .description("run the example key-value server beside one cluster node until SIGTERM/SIGINT")
     .option("-p, --port <port>", "HTTP port (0 picks a free one)", "8080")
     .option("--host <host>", "HTTP listen address", "127.0.0.1")
@@ -72,25 +77,21 @@ function buildProgram(
       setExit(await (await import("./serveCommand.js")).serveCommand(opts)),
     );
 
-  program
-    .command("status")
+  withEtcdConnectionFlags(program.command("status"))
     .description(
       "print every grouping's leaders, every group's members and missing slots, and advertised slots",
     )
     .option("-c, --config <file>", "cluster config file", DEFAULT_CONFIG)
-    .option("--etcd <endpoints>", "etcd endpoints, comma-separated (env ETCD)")
     .option("--json", "print JSON")
     .action(async (opts: StatusCommandOptions) =>
       (await import("./statusCommand.js")).statusCommand(opts, out),
     );
 
-  program
-    .command("repair")
+  withEtcdConnectionFlags(program.command("repair"))
     .description(
       "list poisoned leader keys and other bad values; with --yes delete each poisoned leader key unchanged since read",
     )
     .option("-c, --config <file>", "cluster config file", DEFAULT_CONFIG)
-    .option("--etcd <endpoints>", "etcd endpoints, comma-separated (env ETCD)")
     .option("--yes", "delete the poisoned leader keys (without it, only print what would be done)")
     .action(async (opts: RepairCommandOptions) =>
       setExit(await (await import("./repairCommand.js")).repairCommand(opts, out)),

@@ -308,6 +308,17 @@ describe("an etcd with authentication on", () => {
     const fromEnv = await runCli(["status", "--config", configFile, "--json"], env);
     expect(fromEnv.status, fromEnv.stderr).toBe(0);
     expect(JSON.parse(fromEnv.stdout).groupings[0].primary).toMatchObject({ id, name: "auth-1" });
+    // The same from flags, the password from a file.
+    const fromFlags = await runCli(
+      [
+        "status",
+        ...["--config", configFile, "--json", "--etcd", etcd.endpoints.join(",")],
+        ...["--etcd-user", USER, "--etcd-password-file", passwordFile, "--namespace", NAMESPACE],
+      ],
+      {},
+    );
+    expect(fromFlags.status, fromFlags.stderr).toBe(0);
+    expect(JSON.parse(fromFlags.stdout).groupings[0].primary).toMatchObject({ id, name: "auth-1" });
     const refused = await runCli(["status", "--config", configFile], { ...env, ETCD_PASSWORD: "wrong" });
     expect(refused.status).toBe(3);
     expect(refused.stderr).toMatch(/etcd refused user "alice": wrong user name or password/);
