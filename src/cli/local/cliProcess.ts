@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { NODE_SETTINGS_ENV } from "../../config/index.js";
+import { ETCD_PASSWORD_ENV, NODE_SETTINGS_ENV } from "../../config/index.js";
 
 /**
  * One `rdeebee-cluster` child process (`node`, `serve`, ...) and its JSON log lines: how `local`
@@ -21,10 +21,10 @@ export const CLI_BIN = (() => {
 /** The package's root folder, where `bin/` is. */
 export const PACKAGE_ROOT = dirname(dirname(CLI_BIN));
 
-/** This process's environment without the node settings and LOG_LEVEL, which would override a child's flags. */
+/** This process's environment without the node settings (the etcd password too) and LOG_LEVEL, which would override a child's flags. */
 export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const name of [...Object.values(NODE_SETTINGS_ENV), "LOG_LEVEL"]) delete env[name];
+  for (const name of [...Object.values(NODE_SETTINGS_ENV), ETCD_PASSWORD_ENV, "LOG_LEVEL"]) delete env[name];
   return { ...env, ...extra };
 }
 
