@@ -17,6 +17,11 @@ export interface InspectionSinks {
   close(): void;
 }
 
+/** Refuses bad inspection flags (a ConfigError naming the flag) without opening anything; call it before touching the network. */
+export function checkInspectionFlags(flags: InspectionFlags): void {
+  if (flags.inspectWs !== undefined) parseInspectWsUrl(flags.inspectWs);
+}
+
 /**
  * Builds the `inspect` callback for the flags given, and a function that closes what it opened.
  * A bad `--inspect-ws` URL throws a ConfigError naming the flag before anything is opened; a

@@ -110,6 +110,22 @@ describe("timeline refuses what is not a recording", () => {
     expect(result.out).toMatch(/n-1\s+follower -> stopped/);
   });
 
+  test("a node restarted into the same file without a stop: its first run is marked vanished at its last event", async () => {
+    const secondRun = STOPPED_RUN.split("\n").map((line) => {
+      const r = JSON.parse(line) as { t: number };
+      return JSON.stringify({ ...r, t: r.t + 5_000 });
+    });
+    const killedRun = STOPPED_RUN.split("\n").slice(0, 3);
+    writeFileSync(join(dir, "n-1.jsonl"), [...killedRun, ...secondRun].join("\n"));
+    const result = await timeline(join(dir, "n-1.jsonl"));
+    expect(result.code, result.err).toBe(0);
+    const lines = result.out.split("\n");
+    expect(lines[2]).toMatch(/^\s+\+0\.100s\s+n-1\s+vanished, last seen as follower .*id 4$/);
+    expect(lines[3]).toMatch(/^\s+\+5\.000s\s+n-1\s+- -> connecting/);
+    expect(lines.at(-1)).toMatch(/follower -> stopped/);
+    expect(lines.filter((l) => l.includes("vanished"))).toHaveLength(1);
+  });
+
   test("a recording without a node machine snapshot says so instead of printing a blank line", async () => {
     writeFileSync(join(dir, "actors.jsonl"), record({ type: "@xstate.actor" }));
     const result = await timeline(join(dir, "actors.jsonl"));
