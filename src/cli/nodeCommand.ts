@@ -35,7 +35,7 @@ export async function nodeCommand(options: NodeCommandOptions): Promise<number> 
   const watchdog =
     options.watchdog === false
       ? undefined
-      : attachLeaseWatchdog(node, { endpoints: settings.etcdEndpoints }, logger, {
+      : attachLeaseWatchdog(node, etcdConnectionOf(settings), logger, {
           logLevel: options.logLevel,
         });
   const signalled = new Promise<NodeJS.Signals>((resolve) => {

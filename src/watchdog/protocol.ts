@@ -1,4 +1,4 @@
-import type { ConnectOptions } from "../etcd/index.js";
+import type { EtcdConnection as ConfigEtcdConnection } from "../config/index.js";
 
 /**
  * How to reach etcd, as the node does: endpoints, TLS material (PEM) and a user. The same shape as
@@ -42,21 +42,14 @@ export function transferableConnection(connection: EtcdConnection): EtcdConnecti
   };
 }
 
-/** etcd3 options for the connection: TLS credentials and the user. */
-export function connectOptionsOf(connection: EtcdConnection): ConnectOptions {
-  const { tls, auth } = connection;
+/** The connection as `connectEtcd` takes it, its TLS material as Buffers again after the IPC crossing. */
+export function etcdConnectionFrom(connection: EtcdConnection): ConfigEtcdConnection {
+  const { endpoints, tls, auth } = connection;
   const buffer = (bytes: Uint8Array | undefined) => (bytes ? Buffer.from(bytes) : undefined);
   return {
-    ...(tls?.ca
-      ? {
-          credentials: {
-            rootCertificate: Buffer.from(tls.ca),
-            privateKey: buffer(tls.key),
-            certChain: buffer(tls.cert),
-          },
-        }
-      : {}),
-    ...(auth ? { auth: { username: auth.username, password: auth.password } } : {}),
+    endpoints,
+    ...(tls ? { tls: { ca: buffer(tls.ca), cert: buffer(tls.cert), key: buffer(tls.key) } } : {}),
+    ...(auth ? { auth } : {}),
   };
 }
 

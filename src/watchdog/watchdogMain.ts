@@ -17,7 +17,7 @@ import {
 } from "../etcd/index.js";
 import { createLogger, type Logger } from "../logging.js";
 import { isProcessAlive } from "./processLiveness.js";
-import { connectOptionsOf, type FromWatchdog, isToWatchdog, type ToWatchdog } from "./protocol.js";
+import { etcdConnectionFrom, type FromWatchdog, isToWatchdog, type ToWatchdog } from "./protocol.js";
 
 type Configuration = Extract<ToWatchdog, { type: "configure" }>;
 
@@ -65,11 +65,7 @@ class LeaseWatchdogProcess {
       level: config.logLevel,
       defaultMeta: { component: "lease-watchdog", node: config.nodeName, nodePid: config.parentPid },
     });
-    const { connection } = config;
-    this.client = connectEtcd(connection.endpoints, {
-      ...connectOptionsOf(connection),
-      callTimeoutMs: config.callTimeoutMs,
-    });
+    this.client = connectEtcd(etcdConnectionFrom(config.connection), { callTimeoutMs: config.callTimeoutMs });
     void this.warm();
   }
 
