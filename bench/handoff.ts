@@ -30,24 +30,40 @@ import {
  * moment the backup's status says primary / the waiting campaign's `elected` event.
  */
 
-/** IDs 0..5: groups 0 and 1, both in grouping 0 (a primary, a backup and four followers). */
-const NODES = 6;
+/** At most 6 nodes: IDs 0..5 are groups 0 and 1, both in grouping 0. Two match etcd3's two campaigns. */
+const MAX_NODES = 6;
 const STOP_ALL_TIMEOUT_MS = 10_000;
 const DIAL_TIMEOUT_MS = 2_000;
 const runId = randomBytes(3).toString("hex");
 
-function parseOptions(argv: string[]): { ttl: number; trials: number } {
+interface Options {
+  ttl: number;
+  trials: number;
+  nodes: number;
+}
+
+function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
-    options: { ttl: { type: "string", default: "2" }, trials: { type: "string", default: "20" } },
+    options: {
+      ttl: { type: "string", default: "2" },
+      trials: { type: "string", default: "20" },
+      nodes: { type: "string", default: "2" },
+    },
   });
-  return { ttl: wholeNumberFlag("ttl", values.ttl, 2), trials: wholeNumberFlag("trials", values.trials, 1) };
+  const nodes = wholeNumberFlag("nodes", values.nodes, 2);
+  if (nodes > MAX_NODES) throw new Error(`--nodes: at most ${MAX_NODES} (one grouping), got ${nodes}`);
+  return {
+    ttl: wholeNumberFlag("ttl", values.ttl, 2),
+    trials: wholeNumberFlag("trials", values.trials, 1),
+    nodes,
+  };
 }
 
 const roleOf = (nodes: readonly ClusterNode[], role: string) => nodes.filter((n) => n.role === role);
 
 /** One trial of ours: time from the primary's `stop()` to its backup's status saying primary. */
-async function ourTrial(etcd: EtcdCluster, trial: number, ttl: number): Promise<number> {
+async function ourTrial(etcd: EtcdCluster, trial: number, { ttl, nodes: count }: Options): Promise<number> {
   const config = freshKeysConfig(
     `handoff-${runId}-${trial}`,
     { groups: 2, group_size: 3, reads: 3, writes: 2 },
@@ -61,7 +77,7 @@ async function ourTrial(etcd: EtcdCluster, trial: number, ttl: number): Promise<
   });
   const setup = Math.max(10_000, 5_000 * ttl);
   try {
-    const nodes = await withTimeout(factory.startMany(NODES), setup, "every node to join");
+    const nodes = await withTimeout(factory.startMany(count), setup, "every node to join");
     const seated = () => roleOf(nodes, "primary").length === 1 && roleOf(nodes, "backup").length === 1;
     await when(nodes, seated, setup, "a primary and a backup");
     await sleep(settleMs(ttl));
@@ -80,7 +96,7 @@ async function ourTrial(etcd: EtcdCluster, trial: number, ttl: number): Promise<
 }
 
 /** One trial of etcd3's recipe: the leader resigns; time to the waiting campaign's `elected`. */
-async function electionTrial(etcd: EtcdCluster, trial: number, ttl: number): Promise<number> {
+async function electionTrial(etcd: EtcdCluster, trial: number, { ttl }: Options): Promise<number> {
   const name = `handoff-${runId}-etcd3-${trial}`;
   const clientA = new Etcd3({ hosts: etcd.endpoints, dialTimeout: DIAL_TIMEOUT_MS });
   const clientB = new Etcd3({ hosts: etcd.endpoints, dialTimeout: DIAL_TIMEOUT_MS });
@@ -114,8 +130,11 @@ async function electionTrial(etcd: EtcdCluster, trial: number, ttl: number): Pro
 }
 
 async function main(): Promise<void> {
-  const { ttl, trials } = parseOptions(process.argv.slice(2));
-  progress(`graceful handoff: ${trials} trials each, interleaved, lease TTL ${ttl} s; ${etcdVersion()}`);
+  const opts = parseOptions(process.argv.slice(2));
+  const { ttl, trials, nodes } = opts;
+  progress(
+    `graceful handoff: ${trials} trials each, interleaved, ${nodes} nodes, lease TTL ${ttl} s; ${etcdVersion()}`,
+  );
   const etcd = await startEtcd();
   const ours: number[] = [];
   const theirs: number[] = [];
@@ -126,7 +145,7 @@ async function main(): Promise<void> {
         ["etcd3", electionTrial, theirs],
       ] as const) {
         try {
-          const ms = await run(etcd, trial, ttl);
+          const ms = await run(etcd, trial, opts);
           samples.push(ms);
           progress(`trial ${trial} ${label}: ${fmtMs(ms)} ms`);
         } catch (err) {
@@ -149,7 +168,7 @@ async function main(): Promise<void> {
   const header = ["scenario", "n", "p50 ms", "p99 ms", "max ms", "p50 ratio", "p99 ratio", "max ratio"];
   process.stdout.write(
     `${formatTable(header, [
-      row("graceful handoff (ours: one txn)", a, [
+      row(`graceful handoff (ours: one txn, ${nodes} nodes)`, a, [
         fmtRatio(ratio(a.p50, b.p50)),
         fmtRatio(ratio(a.p99, b.p99)),
         fmtRatio(ratio(a.max, b.max)),
