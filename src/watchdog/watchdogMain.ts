@@ -96,6 +96,12 @@ class LeaseWatchdogProcess {
     const config = this.config;
     if (!config) return this.exit("the node closed the channel before configuring");
     const closedAt = performance.now();
+    // Whatever etcd does, the watchdog outlives its node by a bounded time: past it, the lease is
+    // left to expire by its TTL.
+    setTimeout(
+      () => this.exit("gave up: the lease expires by its TTL"),
+      DEATH_WINDOW_MS + REVOKE_ATTEMPTS * config.callTimeoutMs,
+    );
     while (isProcessAlive(config.parentPid, config.parentStartTicks)) {
       if (performance.now() - closedAt > DEATH_WINDOW_MS) {
         this.log.warn("lease watchdog: the node closed the channel but lives; exiting without revoking", {
