@@ -32,7 +32,7 @@ const MAY_IMPORT: Record<Layer, readonly Layer[]> = {
   watchdog: ["watchdog", "etcd", "config", "logging"],
   server: ["server", "runtime", "config", "logging", "optional"],
   cli: ["cli", "server", "runtime", "watchdog", "config", "logging", "optional"],
-  package: ["package", "machines", "config", "logging", "etcd", "runtime"],
+  package: ["package", "machines", "config", "logging", "etcd", "runtime", "watchdog"],
 };
 
 /** npm packages only one layer may use. */
