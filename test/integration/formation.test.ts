@@ -1,0 +1,61 @@
+import { afterAll, beforeAll, expect, test } from "vitest";
+import type { ClusterConfig } from "../../src/config/index.js";
+import type { ClusterNode } from "../../src/runtime/clusterNode.js";
+import {
+  type EtcdWithNodes,
+  SEED_CONFIG,
+  startEtcdWithNodes,
+  stopEtcdWithNodes,
+} from "../support/clusterNodes.js";
+import { waitUntil } from "../support/waitUntil.js";
+
+const NODES = 200;
+/** As many IDs as nodes: the last starters must find the last free slots. */
+const CONFIG: ClusterConfig = { ...SEED_CONFIG, groups: Math.ceil(NODES / 3) - 1, group_size: 3, reads: 3 };
+
+let env: EtcdWithNodes;
+beforeAll(async () => {
+  env = await startEtcdWithNodes({ config: CONFIG, leaseTtlSeconds: 5 });
+});
+afterAll(async () => {
+  await stopEtcdWithNodes(env);
+});
+
+test("nodes started at once get unique IDs, one member key each under their one lease; the rest wait", async () => {
+  const capacity = env.factory.layout.capacity;
+  const nodes: ClusterNode[] = Array.from({ length: NODES }, () => env.factory.create());
+  const leases = new Map<ClusterNode, Set<string>>(nodes.map((n) => [n, new Set()]));
+  const claims = new Map<ClusterNode, Set<number>>(nodes.map((n) => [n, new Set()]));
+  const subscriptions = nodes.map((node) =>
+    node.status$.subscribe((s) => {
+      if (s.leaseId !== undefined) leases.get(node)?.add(s.leaseId);
+      if (s.id !== undefined) claims.get(node)?.add(s.id);
+    }),
+  );
+  for (const node of nodes) void node.start().catch(() => undefined);
+  await waitUntil(
+    `${capacity} of ${NODES} nodes with an ID`,
+    () => nodes.filter((n) => n.id !== undefined).length === capacity,
+    180_000,
+    100,
+  );
+  // Give any double claim time to show up in etcd.
+  await new Promise((r) => setTimeout(r, 1_000));
+  for (const s of subscriptions) s.unsubscribe();
+  const ids = nodes.flatMap((n) => (n.id === undefined ? [] : [n.id]));
+  expect(new Set(ids).size).toBe(capacity);
+  expect(ids.every((id) => id >= 0 && id < capacity)).toBe(true);
+  for (const node of nodes) {
+    expect(leases.get(node)?.size ?? 0).toBeLessThanOrEqual(1);
+    expect(claims.get(node)?.size ?? 0).toBeLessThanOrEqual(1);
+  }
+  const members = (await env.client.getAll().prefix(env.factory.layout.keys.allMembersPrefix).exec()).kvs;
+  expect(members).toHaveLength(capacity);
+  const leaseOf = new Map(nodes.map((n) => [n.id, n.status.leaseId]));
+  for (const kv of members) {
+    const id = Number(kv.key.toString().split("/").pop());
+    expect(kv.lease).toBe(leaseOf.get(id));
+  }
+  const counter = Number(await env.client.get(env.factory.layout.keys.idKey).string());
+  expect(counter).toBe(capacity);
+}, 300_000);
