@@ -18,3 +18,4 @@ export {
 } from "./etcd/index.js";
 export { createLogger, type Logger, type LoggerOptions, type LogMeta, silentLogger } from "./logging.js";
 export * from "./runtime/index.js";
+export { attachLeaseWatchdog, type LeaseWatchdog, type LeaseWatchdogOptions } from "./watchdog/index.js";

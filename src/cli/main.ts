@@ -39,6 +39,14 @@ function withRecordingFlags(command: Command): Command {
     );
 }
 
+/** `--no-watchdog` (commander: `opts.watchdog === false`) on the commands that run a node. */
+function withWatchdogFlag(command: Command): Command {
+  return command.option(
+    "--no-watchdog",
+    "no lease watchdog process: a killed node then fails over by its lease TTL",
+  );
+}
+
 /**
  * The command modules are imported when their command runs, so that a command needing an optional
  * package (prom-client for `serve`, the inspector for `--inspect-ws`) fails alone, saying what to install.
@@ -61,14 +69,14 @@ function buildProgram(
     .option("--json", "print JSON")
     .action(async (opts: LayoutOptions) => (await import("./layoutCommand.js")).layoutCommand(opts, out));
 
-  withRecordingFlags(withNodeSettingsFlags(program.command("node")))
+  withWatchdogFlag(withRecordingFlags(withNodeSettingsFlags(program.command("node"))))
     .description("run one cluster node until SIGTERM/SIGINT, then leave the cluster gracefully")
     .option("--log-level <level>", "winston log level (env LOG_LEVEL)")
     .action(async (opts: NodeCommandOptions) =>
       setExit(await (await import("./nodeCommand.js")).nodeCommand(opts)),
     );
 
-  withRecordingFlags(withNodeSettingsFlags(program.command("serve")))
+  withWatchdogFlag(withRecordingFlags(withNodeSettingsFlags(program.command("serve"))))
     .description("run the example key-value server beside one cluster node until SIGTERM/SIGINT")
     .option("-p, --port <port>", "HTTP port (0 picks a free one)", "8080")
     .option("--host <host>", "HTTP listen address", "127.0.0.1")

@@ -11,6 +11,7 @@ import { assertEtcdReachable, createClusterNode, HistoryFileWriter } from "../ru
 import { createServer, DEFAULT_HOST, listenHttp } from "../server/httpServer.js";
 import { KvStore } from "../server/kvStore.js";
 import type { ServerMetrics } from "../server/metrics.js";
+import { attachLeaseWatchdog } from "../watchdog/index.js";
 import { type InspectionFlags, inspectionSinks } from "./inspectionSinks.js";
 import type { NodeSettingsFlags } from "./nodeOptions.js";
 
@@ -19,6 +20,8 @@ export interface ServeCommandOptions extends NodeSettingsFlags, InspectionFlags 
   host?: string;
   logLevel?: string;
   historyFile?: string;
+  /** `--no-watchdog` sets false: no watchdog process revoking the lease the moment this process dies. */
+  watchdog?: boolean;
 }
 
 function parsePort(text: string): number {
@@ -73,6 +76,10 @@ export async function serveCommand(options: ServeCommandOptions): Promise<number
     inspect: inspection.inspect,
     history: history?.record,
   });
+  const watchdog =
+    options.watchdog === false
+      ? undefined
+      : attachLeaseWatchdog(node, etcdConnectionOf(settings), logger, { logLevel: options.logLevel });
   const closeSinks = () => {
     inspection.close();
     history?.close();
@@ -87,6 +94,7 @@ export async function serveCommand(options: ServeCommandOptions): Promise<number
   } catch (err) {
     await listener.close();
     await node.stop();
+    await watchdog?.close();
     closeSinks();
     throw err;
   }
@@ -103,6 +111,7 @@ export async function serveCommand(options: ServeCommandOptions): Promise<number
   logger.info("stopping server and node", { node: settings.nodeName, signal });
   await server.close();
   await node.stop();
+  await watchdog?.close();
   store.close();
   metrics.close();
   closeSinks();
