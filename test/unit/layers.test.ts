@@ -19,9 +19,14 @@ type Layer =
   | "watchdog"
   | "server"
   | "cli"
+  | "testing"
   | "package";
 
-/** Each layer and the layers it may import (itself included); `package` is src/index.ts. */
+/**
+ * Each layer and the layers it may import (itself included); `package` is src/index.ts. `testing`
+ * (the `rdeebee-cluster/testing` entry) uses the CLI's etcd launcher and process spawner; no other
+ * layer may import it, so the package's main entry never loads it.
+ */
 const MAY_IMPORT: Record<Layer, readonly Layer[]> = {
   machines: ["machines"],
   config: ["config"],
@@ -32,11 +37,14 @@ const MAY_IMPORT: Record<Layer, readonly Layer[]> = {
   watchdog: ["watchdog", "etcd", "config", "logging"],
   server: ["server", "runtime", "config", "logging", "optional"],
   cli: ["cli", "server", "runtime", "watchdog", "config", "logging", "optional"],
+  testing: ["testing", "runtime", "etcd", "config", "logging", "optional", "cli"],
   package: ["package", "machines", "config", "logging", "etcd", "runtime", "watchdog"],
 };
 
 /** npm packages only one layer may use. */
 const OWNED_PACKAGES: Record<string, Layer> = { etcd3: "etcd", cockatiel: "etcd" };
+
+const TEST_RUNNERS = ["vitest", "jest", "@jest/globals", "mocha", "node:test"];
 
 function layerOf(path: string): Layer | undefined {
   const rel = relative(ROOT, path);
@@ -44,7 +52,7 @@ function layerOf(path: string): Layer | undefined {
   if (rel === "src/logging.ts") return "logging";
   if (rel === "src/optionalDependency.ts") return "optional";
   if (rel === "src/index.ts") return "package";
-  const folder = /^src\/(config|etcd|runtime|watchdog|server|cli)\//.exec(rel)?.[1];
+  const folder = /^src\/(config|etcd|runtime|watchdog|server|cli|testing)\//.exec(rel)?.[1];
   return folder as Layer | undefined;
 }
 
@@ -91,6 +99,8 @@ function violations(): string[] {
       const owner = OWNED_PACKAGES[packageOf(specifier)];
       if (owner && owner !== from) found.push(`${where} (only ${owner} may import it)`);
       if (from === "machines" && specifier !== "xstate") found.push(`${where} (machines import only xstate)`);
+      if (from === "testing" && TEST_RUNNERS.includes(packageOf(specifier)))
+        found.push(`${where} (the testing kit works under any runner)`);
     }
   }
   return found.sort();
