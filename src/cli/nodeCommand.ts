@@ -2,7 +2,7 @@ import { ClusterLayout, etcdConnectionOf, loadClusterConfig, resolveNodeSettings
 import { createLogger } from "../logging.js";
 import { assertEtcdReachable, createClusterNode, HistoryFileWriter } from "../runtime/index.js";
 import { attachLeaseWatchdog } from "../watchdog/index.js";
-import { type InspectionFlags, inspectionSinks } from "./inspectionSinks.js";
+import { checkInspectionFlags, type InspectionFlags, inspectionSinks } from "./inspectionSinks.js";
 import type { NodeSettingsFlags } from "./nodeOptions.js";
 
 export interface NodeCommandOptions extends NodeSettingsFlags, InspectionFlags {
@@ -17,13 +17,14 @@ export interface NodeCommandOptions extends NodeSettingsFlags, InspectionFlags {
  * revoke) and resolves with exit code 0. Logs are JSON lines on stderr.
  */
 export async function nodeCommand(options: NodeCommandOptions): Promise<number> {
+  checkInspectionFlags(options);
   const config = loadClusterConfig(options.config);
   const settings = resolveNodeSettings(options);
   const layout = new ClusterLayout(config, { namespace: settings.namespace });
   const logger = createLogger({ level: options.logLevel });
   await assertEtcdReachable(etcdConnectionOf(settings), undefined, layout.keys.idKey);
 
-  const inspection = inspectionSinks(options, settings.nodeName);
+  const inspection = inspectionSinks(options, settings.nodeName, logger);
   const history = options.historyFile ? new HistoryFileWriter(options.historyFile) : undefined;
   const node = createClusterNode({
     cluster: layout,

@@ -270,4 +270,18 @@ describe("node --inspect-ws with a real receiver", { timeout: 180_000 }, () => {
     expect(result.stderr).toMatch(reason);
     expect(result.stderr).not.toMatch(/\n\s+at /);
   });
+
+  test("a bad --inspect-ws is refused (exit 2) before etcd is tried, so an unreachable etcd does not hide it", () => {
+    const result = runCli([
+      "node",
+      "--etcd",
+      "http://127.0.0.1:1",
+      "--config",
+      CONFIG,
+      "--inspect-ws",
+      "notaurl",
+    ]);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain("--inspect-ws");
+  });
 });
