@@ -2,6 +2,7 @@ import { afterEach, expect, inject, test } from "vitest";
 import type { ProxyMode } from "../support/tcpProxy.js";
 import { waitUntil } from "../support/waitUntil.js";
 import { FaultCluster, runScenario, TTL_MS } from "./faultCluster.js";
+import type { NodeProcess } from "./nodeProcess.js";
 
 let cluster: FaultCluster | undefined;
 
@@ -60,5 +61,69 @@ test("graceful stops of the primary whose handoff's reply is lost, then the link
     },
   );
   expect(handedOver).toBeGreaterThan(0);
+  expect(report.violations).toEqual([]);
+});
+
+async function primaryToken(c: FaultCluster): Promise<number | undefined> {
+  const kv = (await c.client.get(c.layout.keys.leaderKey(0, 1)).exec()).kvs[0];
+  return kv ? Number(kv.create_revision) : undefined;
+}
+
+/** Delivers the request one of `node`'s proxies held back; fails when none held one. */
+async function releaseHeldRequest(node: NodeProcess): Promise<void> {
+  const released = await Promise.allSettled(node.proxies.map((p) => p.releaseHeldRequest()));
+  if (!released.some((r) => r.status === "fulfilled")) throw new Error(`${node.name}: no request was held`);
+}
+
+/*
+ * The handoff is held on the wire and the stopping primary's link then goes dark: nothing it sends
+ * reaches etcd, so its lease expires and the backup is promoted (a new token). The handoff,
+ * delivered after that, must change nothing: it compares the old token.
+ */
+test("a handoff held on the wire past the primary's lease expiry and released after the backup's promotion changes nothing", async () => {
+  cluster = await FaultCluster.start("late-handoff", 4);
+  const c = cluster;
+  const backupKey = c.layout.keys.leaderKey(0, 2);
+  const { report } = await runScenario(
+    c,
+    "graceful handoff held past lease expiry",
+    inject("faultRowsFile"),
+    async () => {
+      for (let i = 0; i < 2; i++)
+        await c.trial(async ({ primary, backup }) => {
+          const stoppedToken = await primaryToken(c);
+          const id = (await c.status()).groups
+            .flatMap((g) => g.members)
+            .find((m) => m.name === primary.name)?.id;
+          await c.impair("primary's handoff held, then its link dark", primary, async () => {
+            primary.setNetwork("hold-request", { match: backupKey, afterwards: "blackhole" });
+            expect(await primary.stop()).toEqual({ code: 0, signal: null });
+            await waitUntil(
+              "the backup promoted under a new token",
+              async () =>
+                backup.role === "primary" && ((await primaryToken(c)) ?? stoppedToken) !== stoppedToken,
+              10 * TTL_MS,
+            );
+          });
+          await waitUntil(
+            "a new backup",
+            async () => (await c.client.get(backupKey).exec()).kvs.length > 0,
+            10 * TTL_MS,
+          );
+          const successor = await primaryToken(c);
+          const backupSeat = (await c.client.get(backupKey).exec()).kvs[0]?.create_revision;
+          await releaseHeldRequest(primary);
+          expect(await primaryToken(c)).toBe(successor);
+          expect((await c.client.get(backupKey).exec()).kvs[0]?.create_revision).toBe(backupSeat);
+          await waitUntil(
+            `slot ${id} advertised`,
+            async () => (await c.status()).advertised.some((a) => a.id === id),
+            6 * TTL_MS,
+          );
+          await c.addNode();
+        });
+      return undefined;
+    },
+  );
   expect(report.violations).toEqual([]);
 });
