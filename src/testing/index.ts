@@ -31,6 +31,13 @@ export {
 } from "./etcdCluster.js";
 export { type ReadEtcdHistoryOptions, readEtcdHistory } from "./etcdHistory.js";
 export {
+  FailoverDriver,
+  type FailoverTargetOptions,
+  type Seats,
+  type ServerHandle,
+  type StepOutcome,
+} from "./failoverDriver.js";
+export {
   type AcknowledgedWrite,
   checkFencedWrites,
   type DeposedWrite,
