@@ -82,9 +82,10 @@ function holderName(member: IKeyValue): string | undefined {
  * How many of the lowest free slots a node chooses among. The first claim takes the lowest free
  * slot, so IDs stay dense (groups fill in order; a node alone, or nodes started one after another,
  * get 0, 1, 2, ...). After a lost claim the node knows it is in a crowd: it picks at random among
- * 16 times the most of one grouping's worth, the IDs handed out so far (a restart storm refills
- * them) and twice the live members, 16 times more after each further loss, so a crowd of
- * starters spreads out in a round or two instead of queueing for one slot.
+ * the most of one grouping's worth (a few nodes started together stay in one grouping), the IDs
+ * handed out so far (a restart storm refills them) and twice the live members; 16 times more
+ * after each further loss, so a crowd of starters spreads out in a few rounds instead of
+ * queueing for one slot.
  */
 export function searchWindow(
   layout: ClusterLayout,
@@ -95,7 +96,7 @@ export function searchWindow(
   if (lostClaims === 0) return 1;
   const span = layout.config.group_size * layout.config.reads;
   const base = Math.max(span, counter, 2 * members);
-  return Math.min(layout.capacity, base * 16 ** Math.min(lostClaims, 6));
+  return Math.min(layout.capacity, base * 16 ** Math.min(lostClaims - 1, 6));
 }
 
 /** The lowest `window` IDs that have no member key and no failover advertisement. */
