@@ -27,6 +27,12 @@ const LONG_TTL_SECONDS = 30;
 const SHORT_TTL_SECONDS = 4;
 const WAIT_MS = 60_000;
 
+interface StartOptions {
+  /** `node` (default) or `serve` (the example server beside the node, on a free port). */
+  command?: "node" | "serve";
+  flags?: string[];
+}
+
 class NodeUnderTest {
   readonly lines: LogLine[] = [];
   readonly process: CliProcess;
@@ -34,9 +40,13 @@ class NodeUnderTest {
     readonly name: string,
     endpoint: string,
     ttlSeconds: number,
+    { command = "node", flags = [] }: StartOptions = {},
   ) {
-    const args = ["node", "--etcd", endpoint, "--node", name, "--lease-ttl", String(ttlSeconds)];
-    this.process = new CliProcess([...args, "--config", CONFIG], { onLine: (line) => this.lines.push(line) });
+    const args = [command, "--etcd", endpoint, "--node", name, "--lease-ttl", String(ttlSeconds)];
+    const serveArgs = command === "serve" ? ["--port", "0"] : [];
+    this.process = new CliProcess([...args, ...serveArgs, ...flags, "--config", CONFIG], {
+      onLine: (line) => this.lines.push(line),
+    });
   }
 
   /** Pids of every watchdog this node has started, in order. */
@@ -87,8 +97,8 @@ async function startCluster(name: string): Promise<void> {
   client = etcd.client();
 }
 
-function startNode(name: string, ttlSeconds: number): NodeUnderTest {
-  const node = new NodeUnderTest(name, etcd?.endpoints[0] ?? "", ttlSeconds);
+function startNode(name: string, ttlSeconds: number, options?: StartOptions): NodeUnderTest {
+  const node = new NodeUnderTest(name, etcd?.endpoints[0] ?? "", ttlSeconds, options);
   nodes.push(node);
   return node;
 }
@@ -254,6 +264,73 @@ describe("lease watchdog of rdeebee-cluster node", () => {
     expect(node.said("lease watchdog revoked the lease of its dead node")).toEqual([]);
     expect(node.said("lease watchdog: revoke failed")).toEqual([]);
     expect(node.said("lease watchdog exits: the node stopped gracefully")).toHaveLength(1);
+  });
+
+  test("--no-watchdog, node and serve: no watchdog process; a killed primary's lease runs out by its TTL", async () => {
+    await startCluster("wd-off");
+    const primary = startNode("wd-1", SHORT_TTL_SECONDS, { flags: ["--no-watchdog"] });
+    const { lease } =
+      (await waitUntil(
+        "wd-1 primary",
+        async () => ((await primarySeat())?.name === "wd-1" ? primarySeat() : undefined),
+        WAIT_MS,
+      )) ?? {};
+    const backup = startNode("wd-2", SHORT_TTL_SECONDS, { command: "serve", flags: ["--no-watchdog"] });
+    await waitUntil("wd-2 backup", async () => (await backupName()) === "wd-2", WAIT_MS);
+
+    primary.process.signal("SIGKILL");
+    await primary.process.exited;
+    expect(await secondsLeft(lease ?? "")).toBeGreaterThan(0);
+    await waitUntil("wd-2 primary", async () => (await primarySeat())?.name === "wd-2", WAIT_MS);
+    expect([...primary.watchdogPids(), ...backup.watchdogPids()]).toEqual([]);
+  });
+
+  test("serve: kill -9 of its process revokes its lease at once; SIGTERM stops its watchdog without a revoke", async () => {
+    await startCluster("wd-serve");
+    const killed = startNode("wd-1", LONG_TTL_SECONDS, { command: "serve" });
+    const killedLease = await waitUntil(
+      "wd-1 primary",
+      async () => ((await primarySeat())?.name === "wd-1" ? (await primarySeat())?.lease : undefined),
+      WAIT_MS,
+    );
+    const stopped = startNode("wd-2", LONG_TTL_SECONDS, { command: "serve" });
+    const stoppedLease = await waitUntil(
+      "wd-2 backup",
+      async () => {
+        const kv = (await client.get(layout.keys.leaderKey(0, 2)).exec()).kvs[0];
+        return kv?.value.toString().includes('"name":"wd-2"') ? String(kv.lease) : undefined;
+      },
+      WAIT_MS,
+    );
+    const leases = { killed: killedLease, stopped: stoppedLease };
+    await waitUntil(
+      "both watchdogs holding their node's lease",
+      () => killed.heldLeases().includes(leases.killed) && stopped.heldLeases().includes(leases.stopped),
+      WAIT_MS,
+    );
+    const witness = await client.lease(LONG_TTL_SECONDS, { autoKeepAlive: false }).grant();
+
+    killed.process.signal("SIGKILL");
+    await waitUntil(
+      "the killed node's lease gone",
+      async () => (await secondsLeft(leases.killed)) === undefined,
+      WAIT_MS,
+    );
+    expect(await secondsLeft(String(witness))).toBeGreaterThan(LONG_TTL_SECONDS - 10);
+    await waitUntil(
+      "the watchdog's revoke line",
+      () => killed.said("lease watchdog revoked the lease of its dead node")[0],
+      WAIT_MS,
+    );
+
+    const [watchdog] = stopped.watchdogPids();
+    stopped.process.signal("SIGTERM");
+    expect(await stopped.process.exited).toEqual({ code: 0, signal: null });
+    await waitUntil("the watchdog gone", () => !isProcessAlive(watchdog), WAIT_MS);
+    await sleep(100); // its last line, through the shared stderr pipe
+    expect(await secondsLeft(leases.stopped)).toBeUndefined();
+    expect(stopped.said("lease watchdog revoked the lease of its dead node")).toEqual([]);
+    expect(stopped.said("lease watchdog exits: the node stopped gracefully")).toHaveLength(1);
   });
 
   test("a node that closes the channel but lives is not taken for dead: the watchdog exits without revoking", async () => {

@@ -21,9 +21,22 @@ interface NodeProcess {
 
 const spawned = new Set<CliProcess>();
 
+/**
+ * These tests kill node processes to exercise failover by lease expiry, so the nodes run without
+ * a lease watchdog (its fast path is tested in leaseWatchdog.test.ts).
+ */
 function startNode(endpoint: string, name: string): NodeProcess {
   let text = "";
-  const args = ["node", "--etcd", endpoint, "--node", name, "--lease-ttl", String(TTL_SECONDS)];
+  const args = [
+    "node",
+    "--etcd",
+    endpoint,
+    "--node",
+    name,
+    "--lease-ttl",
+    String(TTL_SECONDS),
+    "--no-watchdog",
+  ];
   const child = new CliProcess([...args, "--config", CONFIG], {
     onLine: (_, raw) => {
       text += `${raw}\n`;
@@ -108,6 +121,7 @@ describe("rdeebee-cluster node processes against a real etcd", () => {
     const third = nodes.find((n) => n !== primary && n !== backup);
     expect(after.groupings[0]?.backup?.name).toBe(third?.name);
     expect(backup.stderr()).toMatch(/"message":"transition".*"role":"primary"/);
+    expect(primary.stderr()).not.toContain('"message":"lease watchdog started"');
   });
 
   test("kill -9 of the primary's process: the promoted primary advertises the dead member's slot", async () => {
