@@ -37,6 +37,20 @@ export async function resolve(specifier, context, next) {
 }
 `;
 
+/** Refuses to load any module of the testing kit, and any test runner. */
+const REFUSE_KIT_HOOK = `
+const runners = new Set(["vitest", "jest", "@jest/globals", "mocha"]);
+export async function resolve(specifier, context, next) {
+  const resolved = await next(specifier, context).catch((err) => {
+    if (runners.has(specifier)) throw new Error("test runner " + specifier + " imported by " + context.parentURL);
+    throw err;
+  });
+  if (resolved.url.includes("/dist/src/testing/")) throw new Error("testing kit loaded: " + resolved.url);
+  if (runners.has(specifier)) throw new Error("test runner " + specifier + " imported by " + context.parentURL);
+  return resolved;
+}
+`;
+
 interface PackedProject {
   dir: string;
   packageDir: string;
@@ -133,6 +147,45 @@ describe("the packed package", () => {
     expect(result.stderr).toBe("");
     expect(result.stdout.trim()).toBe("function object");
     expect(result.status).toBe(0);
+  });
+
+  test('import("rdeebee-cluster") does not load the testing kit; "rdeebee-cluster/testing" loads without a test runner', () => {
+    const kitHook = join(root, "refuse-kit.mjs");
+    writeFileSync(kitHook, REFUSE_KIT_HOOK);
+    writeFileSync(
+      join(root, "register-kit-hook.mjs"),
+      `import { register } from "node:module";\nregister(${JSON.stringify(`file://${kitHook}`)});\n`,
+    );
+    const withHook = (code: string) =>
+      run(
+        process.execPath,
+        ["--import", `file://${join(root, "register-kit-hook.mjs")}`, "--input-type=module", "-e", code],
+        withOptional.dir,
+      );
+    const library = withHook(
+      'const lib = await import("rdeebee-cluster"); console.log(typeof lib.createClusterNode);',
+    );
+    expect(library.stderr).toBe("");
+    expect(library.stdout.trim()).toBe("function");
+    const kit = run(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        'const kit = await import("rdeebee-cluster/testing"); console.log(typeof kit.startEtcd, typeof kit.checkFencedWrites, typeof kit.FailoverDriver);',
+      ],
+      withOptional.dir,
+    );
+    expect(kit.stderr).toBe("");
+    expect(kit.stdout.trim()).toBe("function function function");
+    const manifest = JSON.parse(readFileSync(join(withOptional.packageDir, "package.json"), "utf8")) as {
+      exports: Record<string, { types: string; default: string }>;
+    };
+    expect(manifest.exports["./testing"]).toEqual({
+      types: "./dist/src/testing/index.d.ts",
+      default: "./dist/src/testing/index.js",
+    });
+    expect(existsSync(join(withOptional.packageDir, "dist/src/testing/index.d.ts"))).toBe(true);
   });
 
   test("the CLI without commander says what to install and exits non-zero", () => {
