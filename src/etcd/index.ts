@@ -24,6 +24,7 @@ export {
   nodeRecordSchema,
 } from "./codec.js";
 export type { FencedWrite } from "./fencedWrite.js";
+export type { BackupSeat, HandoffResult } from "./handoff.js";
 export { leaseSecondsLeft, type RevokeResult, revokeLease } from "./lease.js";
 export { OutcomeUnknownError, WriteNotCommittedError, WriteOutcomeUnknownError } from "./outcome.js";
 export {

@@ -2,7 +2,7 @@ import { closeSync, openSync, writeSync } from "node:fs";
 import type { EtcdSession } from "../etcd/index.js";
 import type { NodeRole } from "./roles.js";
 
-export type LeaderAction = "campaign" | "promote" | "advertise" | "write" | "resign";
+export type LeaderAction = "campaign" | "promote" | "advertise" | "write" | "resign" | "handoff";
 
 /** What a node did, with the facts needed to check it afterwards (see test/faults). */
 export type HistoryRecord = {

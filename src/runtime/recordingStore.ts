@@ -1,10 +1,12 @@
 import {
+  type BackupSeat,
   type CampaignResult,
   type ClusterStore,
   type FencedWrite,
   FenceLostError,
   type FencingToken,
   type FreshIdResult,
+  type HandoffResult,
   type NodeRecord,
   WriteNotCommittedError,
   WriteOutcomeUnknownError,
@@ -22,7 +24,7 @@ function writeOutcomeOf(err: unknown): Outcome {
 
 /**
  * The node's view of `ClusterStore`: the one place where its leader actions (campaign, promote,
- * advertise, write, resign) are written to its history, each with the fence it ran under and
+ * advertise, write, resign, handoff) are written to its history, each with the fence it ran under and
  * its outcome. The other calls pass through unrecorded.
  */
 export class RecordingStore {
@@ -94,6 +96,18 @@ export class RecordingStore {
     const resigned = await this.store.resign(fence);
     this.record("resign", fence, resigned ? "ok" : "refused");
     return resigned;
+  }
+
+  /** A stopping primary's handoff; recorded as `handoff`, or as `resign` when it fell back to resigning. */
+  async handoff(
+    primary: FencingToken,
+    leaseId: string,
+    backup: BackupSeat | undefined,
+  ): Promise<HandoffResult> {
+    const result = await this.store.handoff(primary, leaseId, backup);
+    if (result.kind === "handedOff") this.record("handoff", primary, "ok", { revision: result.revision });
+    else this.record("resign", primary, result.kind === "resigned" ? "ok" : "refused");
+    return result;
   }
 
   async fencedTxn(

@@ -2,6 +2,7 @@ import type { Etcd3 } from "etcd3";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { ClusterStore, FenceLostError } from "../../src/etcd/index.js";
 import { silentLogger } from "../../src/logging.js";
+import type { HistoryRecord } from "../../src/runtime/history.js";
 import {
   type NodeFactory,
   ONE_GROUPING,
@@ -25,8 +26,15 @@ describe("a stopping primary hands its office to the backup", () => {
   let client: Etcd3;
   let factory: NodeFactory;
 
+  const histories: HistoryRecord[] = [];
+
   beforeEach(async () => {
-    ({ etcd, client, factory } = await startEtcdWithNodes({ config: ONE_GROUPING, leaseTtlSeconds: 2 }));
+    histories.length = 0;
+    ({ etcd, client, factory } = await startEtcdWithNodes({
+      config: ONE_GROUPING,
+      leaseTtlSeconds: 2,
+      history: (record) => histories.push(record),
+    }));
   });
   afterEach(() => stopEtcdWithNodes({ etcd, factory }));
 
@@ -92,6 +100,19 @@ describe("a stopping primary hands its office to the backup", () => {
     ]);
     expect(handoff).toMatchObject({ lease: backupLease, createRevision: oldFence.token });
     expect(backup.status.fence).toEqual({ grouping: 0, seat: 1, token: oldFence.token });
+    // The old primary's history says it handed off, at that revision, and that it did not resign.
+    const leaderActions = histories.filter(
+      (r) => r.kind === "leader" && r.node === primary.status.name && r.grouping === 0,
+    );
+    expect(leaderActions).toContainEqual(
+      expect.objectContaining({
+        action: "handoff",
+        outcome: "ok",
+        token: oldFence.token,
+        revision: handoff?.revision,
+      }),
+    );
+    expect(leaderActions.filter((r) => r.kind === "leader" && r.action === "resign")).toEqual([]);
 
     // The old primary's fenced write, with its old token and lease, is refused; the new primary's commits.
     const store = new ClusterStore(client, factory.layout, silentLogger());

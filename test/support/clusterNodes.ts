@@ -2,6 +2,7 @@ import type { Etcd3 } from "etcd3";
 import { type ClusterConfig, ClusterLayout, type NodeSettings } from "../../src/config/index.js";
 import { type Logger, silentLogger } from "../../src/logging.js";
 import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
+import type { HistoryRecord } from "../../src/runtime/history.js";
 import { crashNode } from "../../src/runtime/testing.js";
 import { type EtcdCluster, startEtcd } from "./etcdCluster.js";
 
@@ -24,6 +25,8 @@ export interface NodeFactoryOptions {
   leaseTtlSeconds?: number;
   keepaliveIntervalMs?: number;
   logger?: Logger;
+  /** Receives every history record of every node created (each names its node). */
+  history?: (record: HistoryRecord) => void;
 }
 
 /** Creates nodes in this process and stops (or crashes) every one of them on `stopAll`. */
@@ -53,6 +56,7 @@ export class NodeFactory {
       cluster: this.layout,
       settings: this.settings(name),
       logger: this.options.logger ?? silentLogger(),
+      history: this.options.history,
     });
     this.nodes.push(node);
     return node;

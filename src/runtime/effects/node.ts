@@ -1,6 +1,6 @@
 import type { Office } from "../../../machines/events.js";
 import type { nodeMachine } from "../../../machines/node.js";
-import { type BackupSeat, handOffPrimary } from "../../etcd/handoff.js";
+import type { BackupSeat } from "../../etcd/index.js";
 import { EtcdSession, type FencingToken } from "../../etcd/index.js";
 import type { LeaderView } from "../groupingViews.js";
 import type { AdvertisedSlotWatch } from "./bootstrapId.js";
@@ -73,12 +73,8 @@ async function leaveOffice(ctx: EffectContext, fence: FencingToken): Promise<voi
     await ctx.store.resign(fence);
     return;
   }
-  const keys = {
-    primaryKey: ctx.layout.keys.leaderKey(fence.grouping, 1),
-    backupKey: ctx.layout.keys.leaderKey(fence.grouping, 2),
-  };
   const backup = backupSeatOf(ctx.grouping.leaders$.value?.backup);
-  const result = await handOffPrimary(ctx.etcd, keys, fence, session.leaseId, backup, ctx.callTimeoutMs);
+  const result = await ctx.store.handoff(fence, session.leaseId, backup);
   ctx.log.info("left the primary seat", { outcome: result.kind, token: fence.token });
 }
 
