@@ -158,10 +158,10 @@ function parseOptions(argv: string[]): Options {
     args: argv,
     options: {
       sizes: { type: "string", default: "10,100,1000" },
-      ttl: { type: "string", default: "2" },
+      ttl: { type: "string", default: "5" },
       window: { type: "string", default: "10" },
       trials: { type: "string", default: "5" },
-      batch: { type: "string", default: "auto" },
+      batch: { type: "string", default: "0" },
       "form-timeout": { type: "string" },
       settle: { type: "string", default: "2" },
       help: { type: "boolean", short: "h", default: false },
@@ -176,7 +176,7 @@ function parseOptions(argv: string[]): Options {
         `  --ttl 2               lease TTL in whole seconds, >= ${MIN_LEASE_TTL_SECONDS}\n` +
         "  --window 10           seconds of steady state measured per size\n" +
         "  --trials 5            crash-failover trials per size\n" +
-        `  --batch auto          0: all at once; N: in batches of N, each after the nodes before it settled;\n` +
+        `  --batch 0             0: all at once (the default: a restart storm); N: in batches of N, each after the nodes before it settled;\n` +
         `                        auto: at once up to ${AUTO_ALL_AT_ONCE_MAX} nodes, batches of ${AUTO_BATCH} above\n` +
         "  --form-timeout S      seconds to wait for formation (default max(60, 0.15 * n))\n" +
         "  --settle 2            seconds between formation and the steady-state window\n",
@@ -664,6 +664,7 @@ function tables(results: readonly SizeResult[], idle: { loop: LoopDelay; rates: 
       "TCP conns",
       "form Txn/node",
       "form Range/node",
+      "form grants/node",
       "form loop p99",
     ],
     results.map((r) => {
@@ -685,6 +686,7 @@ function tables(results: readonly SizeResult[], idle: { loop: LoopDelay; rates: 
         num(s?.tcpConnectionsToEtcd ?? Number.NaN),
         num(f ? (f.txn ?? Number.NaN) / r.n : Number.NaN, 1),
         num(f ? (f.range ?? Number.NaN) / r.n : Number.NaN, 1),
+        num(f ? (f.leaseGrant ?? Number.NaN) / r.n : Number.NaN, 2),
         fmtMs(r.formation.loopDelay.p99Ms),
       ];
     }),
@@ -699,7 +701,8 @@ function tables(results: readonly SizeResult[], idle: { loop: LoopDelay; rates: 
     "* not formed within the timeout: that row (and its growth ratios) was measured anyway, on whatever it reached.",
     "etcd CPU, node CPU: cores used by etcd / this process in the window; host CPU: cores busy on the whole host (all processes).",
     "failover: crash() of grouping 0's primary until another node of grouping 0 is primary (nearest-rank p50).",
-    "form Txn/node, form Range/node: etcd requests during formation divided by n (ID allocation is one CAS on one counter).",
+    "form Txn/node, form Range/node, form grants/node: etcd requests and lease grants during formation divided by n",
+    "  (a free slot is claimed by a create-only txn on its member key; a grant above 1.00 is a session renewed while forming).",
   ];
   return `${main}\n\n${growth}\n\n${detail}\n\n${notes.join("\n")}`;
 }
