@@ -92,6 +92,12 @@ describe("checkFencedWrites", () => {
     expect(report.deposed.map((d) => d.revision)).toEqual([4]);
   });
 
+  test("a write of an earlier term of the same node is deposed (its token is not the key's)", () => {
+    const history = [put(2, PRIMARY, { name: "a" }), del(3, PRIMARY), put(4, PRIMARY, { name: "a" })];
+    const report = check([...history, write(5, "x", "x1", "a", 2), write(6, "x", "x2", "a", 4)], []);
+    expect(report.deposed.map((d) => d.revision)).toEqual([5]);
+  });
+
   test("a write is judged against the primary key before its own revision", () => {
     // The new primary's key and a stale write in one revision cannot both be checked against the new key.
     const report = check(
