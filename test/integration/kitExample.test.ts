@@ -1,13 +1,14 @@
 /**
  * The testing kit's example: the example server (`rdeebee-cluster serve`) model-tested across the
  * generated failover paths, using only the package's public entries. Writes go to every server
- * during each step; afterwards etcd's history must keep every acknowledged write, hold no write
+ * during each step, and each step ends only once the new primary has acknowledged one; afterwards etcd's history must keep every acknowledged write, hold no write
  * from a deposed primary, and the servers reported exactly one primary after each step.
  * A short path set by default; KIT_ALL_PATHS=1 runs every generated path.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { ClusterLayout } from "rdeebee-cluster";
 import {
   type AcknowledgedWrite,
@@ -73,6 +74,16 @@ class Writer {
 
   start(): void {
     this.timer = setInterval(() => this.tick(), WRITE_EVERY_MS);
+  }
+
+  /** Waits for one more acknowledged write than now: the primary accepts writes again. */
+  async nextAcknowledged(timeoutMs = 20_000): Promise<void> {
+    const count = this.acknowledged.length;
+    const deadline = Date.now() + timeoutMs;
+    while (this.acknowledged.length === count) {
+      if (Date.now() > deadline) throw new Error(`no write acknowledged within ${timeoutMs} ms`);
+      await sleep(WRITE_EVERY_MS);
+    }
   }
 
   async stop(): Promise<void> {
@@ -158,7 +169,11 @@ describe("the testing kit's example: the example server across generated failove
       writer.start();
       const outcomes = [];
       try {
-        for (const step of path.steps) outcomes.push(await driver.apply(step));
+        await writer.nextAcknowledged();
+        for (const step of path.steps) {
+          outcomes.push(await driver.apply(step));
+          await writer.nextAcknowledged();
+        }
       } finally {
         await writer.stop();
       }
