@@ -38,6 +38,7 @@ class LeaseWatchdogProcess {
   private leaseId: string | undefined;
   private stopping = false;
   private exiting = false;
+  private channelClosed = false;
   private warmTimer: NodeJS.Timeout | undefined;
   private readonly configureTimer: NodeJS.Timeout;
 
@@ -80,12 +81,13 @@ class LeaseWatchdogProcess {
   private async warm(): Promise<void> {
     clearTimeout(this.warmTimer);
     const client = this.client;
-    if (!client || !this.config) return;
+    if (!client || !this.config || this.channelClosed) return;
     try {
       await leaseSecondsLeft(client, this.leaseId ?? "0", new Date(Date.now() + this.config.callTimeoutMs));
     } catch (err) {
       this.log.debug("lease watchdog: etcd call to keep the connection open failed", { error: String(err) });
     }
+    if (this.channelClosed) return;
     const delay = WARM_INTERVAL_MS / 2 + Math.random() * (WARM_INTERVAL_MS / 2);
     this.warmTimer = setTimeout(() => void this.warm(), delay);
     this.warmTimer.unref();
@@ -93,6 +95,10 @@ class LeaseWatchdogProcess {
 
   private async onChannelClosed(): Promise<void> {
     if (this.stopping || this.exiting) return;
+    // No more warming calls: etcd3 closes a host's channel when a call on it fails, which would
+    // fail a revoke attempt in flight long before its deadline.
+    this.channelClosed = true;
+    clearTimeout(this.warmTimer);
     const config = this.config;
     if (!config) return this.exit("the node closed the channel before configuring");
     const closedAt = performance.now();
