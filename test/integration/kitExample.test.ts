@@ -47,7 +47,9 @@ function handleOf(node: NodeProcess): ServerHandle {
   return {
     name: node.name,
     role: async () => {
-      if (node.url === undefined || node.isPaused || !node.running) return undefined;
+      if (!node.running) return `exited ${JSON.stringify(node.exit)}`;
+      if (node.url === undefined) return "not serving yet";
+      if (node.isPaused) return undefined;
       try {
         const res = await fetch(`${node.url}/readyz`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
         return ((await res.json()) as { role?: string }).role;
