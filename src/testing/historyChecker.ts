@@ -174,6 +174,8 @@ interface Life {
   key: string;
   createRevision: number;
   lease: string;
+  /** The lease the key was created under; `lease` changes when a primary key is handed off. */
+  createdUnder: string;
   value: string;
   deletedAt?: number;
   foreign: boolean;
@@ -286,6 +288,8 @@ class Replay {
     private readonly layout: ClusterLayout,
     private readonly foreign: ReadonlySet<number>,
     private readonly resignedTokens: ReadonlySet<number>,
+    /** Leases of nodes that recorded a graceful stop: only such a primary hands its key off. */
+    private readonly stoppingLeases: ReadonlySet<string> = new Set(),
   ) {}
 
   run(events: readonly ObservedEvent[]): void {
@@ -355,6 +359,7 @@ class Replay {
       key: event.key,
       createRevision: event.createRevision,
       lease: event.lease,
+      createdUnder: event.lease,
       value: event.value,
       foreign,
     };
@@ -394,8 +399,22 @@ class Replay {
     for (const { event, kind, prior, priorLease } of kinds) {
       if (kind.kind !== "leader" || event.type !== "put") continue;
       // Campaigns and promotions only ever create a leader key: a put that moves a live one to
-      // another lease takes a seat that was never vacant (a promotion over a live primary).
-      if (prior && priorLease !== event.lease)
+      // another lease takes a seat that was never vacant (a promotion over a live primary). The one
+      // exception is a stopping primary's handoff: the primary key moves to the lease of the backup
+      // key that the same revision deletes, from the lease of a node that recorded its graceful stop.
+      const handoff =
+        kind.slot === 1 &&
+        priorLease !== undefined &&
+        this.stoppingLeases.has(priorLease) &&
+        kinds.some(
+          (other) =>
+            other.event.type === "delete" &&
+            other.kind.kind === "leader" &&
+            other.kind.grouping === kind.grouping &&
+            other.kind.slot === 2 &&
+            other.priorLease === event.lease,
+        );
+      if (prior && priorLease !== event.lease && !handoff)
         this.fail(
           "leaders",
           revision,
@@ -581,10 +600,10 @@ function checkFencing(input: CheckInput, replay: Replay): Violation[] {
     if (record.action === "campaign" || record.action === "promote") {
       if (!office || record.revision !== record.token)
         fail(record, `no ${key} created at revision ${record.token}`, record.revision);
-      else if (record.lease !== undefined && office.lease !== record.lease)
+      else if (record.lease !== undefined && office.createdUnder !== record.lease)
         fail(
           record,
-          `${key} created under lease ${office.lease}, not the node's ${record.lease}`,
+          `${key} created under lease ${office.createdUnder}, not the node's ${record.lease}`,
           record.token,
         );
     } else if (record.action === "write") {
@@ -625,12 +644,15 @@ function checkFencing(input: CheckInput, replay: Replay): Violation[] {
   return violations;
 }
 
-/** Per node and grouping, the tokens of acknowledged actions never decrease. */
+/**
+ * Per node, grouping and seat, the tokens of acknowledged actions never decrease. (Per seat: a
+ * backup handed the primary key takes that key's token, older than its own backup key's.)
+ */
 function checkTokenOrder(histories: readonly HistoryRecord[]): Violation[] {
   const scopes = new Map<string, LeaderRecord[]>();
   for (const record of leaderRecords(histories)) {
     if (record.outcome !== "ok" || record.token === undefined) continue;
-    const scope = `${record.node}/${record.grouping}`;
+    const scope = `${record.node}/${record.grouping}/${record.slot}`;
     scopes.set(scope, [...(scopes.get(scope) ?? []), record]);
   }
   const violations: Violation[] = [];
@@ -974,7 +996,17 @@ export function checkHistory(input: CheckInput): CheckReport {
       r.action === "resign" && r.outcome === "ok" && r.token !== undefined ? [r.token] : [],
     ),
   );
-  const replay = new Replay(input.layout, input.foreignRevisions ?? new Set(), resignedTokens);
+  const stoppingLeases = new Set(
+    input.histories.flatMap((r) =>
+      r.kind === "transition" && r.to === "stopping" && r.lease ? [r.lease] : [],
+    ),
+  );
+  const replay = new Replay(
+    input.layout,
+    input.foreignRevisions ?? new Set(),
+    resignedTokens,
+    stoppingLeases,
+  );
   replay.run(input.events);
   const vacancy = measureVacancies(input, replay);
   const violations = [

@@ -164,7 +164,40 @@ describe("history checker", () => {
       histories,
       foreignRevisions: new Set([planted]),
     });
-    expect(report.violations).toEqual([expect.objectContaining({ rule: "leaders", revision: over })]);
+    expect(report.violations).toEqual([
+      expect.objectContaining({ rule: "leaders", revision: over }),
+      expect.objectContaining({ rule: "fencing", message: expect.stringMatching(/created under lease 10/) }),
+    ]);
+  });
+
+  test("a stopping primary's handoff (primary key to the backup's lease, backup key deleted) passes; the same put without a recorded stop does not", () => {
+    const handoff = (stopped: boolean) => {
+      const log = new EtcdLog();
+      log.join(0, "10");
+      log.join(1, "11");
+      const primary = log.txn({ put: PRIMARY, value: node(0), lease: "10" });
+      const backup = log.txn({ put: BACKUP, value: node(1), lease: "11" });
+      const stopping = record("a", "10", {
+        kind: "transition",
+        from: "member",
+        to: "stopping",
+        role: "stopping",
+        id: 0,
+        event: "STOP",
+      });
+      log.txn({ put: PRIMARY, value: node(1), lease: "11" }, { del: BACKUP });
+      const write = log.txn({ put: "app/x", value: "v", lease: "11" });
+      const histories = [
+        leader("a", "10", { action: "campaign", slot: 1, token: primary, revision: primary }),
+        leader("b", "11", { action: "campaign", slot: 2, token: backup, revision: backup }),
+        ...(stopped ? [stopping] : []),
+        // The new primary's token is the key's create revision: older than its own backup key's.
+        leader("b", "11", { action: "write", slot: 1, token: primary, revision: write }),
+      ];
+      return rulesOf(checkHistory({ layout: FAULT_LAYOUT, events: log.events, histories }));
+    };
+    expect(handoff(true)).toEqual([]);
+    expect(handoff(false)).toEqual(["leaders"]);
   });
 
   test("a leader key put for a node that is not a live member under that lease", () => {
