@@ -63,6 +63,7 @@ type ScenarioKey =
   | "etcd3-graceful"
   | "formation"
   | `process-crash-ttl${number}`
+  | `process-expiry-ttl${number}`
   | `etcd3-process-crash-ttl${number}`;
 
 interface TrialRecord {
@@ -120,7 +121,7 @@ function parseOptions(argv: string[]): Options {
         `  --ttl               lease TTL in whole seconds, >= ${MIN_LEASE_TTL_SECONDS} (default 2)\n` +
         "  --trials            trials of each failover scenario (default 20)\n" +
         "  --formation-trials  trials of the 30-node formation (default 5)\n" +
-        "  --process-trials    kill -9 trials of a node process and of an etcd3 Election process, per TTL\n" +
+        "  --process-trials    kill -9 trials of a node process (with its watchdog, and with --no-watchdog) and of an etcd3 Election process, per TTL\n" +
         "                      (default 20, env BENCH_PROCESS_TRIALS)\n" +
         "  --process-ttls      TTLs of the process-level trials, comma-separated (default 2,5)\n" +
         "  --only process      run only the process-level trials\n",
@@ -528,13 +529,16 @@ function report(scenarios: Scenario[], opts: Options) {
   return { table: `${table}\n\n${notes.join("\n")}`, json };
 }
 
-/** The process-level crash scenarios at one TTL: ours (kill -9 of a node process) and etcd3's. */
-function processScenarios(ttl: number): [Scenario, Scenario] {
+/**
+ * The process-level crash scenarios at one TTL: ours with the lease watchdog (kill -9 of a node
+ * process), ours with `--no-watchdog` (the lease expires), and etcd3's Election process.
+ */
+function processScenarios(ttl: number): [Scenario, Scenario, Scenario] {
   const theirs: ScenarioKey = `etcd3-process-crash-ttl${ttl}`;
   return [
     {
       key: `process-crash-ttl${ttl}`,
-      label: `kill -9 of a node process, TTL ${ttl} s (ours)`,
+      label: `kill -9 of a node process, watchdog revokes, TTL ${ttl} s (ours)`,
       baseline: theirs,
       goal: {
         text: `p99 <= ${PROCESS_GOAL_MS} ms, >= ${PROCESS_GOAL_RATIO}x faster`,
@@ -542,22 +546,29 @@ function processScenarios(ttl: number): [Scenario, Scenario] {
       },
       trials: [],
     },
+    {
+      key: `process-expiry-ttl${ttl}`,
+      label: `kill -9 of a node process, --no-watchdog (lease expiry), TTL ${ttl} s (ours)`,
+      baseline: theirs,
+      goal: { text: `p99 <= ${ttl * 1000 + 100} ms`, met: (s) => s.p99 <= ttl * 1000 + 100 },
+      trials: [],
+    },
     { key: theirs, label: `kill -9 of an etcd3 Election process, TTL ${ttl} s`, trials: [] },
   ];
 }
 
-/** Process-level crash trials at one TTL, ours and etcd3's alternating trial by trial. */
+/** Process-level crash trials at one TTL: watchdog, lease expiry and etcd3's, alternating trial by trial. */
 async function runProcessCrashTrials(
   etcd: EtcdCluster,
   ttl: number,
   trials: number,
-  ours: Scenario,
-  theirs: Scenario,
+  [ours, expiry, theirs]: [Scenario, Scenario, Scenario],
 ): Promise<void> {
   const client = etcd.client();
   const dir = await mkdtemp(join(tmpdir(), "rdeebee-bench-"));
   const here = dirname(fileURLToPath(import.meta.url));
   const nodes = new NodeProcessBench(etcd, client, ttl, `bench-${runId}-proc${ttl}`, dir);
+  const expiring = new NodeProcessBench(etcd, client, ttl, `bench-${runId}-expiry${ttl}`, dir, false);
   const elections = new ElectionProcessBench(
     etcd,
     client,
@@ -569,13 +580,17 @@ async function runProcessCrashTrials(
     for (let i = 1; i <= trials; i++) {
       const mine = await nodes.trial(i);
       ours.trials.push(mine);
-      logTrial(`node process kill -9 (TTL ${ttl})`, mine, trials);
+      logTrial(`node process kill -9, watchdog (TTL ${ttl})`, mine, trials);
+      const expired = await expiring.trial(i);
+      expiry.trials.push(expired);
+      logTrial(`node process kill -9, --no-watchdog (TTL ${ttl})`, expired, trials);
       const base = await elections.trial(i);
       theirs.trials.push(base);
       logTrial(`etcd3 Election process kill -9 (TTL ${ttl})`, base, trials);
     }
   } finally {
     await nodes.close();
+    await expiring.close();
     await elections.close();
     client.close();
     await rm(dir, { recursive: true, force: true });
@@ -589,7 +604,7 @@ async function main(): Promise<void> {
   const scenarios: Record<string, Scenario> & Record<ScenarioKey, Scenario> = {
     crash: {
       key: "crash",
-      label: "crash failover (ours)",
+      label: "crash failover, in-process, lease expiry (ours)",
       baseline: "etcd3-crash",
       goal: { text: `p99 <= ${ttlMs + 100} ms`, met: (s) => s.p99 <= ttlMs + 100 },
       trials: [],
@@ -619,10 +634,9 @@ async function main(): Promise<void> {
     etcd = await startEtcd({ name: `bench-${runId}` });
     progress(`etcd at ${etcd.endpoints.join(",")}`);
     for (const ttl of opts.processTtls) {
-      const [ours, theirs] = processScenarios(ttl);
-      scenarios[ours.key] = ours;
-      scenarios[theirs.key] = theirs;
-      await runProcessCrashTrials(etcd, ttl, opts.processTrials, ours, theirs);
+      const scenariosAtTtl = processScenarios(ttl);
+      for (const scenario of scenariosAtTtl) scenarios[scenario.key] = scenario;
+      await runProcessCrashTrials(etcd, ttl, opts.processTrials, scenariosAtTtl);
     }
     // Ours and the baseline alternate trial by trial so that drift hits both alike.
     for (const kind of opts.only === "process" ? [] : (["crash", "graceful"] as const)) {

@@ -14,9 +14,10 @@ import { errorText, freshKeysConfig, settleMs } from "./support.js";
 
 /**
  * Process-level crash failover: `kill -9` of the primary's `rdeebee-cluster node` process (its lease
- * watchdog revokes the lease) against `kill -9` of the leader's etcd3 `Election` process (its lease
- * expires by the TTL). Both are timed from the kill to what an observer watching etcd sees: our new
- * primary key put by the backup; etcd3's dead leader key deleted (its next candidate leads from then).
+ * watchdog revokes the lease; with `--no-watchdog` the lease expires by its TTL) against `kill -9`
+ * of the leader's etcd3 `Election` process (its lease expires by the TTL). Both are timed from the
+ * kill to what an observer watching etcd sees: our new primary key put by the backup; etcd3's dead
+ * leader key deleted (its next candidate leads from then).
  */
 
 export interface ProcessTrial {
@@ -124,6 +125,8 @@ export class NodeProcessBench {
     private readonly ttl: number,
     tag: string,
     dir: string,
+    /** false: the nodes run with `--no-watchdog`, so a killed primary fails over by its lease's expiry. */
+    private readonly watchdog = true,
   ) {
     const config: ClusterConfig = freshKeysConfig(
       tag,
@@ -139,6 +142,7 @@ export class NodeProcessBench {
     this.spawned += 1;
     const name = `n${this.spawned}`;
     const args = ["node", "--etcd", this.etcd.endpoints.join(","), "--node", name];
+    if (!this.watchdog) args.push("--no-watchdog");
     this.nodes.push(
       new NodeProc(name, [...args, "--lease-ttl", String(this.ttl), "--config", this.configFile]),
     );
@@ -154,11 +158,12 @@ export class NodeProcessBench {
     try {
       while (this.nodes.filter((n) => n.proc.running).length < 2) this.spawnNode();
       const primary = await waitFor(
-        "a primary and a backup, the primary's watchdog holding its lease",
+        "a primary and a backup, the primary's watchdog (if any) holding its lease",
         async () => {
           const [p, b] = [await this.seat(1), await this.seat(2)];
           const node = this.nodes.find((n) => n.name === p?.name && n.proc.running);
-          return p && b && node && node.heldLease() === p.lease ? node : undefined;
+          const armed = !this.watchdog || node?.heldLease() === p?.lease;
+          return p && b && node && armed ? node : undefined;
         },
         SETUP_TIMEOUT_MS,
       );
@@ -173,7 +178,8 @@ export class NodeProcessBench {
       process.kill(primary.proc.pid ?? -1, "SIGKILL");
       try {
         const ms = await timed(seen, t0, 5 * this.ttl * 1000, "a new primary");
-        return { trial, ok: true, ms, details: await revokeDetails(primary, killedAt) };
+        const details = this.watchdog ? await revokeDetails(primary, killedAt) : undefined;
+        return { trial, ok: true, ms, details };
       } finally {
         await watcher.cancel();
         await primary.proc.exited;
