@@ -21,6 +21,8 @@ export interface NodeProcessOptions {
   command?: "node" | "serve";
   /** Called with the proxies before the process starts, e.g. to arm a lost reply for its first requests. */
   beforeStart?: (proxies: readonly TcpProxy[]) => void;
+  /** The lease watchdog process; default true, like the CLI. False: a killed process fails over by its TTL. */
+  watchdog?: boolean;
 }
 
 export type { LogLine } from "./testProcess.js";
@@ -108,6 +110,7 @@ export class NodeProcess {
       serve ? ["--port", "0"] : [],
       ["--config", options.config],
       ["--log-level", "info"],
+      options.watchdog === false ? ["--no-watchdog"] : [],
     ].flat();
     return new NodeProcess(options, proxies, args);
   }

@@ -60,6 +60,8 @@ export interface FaultClusterOptions {
   config?: ClusterConfig;
   /** `serve`: every process is the example server (fenced writes over HTTP) beside its node. */
   command?: "node" | "serve";
+  /** Lease watchdogs for the nodes; default false, since the suite's kills mean lease expiry. */
+  watchdog?: boolean;
 }
 
 /**
@@ -121,6 +123,7 @@ export class FaultCluster {
       historyFile: join(this.dir, `${name}.history.jsonl`),
       leaseTtlSeconds: TTL_SECONDS,
       command: this.options.command,
+      watchdog: this.options.watchdog ?? false,
       beforeStart,
     });
     this.nodes.push(node);

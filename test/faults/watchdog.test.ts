@@ -65,7 +65,7 @@ async function armedTrial(c: FaultCluster, inject: Parameters<FaultCluster["tria
 }
 
 test(`watchdog faults, ${ROUNDS} rounds: kill -9 of the watchdog, the node, both; SIGSTOP of the node`, async () => {
-  cluster = await FaultCluster.start("watchdog");
+  cluster = await FaultCluster.start("watchdog", { watchdog: true });
   const c = cluster;
   const trials: Record<string, Trial[]> = {
     "kill -9 primary's watchdog": [],
