@@ -132,7 +132,7 @@ class LocalSession {
     switch (action) {
       case "crash":
         return this.nodes.crash(name)
-          ? `crashed ${name} (SIGKILL to pid ${pid}); etcd notices when its lease expires, within ${ttl} s`
+          ? `crashed ${name} (SIGKILL to pid ${pid}); its lease watchdog revokes its lease at once (without one, etcd expires it within ${ttl} s)`
           : `${name} is not running`;
       case "pause":
         return this.nodes.pause(name)

@@ -98,7 +98,7 @@ function leaseText(node: NodeView, status: ClusterStatus | undefined): string {
     case "paused":
     case "crashed":
     case "killed":
-      return `${node.liveness} (${keyHeld ? "lease still held" : "lease expired"})`;
+      return `${node.liveness} (${keyHeld ? "lease still held" : "lease gone"})`;
     case "stopped":
     case "exited":
       return keyHeld ? `${node.liveness} (lease still held)` : node.liveness;
