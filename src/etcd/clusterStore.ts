@@ -122,11 +122,13 @@ export class ClusterStore {
       const listing = await listSlots(this.client, this.layout, this.callTimeoutMs);
       const hw = this.counterValue(listing.counter);
       const window = searchWindow(this.layout, hw, listing.members, round);
-      const free = freeSlots(this.layout.capacity, listing.taken, window);
+      const span = this.layout.config.group_size * this.layout.config.reads;
+      const free = freeSlots(this.layout.capacity, listing.taken, window, span);
       if (free.length === 0) return { kind: "full" };
       const id = free[Math.floor(Math.random() * free.length)] as number;
       if (await this.tryClaimFree(id, record, leaseId)) {
-        await this.raiseCounter(id + 1, listing.counter);
+        // In the background: the member key makes the ID this node's; the counter may follow.
+        void this.raiseCounter(id + 1, listing.counter);
         return { kind: "allocated", id };
       }
     }
@@ -176,6 +178,9 @@ export class ClusterStore {
           .commit();
         if (txn.succeeded) return;
         counter = txn.responses[0]?.response_range?.kvs[0];
+        // Another node raised it meanwhile: most often past this ID already, else try again later.
+        if (decodeCounter(counter?.value.toString(), this.layout.capacity).allocated >= atLeast) return;
+        await sleep(backoffDelay(attempt, CONTENTION_BACKOFF));
       } catch (err) {
         this.log.debug("could not raise the node ID counter", { error: String(err) });
         await sleep(backoffDelay(attempt, CONTENTION_BACKOFF));

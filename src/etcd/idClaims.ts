@@ -99,11 +99,19 @@ export function searchWindow(
   return Math.min(layout.capacity, base * 16 ** Math.min(lostClaims - 1, 6));
 }
 
-/** The lowest `window` IDs that have no member key and no failover advertisement. */
-export function freeSlots(capacity: number, taken: ReadonlySet<number>, window: number): number[] {
+/**
+ * The lowest `window` IDs that have no member key and no failover advertisement, cut at the last
+ * grouping boundary they reach (`span` IDs per grouping) when that leaves any: a crowd fills whole
+ * groupings in order rather than spilling one node into the next.
+ */
+export function freeSlots(capacity: number, taken: ReadonlySet<number>, window: number, span = 1): number[] {
   const free: number[] = [];
   for (let id = 0; id < capacity && free.length < window; id++) if (!taken.has(id)) free.push(id);
-  return free;
+  const last = free[free.length - 1];
+  if (last === undefined || free.length < window) return free;
+  const boundary = Math.floor((last + 1) / span) * span;
+  const whole = free.filter((id) => id < boundary);
+  return whole.length > 0 ? whole : free;
 }
 
 /** The IDs named by member keys and failover advertisements, from keys-only listings. */

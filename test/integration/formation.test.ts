@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "vitest";
 import type { ClusterConfig } from "../../src/config/index.js";
+import { freeSlots, searchWindow } from "../../src/etcd/idClaims.js";
 import type { ClusterNode } from "../../src/runtime/clusterNode.js";
 import {
   type EtcdWithNodes,
@@ -66,3 +67,13 @@ test("nodes started at once get unique IDs, one member key each under its node's
   const counter = Number(await env.client.get(env.factory.layout.keys.idKey).string());
   expect(counter).toBe(capacity);
 }, 300_000);
+
+test("a crowd's choice of slots ends at a grouping boundary, and a lone first claim takes the lowest free slot", () => {
+  const layout = env.factory.layout;
+  const span = layout.config.group_size * layout.config.reads;
+  expect(searchWindow(layout, 0, 0, 0)).toBe(1);
+  const window = searchWindow(layout, 1, 1, 1);
+  expect(window).toBe(span);
+  // Slot 0 taken: the lowest nine free slots reach slot 9, in the next grouping; the choice stops at 8.
+  expect(freeSlots(layout.capacity, new Set([0]), window, span)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+});

@@ -148,7 +148,9 @@ describe("sticky identity of a running node", () => {
     const [node] = await env.factory.startMany(1);
     if (!node) throw new Error("one node");
     const { before } = await loseMemberKey(node.settings.nodeName);
-    // Another node takes slot 0 before this one is back (it reconnects after at least 250 ms).
+    // Once it has noticed and dropped its session, another node takes slot 0 before this one is
+    // back (it reconnects after at least 250 ms).
+    await waitUntil("the node to drop its session", () => node.status.leaseId !== before.leaseId, 15_000, 2);
     const other = String(await env.client.lease(60, { autoKeepAlive: false }).grant());
     await env.client
       .put(KEYS.memberKey(0, 0))
