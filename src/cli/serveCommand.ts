@@ -12,7 +12,7 @@ import { createServer, DEFAULT_HOST, listenHttp } from "../server/httpServer.js"
 import { KvStore } from "../server/kvStore.js";
 import type { ServerMetrics } from "../server/metrics.js";
 import { attachLeaseWatchdog } from "../watchdog/index.js";
-import { type InspectionFlags, inspectionSinks } from "./inspectionSinks.js";
+import { checkInspectionFlags, type InspectionFlags, inspectionSinks } from "./inspectionSinks.js";
 import type { NodeSettingsFlags } from "./nodeOptions.js";
 
 export interface ServeCommandOptions extends NodeSettingsFlags, InspectionFlags {
@@ -51,6 +51,7 @@ function nextStopSignal(): Promise<NodeJS.Signals> {
  */
 export async function serveCommand(options: ServeCommandOptions): Promise<number> {
   const port = parsePort(options.port);
+  checkInspectionFlags(options);
   const host = options.host ?? DEFAULT_HOST;
   const config = loadClusterConfig(options.config);
   const logger = createLogger({ level: options.logLevel });

@@ -271,17 +271,13 @@ describe("node --inspect-ws with a real receiver", { timeout: 180_000 }, () => {
     expect(result.stderr).not.toMatch(/\n\s+at /);
   });
 
-  test("a bad --inspect-ws is refused (exit 2) before etcd is tried, so an unreachable etcd does not hide it", () => {
-    const result = runCli([
-      "node",
-      "--etcd",
-      "http://127.0.0.1:1",
-      "--config",
-      CONFIG,
-      "--inspect-ws",
-      "notaurl",
-    ]);
-    expect(result.status).toBe(2);
-    expect(result.stderr).toContain("--inspect-ws");
-  });
+  test.each(["node", "serve"])(
+    "%s: a bad --inspect-ws is refused (exit 2) before etcd is tried or a port is opened",
+    (command) => {
+      const flags = ["--etcd", "http://127.0.0.1:1", "--config", CONFIG, "--inspect-ws", "notaurl"];
+      const result = runCli([command, ...flags, ...(command === "serve" ? ["--port", "0"] : [])]);
+      expect(result.status).toBe(2);
+      expect(result.stderr).toContain("--inspect-ws");
+    },
+  );
 });
