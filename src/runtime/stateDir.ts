@@ -14,8 +14,6 @@ export class StateDirLockedError extends Error {
 
 const LOCK_FILE = "lock";
 const ID_FILE = "node-id";
-/** Directories locked by this process, so that two nodes of one process cannot share one either. */
-const lockedHere = new Set<string>();
 
 function alive(pid: number): boolean {
   try {
@@ -30,7 +28,8 @@ function alive(pid: number): boolean {
 /**
  * A node's state directory (`--state-dir`): the ID it held last, kept across restarts, under a
  * lock file created with O_EXCL that names the holding process. A lock whose process is gone is
- * stale and taken over; a live one refuses (`StateDirLockedError`).
+ * stale and taken over; a live one refuses (`StateDirLockedError`), this process's own included,
+ * so two nodes of one process cannot share a directory either.
  */
 export class NodeStateDir {
   private constructor(readonly dir: string) {}
@@ -38,13 +37,11 @@ export class NodeStateDir {
   static async lock(dir: string): Promise<NodeStateDir> {
     await mkdir(dir, { recursive: true });
     const lockFile = join(dir, LOCK_FILE);
-    if (lockedHere.has(dir)) throw new StateDirLockedError(dir, process.pid);
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         const handle = await open(lockFile, "wx");
         await handle.writeFile(`${process.pid}\n`);
         await handle.close();
-        lockedHere.add(dir);
         return new NodeStateDir(dir);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
@@ -81,7 +78,6 @@ export class NodeStateDir {
   }
 
   async release(): Promise<void> {
-    lockedHere.delete(this.dir);
     await rm(join(this.dir, LOCK_FILE), { force: true });
   }
 }
