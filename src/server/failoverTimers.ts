@@ -52,8 +52,11 @@ export class FaultToNewPrimaryTimer {
 
   onStatus(status: NodeStatus): number | undefined {
     if (status.role === "primary" && status.fence?.seat === 1) {
-      this.ownToken = status.fence.token;
-      return this.primarySeen(status.fence.token);
+      const token = status.fence.token;
+      this.ownToken = token;
+      // Back in office under the same token (its lease outlived a suspension): no failover to time.
+      if (this.fault?.token === token) this.fault = undefined;
+      return this.primarySeen(token);
     }
     const left = this.ownToken;
     this.ownToken = undefined;
