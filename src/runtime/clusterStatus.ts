@@ -44,7 +44,10 @@ export interface PoisonedLeaderKey {
 export interface ClusterStatus {
   revision: number;
   dbname: string;
-  /** IDs handed out so far (the `id_key` counter). */
+  /**
+   * The `id_key` high-water mark: every ID handed out is below it. Nodes started together spread
+   * over the slots, so not every ID below it was handed out.
+   */
   allocated: number;
   groupings: { grouping: number; groups: readonly number[]; primary?: SeatStatus; backup?: SeatStatus }[];
   groups: { group: number; members: NodeRecord[]; missing: number[] }[];
@@ -99,7 +102,8 @@ export function deletePoisoned(
 
 /**
  * Reads the whole cluster from etcd at one revision: every grouping's primary and backup, every
- * group's members and missing slots (handed out, not live), the advertised failed slots and the
+ * group's members and missing slots (below the `id_key` high-water mark, not live: failed, stopped or
+ * never handed out), the advertised failed slots and the
  * poisoned leader keys. Work and memory grow with the groups and the keys found, not the capacity.
  */
 export async function readClusterStatus(
@@ -145,7 +149,7 @@ export async function readClusterStatus(
     const liveIds = new Set(live.map((m) => m.id));
     const { first: firstId, last: lastId } = layout.idRangeOf(group);
     const missing: number[] = [];
-    // Only IDs handed out can be missing: this loop stops at the counter, not at the capacity.
+    // Only IDs below the high-water mark can be missing: this loop stops there, not at the capacity.
     for (let id = firstId; id <= lastId && id < allocated; id++) if (!liveIds.has(id)) missing.push(id);
     return { group, members: live, missing };
   });

@@ -73,8 +73,20 @@ describe("rdeebee-cluster status", () => {
   }
 
   test("shows leaders, members, missing and advertised slots, as JSON and as text", async () => {
-    const nodes = await factory.startMany(4);
+    // One after another, so the IDs are 0..3 with no gaps: the primary advertises every slot below
+    // id_key that has no member, a gap left by a crowd's spread included.
+    const nodes: ClusterNode[] = [];
+    for (let i = 0; i < 4; i++) {
+      const node = factory.create();
+      await node.start();
+      nodes.push(node);
+    }
     await waitUntil("a primary and a backup", () => leadershipSettled(client, factory.layout, nodes));
+    const highest = Math.max(...nodes.map((n) => n.id ?? 0));
+    await waitUntil(
+      "id_key raised past every ID",
+      async () => Number(await client.get(factory.layout.keys.idKey).string()) > highest,
+    );
     const { victim, id: victimId } = await crashFollowerUntilAdvertised(
       nodes,
       client,
@@ -89,8 +101,16 @@ describe("rdeebee-cluster status", () => {
     const backup = nodes.find((n) => n.role === "backup");
     expect(parsed.groupings[0]?.primary?.id).toBe(primary?.id);
     expect(parsed.groupings[0]?.backup?.id).toBe(backup?.id);
-    expect(parsed.allocated).toBe(4);
-    expect(parsed.groups.flatMap((g) => g.missing)).toEqual([victimId]);
+    // Nodes started together spread over the slots: `allocated` is id_key, the high-water mark
+    // (every ID handed out is below it), and the missing slots are the ones below it with no member.
+    const live = parsed.groups.flatMap((g) => g.members.map((m) => m.id));
+    expect(parsed.allocated).toBeGreaterThanOrEqual(Math.max(...nodes.map((n) => n.id ?? 0)) + 1);
+    expect(parsed.allocated).toBe(Number(await client.get(factory.layout.keys.idKey).string()));
+    const missing = parsed.groups.flatMap((g) => g.missing);
+    expect(missing).toContain(victimId);
+    expect(missing).toEqual(
+      Array.from({ length: parsed.allocated }, (_, id) => id).filter((id) => !live.includes(id)),
+    );
     expect(parsed.advertised.map((a) => a.id)).toEqual([victimId]);
     expect(parsed.groups.flatMap((g) => g.members.map((m) => m.id)).sort()).toEqual(
       nodes
