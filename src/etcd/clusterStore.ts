@@ -415,10 +415,14 @@ export class ClusterStore {
    * Deletes the leader key if it is still the caller's; true when it was. When the reply is lost,
    * a key that is gone or no longer the caller's counts as resigned.
    */
-  async resign(fence: FencingToken): Promise<boolean> {
+  async resign(fence: FencingToken, leaseId: string): Promise<boolean> {
     const key = this.keys.leaderKey(fence.grouping, fence.seat);
-    return this.deleteWhileHeld(`resignation from ${key}`, key, ["Create", "==", fence.token], (held) =>
-      Boolean(held && Number(held.create_revision) === fence.token),
+    const compares: KeyCompare[] = [
+      ["Create", "==", fence.token],
+      ["Lease", "==", leaseId],
+    ];
+    return this.deleteWhileHeld(`resignation from ${key}`, key, compares, (held) =>
+      holdsFence(held, fence, leaseId),
     );
   }
 
@@ -441,28 +445,28 @@ export class ClusterStore {
    */
   async deregister(nodeId: number, leaseId: string): Promise<boolean> {
     const key = this.keys.memberKey(this.layout.nodeGroup(nodeId), nodeId);
-    return this.deleteWhileHeld(`deregistration of ${key}`, key, ["Lease", "==", leaseId], (held) =>
+    return this.deleteWhileHeld(`deregistration of ${key}`, key, [["Lease", "==", leaseId]], (held) =>
       heldBy(held, leaseId),
     );
   }
 
   /**
-   * Deletes `key` if `compare` holds; true when it did. When the reply is lost, the key is read
+   * Deletes `key` if every one of `compares` holds; true when it did. When the reply is lost, the key is read
    * back: still held by the caller (`stillHeld`) means the delete did not apply; otherwise it counts
    * as done (gone, or no longer the caller's).
    */
   private async deleteWhileHeld(
     operation: string,
     key: string,
-    compare: ["Create" | "Lease", "==", number | string],
+    compares: readonly KeyCompare[],
     stillHeld: (held: IKeyValue | undefined) => boolean,
   ): Promise<boolean> {
     try {
-      const txn = await this.client
-        .if(key, ...compare)
-        .then(this.client.delete().key(key))
-        .options(this.callOptions())
-        .commit();
+      const [first, ...rest] = compares;
+      if (!first) throw new RangeError(`${operation}: a delete needs a compare`);
+      let guarded = this.client.if(key, ...first);
+      for (const compare of rest) guarded = guarded.and(key, ...compare);
+      const txn = await guarded.then(this.client.delete().key(key)).options(this.callOptions()).commit();
       return txn.succeeded;
     } catch (err) {
       if (certainlyNotApplied(err)) throw err;
@@ -472,12 +476,18 @@ export class ClusterStore {
   }
 
   /**
-   * Advertises a failed slot as the grouping's leader: fenced on the leader key, and only while the
+   * Advertises a failed slot as the grouping's leader: fenced on the leader key (its token and the
+   * caller's lease: a primary that handed its seat off keeps no claim to it), and only while the
    * slot has no member and no advertisement. Returns false when there was nothing to advertise;
    * throws FenceLostError when the caller no longer leads. An advertisement already there with
    * the caller's token is the caller's own (a lost reply) and counts as advertised.
    */
-  async advertiseFailedSlot(fence: FencingToken, nodeId: number, advertisedBy: number): Promise<boolean> {
+  async advertiseFailedSlot(
+    fence: FencingToken,
+    leaseId: string,
+    nodeId: number,
+    advertisedBy: number,
+  ): Promise<boolean> {
     const group = this.layout.nodeGroup(nodeId);
     const leaderKey = this.keys.leaderKey(fence.grouping, fence.seat);
     const adKey = this.keys.failoverKey(nodeId);
@@ -487,6 +497,7 @@ export class ClusterStore {
     try {
       const txn = await this.client
         .if(leaderKey, "Create", "==", fence.token)
+        .and(leaderKey, "Lease", "==", leaseId)
         .and(this.keys.memberKey(group, nodeId), "Create", "==", 0)
         .and(adKey, "Create", "==", 0)
         .then(this.client.put(adKey).value(JSON.stringify(ad)))
@@ -505,10 +516,10 @@ export class ClusterStore {
         ]).then(([l, a]) => [l.kvs[0], a.kvs[0]] as const),
       );
       // Not there yet: the attempt has not applied (a late copy would only write the same advertisement).
-      if (!existing && leader && Number(leader.create_revision) === fence.token) throw err;
+      if (!existing && holdsFence(leader, fence, leaseId)) throw err;
     }
     if (existing && this.advertisedWith(existing, fence.token)) return true;
-    if (!leader || Number(leader.create_revision) !== fence.token) throw new FenceLostError(fence);
+    if (!holdsFence(leader, fence, leaseId)) throw new FenceLostError(fence);
     return false;
   }
 
@@ -567,6 +578,14 @@ export class ClusterStore {
 }
 
 const fenceId = (fence: FencingToken) => `${fence.grouping}/${fence.seat}/${fence.token}`;
+
+/** A compare on one key's create revision or lease, as `deleteWhileHeld` applies them. */
+type KeyCompare = ["Create" | "Lease", "==", number | string];
+
+/** `kv` is the leader key of `fence`'s term: its create revision and the lease it was won or handed under. */
+function holdsFence(kv: IKeyValue | undefined, fence: FencingToken, leaseId: string): boolean {
+  return kv !== undefined && Number(kv.create_revision) === fence.token && kv.lease === leaseId;
+}
 
 function heldBy(kv: IKeyValue | undefined, leaseId: string): boolean {
   return kv !== undefined && kv.lease === leaseId;

@@ -76,7 +76,7 @@ export async function deletePoisonedLeaderKey(
 
 /**
  * The grouping's other leader removes a poisoned leader key, in one transaction: if the remover's
- * own leader key still has create revision `fence.token` AND the poisoned key's mod revision is
+ * own leader key still has create revision `fence.token` under `leaseId` AND the poisoned key's mod revision is
  * still `modRevision`, the poisoned key is deleted. Throws FenceLostError when the remover no
  * longer holds its seat (nothing is deleted then), and RangeError when `poisonedKey` is not the
  * other seat of the remover's grouping.
@@ -85,6 +85,7 @@ export async function removePoisonedLeaderKey(
   client: Etcd3,
   layout: ClusterLayout,
   fence: FencingToken,
+  leaseId: string,
   poisonedKey: string,
   modRevision: number,
   timeoutMs: number,
@@ -99,6 +100,7 @@ export async function removePoisonedLeaderKey(
   try {
     txn = await client
       .if(ownKey, "Create", "==", fence.token)
+      .and(ownKey, "Lease", "==", leaseId)
       .and(poisonedKey, "Mod", "==", modRevision)
       .then(client.delete().key(poisonedKey))
       .else(client.get(ownKey), client.get(poisonedKey))
@@ -109,7 +111,8 @@ export async function removePoisonedLeaderKey(
   }
   if (txn.succeeded) return { kind: "removed", revision: Number(txn.header.revision) };
   const own = txn.responses[0]?.response_range?.kvs[0];
-  if (!own || Number(own.create_revision) !== fence.token) throw new FenceLostError(fence);
+  if (!own || Number(own.create_revision) !== fence.token || own.lease !== leaseId)
+    throw new FenceLostError(fence);
   const now = txn.responses[1]?.response_range?.kvs[0];
   return now ? { kind: "rewritten", modRevision: Number(now.mod_revision) } : { kind: "gone" };
 }

@@ -287,10 +287,11 @@ export class ClusterNode {
    */
   async resign(options: WaitOptions = {}): Promise<boolean> {
     const fence = this.fence;
-    if (!fence || !this.started || this.stopping) return false;
+    const leaseId = this.scope.session?.leaseId;
+    if (!fence || !leaseId || !this.started || this.stopping) return false;
     this.leadership.end("resigned", true);
     this.store.holdCampaigns(this.settings.leaseTtlSeconds * 1000);
-    const resigned = await this.store.resign(fence);
+    const resigned = await this.store.resign(fence, leaseId);
     await this.awaitStatus(
       (s) => s.fence?.token !== fence.token,
       { ...options, caller: "resign" },

@@ -81,9 +81,14 @@ export class RecordingStore {
     return result;
   }
 
-  async advertiseFailedSlot(fence: FencingToken, nodeId: number, advertisedBy: number): Promise<boolean> {
+  async advertiseFailedSlot(
+    fence: FencingToken,
+    leaseId: string,
+    nodeId: number,
+    advertisedBy: number,
+  ): Promise<boolean> {
     try {
-      const advertised = await this.store.advertiseFailedSlot(fence, nodeId, advertisedBy);
+      const advertised = await this.store.advertiseFailedSlot(fence, leaseId, nodeId, advertisedBy);
       if (advertised) this.record("advertise", fence, "ok", { detail: `slot ${nodeId}` });
       return advertised;
     } catch (err) {
@@ -92,8 +97,8 @@ export class RecordingStore {
     }
   }
 
-  async resign(fence: FencingToken): Promise<boolean> {
-    const resigned = await this.store.resign(fence);
+  async resign(fence: FencingToken, leaseId: string): Promise<boolean> {
+    const resigned = await this.store.resign(fence, leaseId);
     this.record("resign", fence, resigned ? "ok" : "refused");
     return resigned;
   }

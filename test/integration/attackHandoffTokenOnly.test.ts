@@ -10,7 +10,8 @@ import { proxiedEtcdPerTest } from "../support/proxiedEtcd.js";
  * Attack on the handoff's term identity. A handoff keeps the primary key's create revision, so a
  * term is (token, lease). Every operation below is the OLD primary's, issued after it handed its
  * seat off (a resign() racing its stop(), its advertiser's loop still in flight, a poisoned-seat
- * removal in flight): each compares only the token, so each commits against the NEW primary's term.
+ * removal in flight): each must be refused, since the key's lease is the new primary's. With a
+ * compare on the token alone, each committed against the new primary's term.
  */
 
 const LAYOUT = new ClusterLayout(ONE_GROUPING);
@@ -43,49 +44,36 @@ describe("attack: the old primary's token-only compares after a handoff", () => 
     const now = await kvOf(PRIMARY_KEY);
     expect(now?.lease).toBe(newLease);
     expect(Number(now?.create_revision)).toBe(fence.token);
-    return { oldPrimary, fence, newLease };
+    return { oldPrimary, fence, oldLease, newLease };
   };
 
-  // BUG (high): ClusterStore.resign compares only `Create == token`. After a handoff the new
-  // primary's key has that very token, so the old primary's resign deletes the NEW primary's seat:
-  // a node that no longer holds a seat removes another live node's office. Reached when resign()
-  // races stop() (stop's handoff lands first) or when etcd3 re-sends the resign txn. Fix
-  // (clusterStore.ts): compare the lease the store won the seat under as well, and count a key with
-  // the token under another lease as "not held" when settling a lost reply.
-  test.fails("the old primary's resign after its handoff leaves the new primary's key alone", async () => {
-    const { oldPrimary, fence, newLease } = await handedOff();
-    const resigned = await oldPrimary.resign(fence);
+  // A handed-off key keeps its token (create revision) under another lease: resign compares the lease too.
+  test("the old primary's resign after its handoff leaves the new primary's key alone", async () => {
+    const { oldPrimary, fence, oldLease, newLease } = await handedOff();
+    const resigned = await oldPrimary.resign(fence, oldLease);
     const now = await kvOf(PRIMARY_KEY);
     expect(now?.lease).toBe(newLease);
     expect(resigned).toBe(false);
   });
 
-  // BUG (medium): advertiseFailedSlot is fenced only on `Create == token`, so an advertisement the
-  // old primary's advertiser still has in flight (it checks its scope once, before its loop over
-  // the slots) commits after the handoff: a fenced write from a deposed primary. Its other compares
-  // (member and advertisement absent) keep the advertisement itself true, but the fence rule is
-  // broken and the new primary takes it for its own (advertisedWith compares the token only). Fix
-  // (clusterStore.ts): add `Lease == <the lease the seat was won under>` to the txn and to the
-  // settling read's "still the leader" test.
-  test.fails("the old primary's failover advertisement after its handoff is refused", async () => {
-    const { oldPrimary, fence } = await handedOff();
-    await expect(oldPrimary.advertiseFailedSlot(fence, FAILED_SLOT, 1)).rejects.toBeInstanceOf(
+  // The advertiser's fence is the token and the lease: an advertisement in flight after the handoff is refused.
+  test("the old primary's failover advertisement after its handoff is refused", async () => {
+    const { oldPrimary, fence, oldLease } = await handedOff();
+    await expect(oldPrimary.advertiseFailedSlot(fence, oldLease, FAILED_SLOT, 1)).rejects.toBeInstanceOf(
       FenceLostError,
     );
     expect(await kvOf(KEYS.failoverKey(FAILED_SLOT))).toBeUndefined();
   });
 
-  // BUG (low): removePoisonedLeaderKey fences the remover on `Create == token` only, so the old
-  // primary's removal of a poisoned backup key commits after it handed the seat off. The removal
-  // compares the poisoned key's mod revision, so only that poisoned value can go. Fix (repair.ts):
-  // take the remover's lease and compare it too.
-  test.fails("the old primary's removal of a poisoned backup key after its handoff is refused", async () => {
-    const { fence } = await handedOff();
+  // The poisoned-seat removal is fenced on the remover's token and lease.
+  test("the old primary's removal of a poisoned backup key after its handoff is refused", async () => {
+    const { fence, oldLease } = await handedOff();
     const poisoned = await env.direct.put(BACKUP_KEY).value("not a node record").exec();
     const removal = removePoisonedLeaderKey(
       env.track(connectEtcd(env.etcd.endpoints)),
       LAYOUT,
       fence,
+      oldLease,
       BACKUP_KEY,
       Number(poisoned.header.revision),
       CALL_TIMEOUT_MS,

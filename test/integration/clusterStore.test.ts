@@ -261,7 +261,7 @@ describe("ClusterStore over a link that loses replies", () => {
       const lease = await grantLease();
       const fence = await holdLeaderKey(1, lease);
       env.proxy.setMode("drop-reply", { match: KEYS.leaderKey(0, 1) });
-      expect(await store().resign(fence)).toBe(true);
+      expect(await store().resign(fence, lease)).toBe(true);
       expect(env.proxy.repliesDropped).toBe(1);
       expect(await kvOf(KEYS.leaderKey(0, 1))).toBeUndefined();
     });
@@ -283,7 +283,7 @@ describe("ClusterStore over a link that loses replies", () => {
       const lease = await grantLease();
       const fence = await holdLeaderKey(1, lease);
       env.proxy.setMode("drop-reply", { match: KEYS.failoverKey(2) });
-      expect(await store().advertiseFailedSlot(fence, 2, 0)).toBe(true);
+      expect(await store().advertiseFailedSlot(fence, lease, 2, 0)).toBe(true);
       expect(env.proxy.repliesDropped).toBe(1);
       expect(JSON.parse((await env.direct.get(KEYS.failoverKey(2)).string()) ?? "{}")).toMatchObject({
         id: 2,
@@ -295,14 +295,14 @@ describe("ClusterStore over a link that loses replies", () => {
       const lease = await grantLease();
       const fence = await holdLeaderKey(1, lease);
       env.proxy.setMode("drop-reply", { match: KEYS.failoverKey(2) });
-      expect(await storeOverRetryingClient().advertiseFailedSlot(fence, 2, 0)).toBe(true);
+      expect(await storeOverRetryingClient().advertiseFailedSlot(fence, lease, 2, 0)).toBe(true);
     });
 
     test("an advertisement by a deposed leader is refused with FenceLostError", async () => {
       const lease = await grantLease();
       const fence = await holdLeaderKey(1, lease);
       await env.direct.delete().key(KEYS.leaderKey(0, 1));
-      await expect(store().advertiseFailedSlot(fence, 2, 0)).rejects.toBeInstanceOf(FenceLostError);
+      await expect(store().advertiseFailedSlot(fence, lease, 2, 0)).rejects.toBeInstanceOf(FenceLostError);
       expect(await kvOf(KEYS.failoverKey(2))).toBeUndefined();
     });
   });
@@ -394,9 +394,9 @@ describe("ClusterStore over a link that loses replies", () => {
       claimAdvertisedSlot: () => silent.claimAdvertisedSlot(RECORD, lease),
       campaign: () => silent.campaign(0, 1, record, lease),
       promote: () => silent.promote(backup, record, lease),
-      resign: () => silent.resign(fence),
+      resign: () => silent.resign(fence, lease),
       deregister: () => silent.deregister(0, lease),
-      advertiseFailedSlot: () => silent.advertiseFailedSlot(fence, 2, 0),
+      advertiseFailedSlot: () => silent.advertiseFailedSlot(fence, lease, 2, 0),
       fencedTxn: () => silent.fencedTxn(fence, write("app/silent"), lease),
       fencedTxnLookingUpItsLease: () => silent.fencedTxn(fence, write("app/silent")),
     };

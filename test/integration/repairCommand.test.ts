@@ -244,7 +244,7 @@ describe("removePoisonedLeaderKey: the grouping's other leader removes it, fence
   });
 
   const remove = (token: FencingToken, key = poisonedKey, modRevision = poisoned.modRevision) =>
-    removePoisonedLeaderKey(client, layout, token, key, modRevision, TIMEOUT_MS);
+    removePoisonedLeaderKey(client, layout, token, leaseId, key, modRevision, TIMEOUT_MS);
 
   test("deletes the poisoned key while the remover holds its seat", async () => {
     const result = await remove(fence);
@@ -284,6 +284,7 @@ describe("removePoisonedLeaderKey: the grouping's other leader removes it, fence
           proxied,
           layout,
           fence,
+          leaseId,
           poisonedKey,
           poisoned.modRevision,
           TIMEOUT_MS,

@@ -15,12 +15,13 @@ export function failoverAdvertiserEffects(ctx: EffectContext): Actions {
         "advertiseSlots",
         async (scope) => {
           const fence = fenceOf(ctx);
-          if (!fence || !scope.isValid())
+          const leaseId = scope.session?.leaseId;
+          if (!fence || !leaseId || !scope.isValid())
             return { type: "ADVERTISE_FAILED", error: "not a leader with a valid lease" };
           const { id } = identityOf(ctx);
           try {
             for (const slot of ids) {
-              if (await ctx.store.advertiseFailedSlot(fence, slot, id))
+              if (await ctx.store.advertiseFailedSlot(fence, leaseId, slot, id))
                 ctx.log.info("advertised failed slot", { slot, group: ctx.layout.nodeGroup(slot) });
             }
           } catch (err) {

@@ -25,10 +25,11 @@ export function groupLeaderEffects(ctx: EffectContext): Actions {
     // Deletes the other seat's poisoned key, fenced on this leader's own seat; the watch shows the result.
     removePoisonedSeat: ({ context: office }, { seat, modRevision }) => {
       const scope = ctx.scope();
-      if (!scope.isValid()) return;
+      const leaseId = scope.session?.leaseId;
+      if (!leaseId || !scope.isValid()) return;
       const fence = { grouping: identityOf(ctx).grouping, ...office };
       const key = ctx.layout.keys.leaderKey(fence.grouping, seat);
-      removePoisonedLeaderKey(ctx.etcd, ctx.layout, fence, key, modRevision, ctx.callTimeoutMs).then(
+      removePoisonedLeaderKey(ctx.etcd, ctx.layout, fence, leaseId, key, modRevision, ctx.callTimeoutMs).then(
         (result) => ctx.log.warn("poisoned leader key", { key, outcome: result.kind }),
         (err) => {
           ctx.log.warn("could not remove poisoned leader key", { key, error: String(err) });

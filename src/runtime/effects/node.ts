@@ -69,8 +69,10 @@ function openSession(ctx: EffectContext): void {
  */
 async function leaveOffice(ctx: EffectContext, fence: FencingToken): Promise<void> {
   const session = ctx.scope().session;
-  if (fence.seat !== 1 || !session) {
-    await ctx.store.resign(fence);
+  // Without a session the lease is gone or going, and its keys with it.
+  if (!session) return;
+  if (fence.seat !== 1) {
+    await ctx.store.resign(fence, session.leaseId);
     return;
   }
   const backup = backupSeatOf(ctx.grouping.leaders$.value?.backup);
