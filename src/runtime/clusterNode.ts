@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Observable } from "rxjs";
 import { Subject } from "rxjs";
 import { type Actor, createActor, type InspectionEvent } from "xstate";
@@ -10,6 +11,8 @@ import {
   type NodeSettings,
 } from "../config/index.js";
 import {
+  type BackoffPolicy,
+  backoffDelay,
   ClusterStore,
   connectEtcd,
   type Etcd3,
@@ -67,6 +70,9 @@ export interface ClusterNodeOptions {
   /** Receives every transition, identity and leader action, for history checking. */
   history?: (record: HistoryRecord) => void;
 }
+
+/** Retries of a resignation whose outcome is unknown: soon at first, at most every two seconds. */
+const RESIGN_RETRY: BackoffPolicy = { initialMs: 100, maxMs: 2_000 };
 
 /** Long enough for a loaded etcd, short enough that an unanswered call is noticed well within a TTL. */
 const callTimeoutFor = (ttlSeconds: number) => Math.min(5_000, Math.max(1_000, (ttlSeconds * 1000) / 2));
@@ -291,13 +297,31 @@ export class ClusterNode {
     if (!fence || !leaseId || !this.started || this.stopping) return false;
     this.leadership.end("resigned", true);
     this.store.holdCampaigns(this.settings.leaseTtlSeconds * 1000);
-    const resigned = await this.store.resign(fence, leaseId);
+    const resigned = this.resignUntilSettled(fence, leaseId);
     await this.awaitStatus(
       (s) => s.fence?.token !== fence.token,
       { ...options, caller: "resign" },
       waitError(this.settings.nodeName, "the seat to be given up"),
     );
     return resigned;
+  }
+
+  /**
+   * The resignation, retried with jittered backoff until etcd says whether it applied: the term is
+   * already over, so a seat left held after one failed attempt would have nobody acting on it.
+   * Ends without deleting anything once the node stops or its session (and so its lease) changes.
+   */
+  private async resignUntilSettled(fence: FencingToken, leaseId: string): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.store.resign(fence, leaseId);
+      } catch (err) {
+        if (this.stopping || this.scope.session?.leaseId !== leaseId) return false;
+        const retryInMs = backoffDelay(attempt, RESIGN_RETRY);
+        this.log.warn("resignation not settled, retrying", { error: String(err), retryInMs });
+        await sleep(retryInMs);
+      }
+    }
   }
 
   /** The primary and backup of any grouping, live from etcd (see `watchLeaders`); ends when the node stops. */
