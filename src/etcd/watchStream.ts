@@ -9,6 +9,7 @@ import {
 } from "etcd3";
 import { type Observable, Subject } from "rxjs";
 import type { Logger } from "../logging.js";
+import { deadlineIn } from "./outcome.js";
 import { type BackoffPolicy, backoffDelay } from "./watchBackoff.js";
 
 /**
@@ -341,6 +342,7 @@ export class WatchStream {
     this.opening = true;
     void this.client
       .get(registration.key)
+      .options(deadlineIn(this.options.probeTimeoutMs))
       .exec()
       .catch(() => undefined)
       .finally(() => {
