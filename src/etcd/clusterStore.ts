@@ -7,7 +7,6 @@ import { decodeCounter, decodeFailoverAd, type NodeRecord } from "./codec.js";
 import { type FencedWrite, FencedWriter, type TxnOperation } from "./fencedWrite.js";
 import { FenceLostError, type FencingToken } from "./fencing.js";
 import { type BackupSeat, type HandoffResult, handOffPrimary } from "./handoff.js";
-import { claimFreeSlot, freeSlots, listSlots, searchWindow } from "./idClaims.js";
 import {
   type Backoff,
   backoffDelay,
@@ -33,7 +32,6 @@ export interface ClusterStoreOptions {
 
 const DEFAULT_STORE_CALL_TIMEOUT_MS = 3_000;
 const MAX_ALLOCATION_ROUNDS = 10_000;
-const MAX_COUNTER_RAISES = 20;
 const CONTENTION_BACKOFF: Backoff = { minMs: 0, baseMs: 10, maxMs: 250 };
 const FENCE_LEASES_REMEMBERED = 64;
 
@@ -100,14 +98,11 @@ export class ClusterStore {
   }
 
   /**
-   * Claims a free slot and registers its member key, without queueing on one key: the node lists
-   * the slots (keys only), picks one at random among the lowest free ones (`searchWindow`) and
-   * claims it by a create-only transaction on its member key (`claimFreeSlot`), so concurrent
-   * starters each win a different slot and only the few that pick the same one try again (with a
-   * wider window, after a jittered backoff), for as long as `stillWanted` says the session is
-   * current. `id_key` stays the high-water mark (every ID handed out is below it), raised with
-   * max semantics after the claim. A node never holds two IDs: an earlier claim under the same
-   * lease whose outcome was unknown is settled first.
+   * Takes the next fresh ID from `id_key` and registers the member key for it, in one transaction:
+   * the counter's mod revision must be unchanged and the member key absent. Concurrent callers
+   * each get a different ID; a caller that loses the race re-reads and tries the next one (after a
+   * jittered backoff), for as long as `stillWanted` says its session is current. A node never
+   * holds two IDs: an earlier claim under the same lease whose outcome was unknown is settled first.
    */
   async allocateFreshId(
     record: Omit<NodeRecord, "id">,
@@ -119,80 +114,15 @@ export class ClusterStore {
     for (let round = 0; round < MAX_ALLOCATION_ROUNDS; round++) {
       if (round > 0) await sleep(backoffDelay(round - 1, CONTENTION_BACKOFF));
       if (!stillWanted()) throw new Error("fresh-ID allocation abandoned: its session is over");
-      const listing = await listSlots(this.client, this.layout, this.callTimeoutMs);
-      const hw = this.counterValue(listing.counter);
-      const window = searchWindow(this.layout, hw, listing.members, round);
-      const span = this.layout.config.group_size * this.layout.config.reads;
-      const free = freeSlots(this.layout.capacity, listing.taken, window, span);
-      if (free.length === 0) return { kind: "full" };
-      const id = free[Math.floor(Math.random() * free.length)] as number;
-      if (await this.tryClaimFree(id, record, leaseId)) {
-        // In the background: the member key makes the ID this node's; the counter may follow.
-        void this.raiseCounter(id + 1, listing.counter);
-        return { kind: "allocated", id };
-      }
+      const counter = (await this.client.get(this.keys.idKey).options(this.callOptions()).exec()).kvs[0];
+      const text = counter?.value.toString();
+      const { allocated: next, problem } = decodeCounter(text, this.layout.capacity);
+      if (problem) throw new Error(`${this.keys.idKey}: value "${text?.slice(0, 64)}" is ${problem}`);
+      if (next >= this.layout.capacity) return { kind: "full" };
+      const id = await this.tryAllocate(counter, next, record, leaseId);
+      if (id !== undefined) return { kind: "allocated", id };
     }
-    throw new Error(`no free slot after ${MAX_ALLOCATION_ROUNDS} rounds of contention`);
-  }
-
-  private counterValue(counter: IKeyValue | undefined): number {
-    const text = counter?.value.toString();
-    const { allocated, problem } = decodeCounter(text, this.layout.capacity);
-    if (problem) throw new Error(`${this.keys.idKey}: value "${text?.slice(0, 64)}" is ${problem}`);
-    return allocated;
-  }
-
-  /** One create-only claim of a free slot; true when this lease holds it. A lost reply is settled by claiming again. */
-  private async tryClaimFree(id: number, record: Omit<NodeRecord, "id">, leaseId: string): Promise<boolean> {
-    const claim = (options: { deadline: Date }) =>
-      claimFreeSlot(this.client, this.layout, id, record, leaseId, options);
-    try {
-      return await claim(this.callOptions());
-    } catch (err) {
-      if (certainlyNotApplied(err)) throw err;
-      // The same create-only claim again: whichever copy applied first decides, and a copy arriving
-      // later finds the member key there (this lease's or the winner's) and fails.
-      const held = await this.settleIdClaim(leaseId, {
-        operation: `claim of free slot ${id}`,
-        attemptError: err,
-        settle: async (options) => ((await claim(options)) ? id : undefined),
-      });
-      return held === id;
-    }
-  }
-
-  /**
-   * Raises `id_key` to at least `atLeast` (max semantics: a compare on its mod revision, re-read
-   * when another node raised it first). Best effort: the member key is what makes the ID this
-   * node's; a counter left behind only delays the advertisement of that slot should it fail.
-   */
-  private async raiseCounter(atLeast: number, read: IKeyValue | undefined): Promise<void> {
-    let counter = read;
-    for (let attempt = 0; attempt < MAX_COUNTER_RAISES; attempt++) {
-      try {
-        if (decodeCounter(counter?.value.toString(), this.layout.capacity).allocated >= atLeast) return;
-        const txn = await this.counterUnchanged(counter)
-          .then(this.client.put(this.keys.idKey).value(String(atLeast)))
-          .else(this.client.get(this.keys.idKey))
-          .options(this.callOptions())
-          .commit();
-        if (txn.succeeded) return;
-        counter = txn.responses[0]?.response_range?.kvs[0];
-        // Another node raised it meanwhile: most often past this ID already, else try again later.
-        if (decodeCounter(counter?.value.toString(), this.layout.capacity).allocated >= atLeast) return;
-        await sleep(backoffDelay(attempt, CONTENTION_BACKOFF));
-      } catch (err) {
-        this.log.debug("could not raise the node ID counter", { error: String(err) });
-        await sleep(backoffDelay(attempt, CONTENTION_BACKOFF));
-        counter = (
-          await this.client
-            .get(this.keys.idKey)
-            .options(this.callOptions())
-            .exec()
-            .catch(() => undefined)
-        )?.kvs[0];
-      }
-    }
+    throw new Error(`no fresh ID after ${MAX_ALLOCATION_ROUNDS} rounds of contention on ${this.keys.idKey}`);
   }
 
   /** The counter unchanged since it was read as `counter` (or still absent). */
@@ -221,6 +151,61 @@ export class ClusterStore {
       const member = fenced.responses[0]?.response_range?.kvs[0];
       return !fenced.succeeded && heldBy(member, claim.leaseId) ? claim.id : undefined;
     };
+  }
+
+  /** One allocation attempt for ID `next`; the ID when this lease now holds it. */
+  private async tryAllocate(
+    counter: IKeyValue | undefined,
+    next: number,
+    record: Omit<NodeRecord, "id">,
+    leaseId: string,
+  ): Promise<number | undefined> {
+    const memberKey = this.keys.memberKey(this.layout.nodeGroup(next), next);
+    let txn: Awaited<ReturnType<ReturnType<Etcd3["if"]>["commit"]>>;
+    try {
+      txn = await this.counterUnchanged(counter)
+        .and(memberKey, "Create", "==", 0)
+        .then(
+          this.client.put(this.keys.idKey).value(String(next + 1)),
+          this.client
+            .put(memberKey)
+            .value(JSON.stringify({ ...record, id: next }))
+            .lease(leaseId),
+        )
+        .else(this.client.get(memberKey))
+        .options(this.callOptions())
+        .commit();
+    } catch (err) {
+      if (certainlyNotApplied(err)) throw err;
+      // A late copy of the attempt commits only while the counter is unchanged: settle by changing it.
+      return this.settleIdClaim(leaseId, {
+        operation: `allocation of ID ${next}`,
+        attemptError: err,
+        settle: this.settleByRewriting(
+          () => this.counterUnchanged(counter),
+          () => this.client.put(this.keys.idKey).value(counter ? counter.value : String(next)),
+          { id: next, memberKey, leaseId },
+        ),
+      });
+    }
+    if (txn.succeeded) return next;
+    const member = txn.responses[0]?.response_range?.kvs[0];
+    if (heldBy(member, leaseId)) return next;
+    if (member) await this.skipTakenSlot(counter, next);
+    return undefined;
+  }
+
+  /** The slot is held although the counter points at it (a hand-edited counter): move the counter past it. */
+  private async skipTakenSlot(counter: IKeyValue | undefined, next: number): Promise<void> {
+    try {
+      await this.counterUnchanged(counter)
+        .then(this.client.put(this.keys.idKey).value(String(next + 1)))
+        .options(this.callOptions())
+        .commit();
+    } catch (err) {
+      // Harmless either way: the next round reads the counter again.
+      this.log.debug("could not move the node ID counter past a taken slot", { error: String(err) });
+    }
   }
 
   /** Settles a claim whose reply was lost; remembers it (and throws OutcomeUnknownError) if etcd cannot say yet. */

@@ -276,8 +276,7 @@ class Replay {
   readonly revisionTimes = new Map<number, number>();
   private readonly state = new Map<string, Life>();
   private readonly openDeaths = new Map<number, Death>();
-  /** The last value of `id_key`, once it was seen. */
-  private counter: number | undefined;
+  private readonly everLived = new Set<number>();
   private readonly vacatedPrimaries = new Map<
     number,
     { revision: number; at: number; from?: number; life: Life }
@@ -432,19 +431,18 @@ class Replay {
     }
   }
 
-  /** A member key is only ever created, never rewritten while live; it names its own ID; one lease holds one member key. */
+  /** A member key keeps its lease while it lives, names its own ID, and one lease holds one member key. */
   private checkMembers(revision: number, kinds: Touched[]): void {
     let touched = false;
-    for (const { event, kind, prior, priorLease } of kinds) {
+    for (const { event, kind, prior } of kinds) {
       if (kind.kind !== "member") continue;
       touched = true;
       if (event.type !== "put") continue;
-      // Every claim of a slot is create-only: a put on a live member key is never a claim.
-      if (prior)
+      if (prior && prior.lease !== event.lease)
         this.fail(
           "ids",
           revision,
-          `member key of ID ${kind.id} (lease ${priorLease}) written again while live, under lease ${event.lease}`,
+          `member key of ID ${kind.id} moved from lease ${prior.lease} to ${event.lease} while live`,
         );
       if (idOf(event.value) !== kind.id)
         this.fail("ids", revision, `${event.key} holds ${JSON.stringify(event.value.slice(0, 80))}`);
@@ -462,13 +460,16 @@ class Replay {
   }
 
   /**
-   * A dead member's slot is advertised at most once per death, only while it has no member; a
-   * member key is created for an advertised slot only by the claim that deletes its advertisement
-   * in the same revision; every ID handed out is below the capacity; `id_key` (a high-water mark
-   * of the IDs handed out) never decreases.
+   * A dead member's slot is advertised at most once per death, only while it has no member; an ID
+   * lives again only by fresh allocation (first time) or by a claim that deletes its advertisement.
    */
   private checkSlots(revision: number, kinds: Touched[]): void {
-    this.checkCounterAndRange(revision, kinds);
+    const counterBumped = kinds.some(({ kind, event }) => kind.kind === "counter" && event.type === "put");
+    const adDeleted = new Set(
+      kinds.flatMap(({ kind, event }) =>
+        kind.kind === "failover" && event.type === "delete" ? [kind.id] : [],
+      ),
+    );
     const memberCreated = new Set(
       kinds.flatMap(({ kind, event, prior }) =>
         kind.kind === "member" && event.type === "put" && !prior ? [kind.id] : [],
@@ -487,15 +488,12 @@ class Replay {
         this.deaths.push(death);
         this.openDeaths.set(kind.id, death);
       } else if (kind.kind === "member" && event.type === "put" && !prior) {
-        // Still advertised after this revision: the advertisement was neither deleted with the claim
-        // nor gone before it.
-        if (this.state.has(this.layout.keys.failoverKey(kind.id)))
-          this.fail(
-            "slots",
-            revision,
-            `ID ${kind.id} taken while advertised, without claiming its advertisement`,
-          );
+        if (!this.everLived.has(kind.id) && !counterBumped)
+          this.fail("ids", revision, `ID ${kind.id} registered without a fresh allocation`);
+        if (this.everLived.has(kind.id) && !adDeleted.has(kind.id))
+          this.fail("slots", revision, `ID ${kind.id} reused without claiming its advertisement`);
         this.openDeaths.delete(kind.id);
+        this.everLived.add(kind.id);
       } else if (kind.kind === "failover" && event.type === "put") {
         const death = this.openDeaths.get(kind.id);
         if (this.liveMember(kind.id))
@@ -504,34 +502,6 @@ class Replay {
         else death.adPuts.push(revision);
       } else if (kind.kind === "failover" && event.type === "delete" && !memberCreated.has(kind.id)) {
         this.fail("slots", revision, `advertisement of slot ${kind.id} deleted without a claim`);
-      }
-    }
-  }
-
-  /** `id_key` never decreases and never passes the capacity; no member key names an ID at or past the capacity. */
-  private checkCounterAndRange(revision: number, kinds: Touched[]): void {
-    const { capacity, keys } = this.layout;
-    for (const { event, kind } of kinds) {
-      if (kind.kind === "counter") {
-        const value =
-          event.type === "put" && /^(0|[1-9]\d{0,9})$/.test(event.value) ? Number(event.value) : undefined;
-        if (value === undefined || value > capacity)
-          this.fail(
-            "ids",
-            revision,
-            `${event.key} ${event.type === "put" ? `set to ${JSON.stringify(event.value.slice(0, 40))}` : "deleted"}: not an ID count in 0..${capacity}`,
-          );
-        else if (this.counter !== undefined && value < this.counter)
-          this.fail("ids", revision, `${event.key} decreased from ${this.counter} to ${value}`);
-        if (value !== undefined) this.counter = Math.max(this.counter ?? 0, value);
-      } else if (
-        kind.kind === "other" &&
-        event.type === "put" &&
-        event.key.startsWith(keys.allMembersPrefix)
-      ) {
-        const id = Number(event.key.slice(event.key.lastIndexOf("/") + 1));
-        if (Number.isInteger(id) && id >= capacity)
-          this.fail("ids", revision, `${event.key}: ID ${id} handed out at or past the capacity ${capacity}`);
       }
     }
   }
