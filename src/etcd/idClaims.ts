@@ -21,8 +21,10 @@ type TxnResult = Awaited<ReturnType<ReturnType<Etcd3["if"]>["commit"]>>;
  *
  * A reply that is lost is settled by reading the member key: held under `leaseId` means
  * reclaimed; otherwise the outcome is unknown (OutcomeUnknownError) and the caller retries this
- * same reclaim, never another ID, until it is reclaimed or definitely taken, so that one lease
- * never ends up with two member keys.
+ * same reclaim, never another ID, until it is reclaimed or definitely taken. Even when taken, the
+ * unsettled request may still reach etcd later and write the member key under `leaseId` once the
+ * holder's key goes, so the caller takes no other ID under `leaseId` (it revokes it first): one
+ * lease never ends up with two member keys.
  */
 export async function reclaimId(
   client: Etcd3,

@@ -6,12 +6,15 @@ import { silentLogger } from "../../src/logging.js";
 import type { ClusterNode } from "../../src/runtime/clusterNode.js";
 import {
   type EtcdWithNodes,
+  NodeFactory,
   ONE_GROUPING,
   startEtcdWithNodes,
   stopEtcdWithNodes,
 } from "../support/clusterNodes.js";
+import { startEtcd } from "../support/etcdCluster.js";
 import { proxiedEtcdPerTest } from "../support/proxiedEtcd.js";
 import { recordingLogger } from "../support/recordingLogger.js";
+import { TcpProxy } from "../support/tcpProxy.js";
 import { waitUntil } from "../support/waitUntil.js";
 
 const LAYOUT = new ClusterLayout(ONE_GROUPING);
@@ -157,5 +160,62 @@ describe("sticky identity of a running node", () => {
     expect(after.id).not.toBe(0);
     const warning = logs.records.find((r) => r.message.startsWith("joined with a different node ID"));
     expect(warning).toMatchObject({ id: after.id, previousId: 0, takenBy: "newcomer" });
+  }, 90_000);
+});
+
+describe("sticky identity: a reclaim whose outcome is unknown", () => {
+  test("a late copy of it, once the slot is taken and freed again, writes no second member key", async () => {
+    const logs = recordingLogger();
+    const etcd = await startEtcd();
+    const client = etcd.client();
+    const proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
+    const factory = new NodeFactory({
+      endpoints: [proxy.endpoint],
+      config: ONE_GROUPING,
+      leaseTtlSeconds: 2,
+      logger: logs.logger,
+    });
+    try {
+      const [node] = await factory.startMany(1);
+      if (node?.status.id !== 0) throw new Error("one node, ID 0");
+      const member0 = KEYS.memberKey(0, 0);
+      // The node renews its session and reclaims ID 0; that request is held on the wire, and the
+      // node's next requests wait until the slot is taken by another lease.
+      proxy.setMode("hold-request", { match: member0, afterwards: "stall-upstream" });
+      await client.delete().key(member0);
+      await waitUntil("the reclaim held on the wire", () => proxy.mode !== "hold-request", 30_000);
+      const heldLease = node.status.leaseId;
+      if (heldLease === undefined) throw new Error("the reclaim runs under a session");
+      const otherLease = client.lease(60, { autoKeepAlive: false });
+      const other = String(await otherLease.grant());
+      await client
+        .put(member0)
+        .value(JSON.stringify({ id: 0, name: "newcomer", address: "127.0.0.1:2" }))
+        .lease(other);
+      proxy.setMode("pass");
+
+      const { id: newId } = await waitUntil(
+        "the node a member with another ID",
+        () => {
+          const { id, role } = node.status;
+          return id !== undefined && id !== 0 && role !== "bootstrapping" ? { id } : undefined;
+        },
+        30_000,
+      );
+      // The slot is freed before any primary re-advertises it, and the late copy arrives.
+      await otherLease.revoke();
+      await proxy.releaseHeldRequest();
+
+      const members = (await client.getAll().prefix(KEYS.allMembersPrefix).exec()).kvs;
+      const under = (lease: string | undefined) =>
+        members.filter((kv) => kv.lease === lease).map((kv) => kv.key.toString());
+      expect(under(node.status.leaseId)).toEqual([KEYS.memberKey(LAYOUT.nodeGroup(newId), newId)]);
+      expect(under(heldLease)).toEqual([]);
+      expect(logs.records.some((r) => r.message.includes("revoking the lease"))).toBe(true);
+    } finally {
+      await factory.stopAll();
+      await proxy.close();
+      await etcd.stop();
+    }
   }, 90_000);
 });

@@ -1,7 +1,8 @@
 import { filter, type Subscription } from "rxjs";
 import type { bootstrapIdMachine } from "../../../machines/bootstrapId.js";
 import { reclaimId } from "../../etcd/idClaims.js";
-import { backoffDelay } from "../../etcd/index.js";
+import { backoffDelay, OutcomeUnknownError } from "../../etcd/index.js";
+import type { SessionScope } from "../sessionScope.js";
 import { type EffectContext, nodeRecord } from "./context.js";
 
 type Actions = NonNullable<Parameters<(typeof bootstrapIdMachine)["provide"]>[0]["actions"]>;
@@ -43,6 +44,8 @@ export class StickyIdentity {
   private previous: number | undefined;
   /** An ID this node held before but found taken by another node; reported with the one it joins with. */
   private lost: { id: number; holder?: string } | undefined;
+  /** A lease under which a reclaim's outcome was unknown: its request may still reach etcd. */
+  private unsettledLease: string | undefined;
 
   get previousId(): number | undefined {
     return this.previous;
@@ -66,6 +69,18 @@ export class StickyIdentity {
     this.previous = undefined;
     this.lost = { id, holder };
   }
+
+  reclaimOutcomeUnknown(leaseId: string): void {
+    this.unsettledLease = leaseId;
+  }
+
+  /**
+   * True when a reclaim under `leaseId` may still land late: its compare passes as soon as the
+   * slot's member key is gone, so no other ID may be taken under this lease.
+   */
+  mayLandLate(leaseId: string): boolean {
+    return this.unsettledLease === leaseId;
+  }
 }
 
 /**
@@ -78,9 +93,10 @@ export function bootstrapIdEffects(
   sticky = new StickyIdentity(),
 ): Actions {
   /** The previous ID taken back, or undefined when there is none or another node holds it. */
-  const reclaimPrevious = async (leaseId: string): Promise<number | undefined> => {
+  const reclaimPrevious = async (scope: SessionScope): Promise<number | undefined> => {
     const previous = sticky.previousId;
     if (previous === undefined) return undefined;
+    const leaseId = scope.leaseId;
     const result = await reclaimId(
       ctx.etcd,
       ctx.layout,
@@ -88,10 +104,26 @@ export function bootstrapIdEffects(
       nodeRecord(ctx),
       leaseId,
       ctx.callTimeoutMs,
-    );
+    ).catch((err: unknown) => {
+      if (err instanceof OutcomeUnknownError) sticky.reclaimOutcomeUnknown(leaseId);
+      throw err;
+    });
     if (result.kind === "reclaimed") {
       ctx.log.info("took back the previous node ID", { id: previous, slot: result.via });
       return previous;
+    }
+    if (sticky.mayLandLate(leaseId)) {
+      // A late copy of the unsettled reclaim would write a second member key under this lease once
+      // the holder's key goes; under a revoked lease etcd refuses it ("requested lease not found").
+      ctx.log.warn(
+        "previous node ID is taken by another node, but an earlier reclaim of it under this lease may still reach etcd; revoking the lease to join with another ID under a new one",
+        { previousId: previous, takenBy: result.holder, lease: leaseId },
+      );
+      sticky.taken(previous, result.holder);
+      await scope.session?.revoke();
+      throw new Error(
+        `lease ${leaseId} revoked: a reclaim of node ID ${previous} under it may still reach etcd`,
+      );
     }
     ctx.log.warn("previous node ID is taken by another node; joining with another ID", {
       previousId: previous,
@@ -106,7 +138,7 @@ export function bootstrapIdEffects(
         "claimAdvertisedSlot",
         async (scope) => {
           const id =
-            (await reclaimPrevious(scope.leaseId)) ??
+            (await reclaimPrevious(scope)) ??
             (await ctx.store.claimAdvertisedSlot(nodeRecord(ctx), scope.leaseId));
           if (id === undefined) return { type: "NO_SLOT_CLAIMED" };
           sticky.held(ctx, id);
