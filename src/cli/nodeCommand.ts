@@ -1,16 +1,11 @@
 import { ClusterLayout, etcdConnectionOf, loadClusterConfig, resolveNodeSettings } from "../config/index.js";
 import { createLogger } from "../logging.js";
-import { assertEtcdReachable, createClusterNode, HistoryFileWriter } from "../runtime/index.js";
-import { attachLeaseWatchdog } from "../watchdog/index.js";
-import { checkInspectionFlags, type InspectionFlags, inspectionSinks } from "./inspectionSinks.js";
+import { assertEtcdReachable } from "../runtime/index.js";
+import { type CommandNodeFlags, createCommandNode } from "./commandNode.js";
+import { checkInspectionFlags } from "./inspectionSinks.js";
 import type { NodeSettingsFlags } from "./nodeOptions.js";
 
-export interface NodeCommandOptions extends NodeSettingsFlags, InspectionFlags {
-  logLevel?: string;
-  historyFile?: string;
-  /** `--no-watchdog` sets false: no watchdog process revoking the lease the moment this process dies. */
-  watchdog?: boolean;
-}
+export interface NodeCommandOptions extends NodeSettingsFlags, CommandNodeFlags {}
 
 /**
  * Runs one cluster node until SIGTERM or SIGINT, then stops it gracefully (resign, deregister,
@@ -24,21 +19,7 @@ export async function nodeCommand(options: NodeCommandOptions): Promise<number> 
   const logger = createLogger({ level: options.logLevel });
   await assertEtcdReachable(etcdConnectionOf(settings), undefined, layout.keys.idKey);
 
-  const inspection = inspectionSinks(options, settings.nodeName, logger);
-  const history = options.historyFile ? new HistoryFileWriter(options.historyFile) : undefined;
-  const node = createClusterNode({
-    cluster: layout,
-    settings,
-    logger,
-    inspect: inspection.inspect,
-    history: history?.record,
-  });
-  const watchdog =
-    options.watchdog === false
-      ? undefined
-      : attachLeaseWatchdog(node, etcdConnectionOf(settings), logger, {
-          logLevel: options.logLevel,
-        });
+  const { node, stop } = createCommandNode(options, settings, layout, logger);
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGTERM", () => resolve("SIGTERM"));
     process.once("SIGINT", () => resolve("SIGINT"));
@@ -51,10 +32,7 @@ export async function nodeCommand(options: NodeCommandOptions): Promise<number> 
   void node.start().catch(() => undefined);
   const signal = await signalled;
   logger.info("stopping node", { node: settings.nodeName, signal });
-  await node.stop();
-  await watchdog?.close();
-  inspection.close();
-  history?.close();
+  await stop();
   logger.info("node stopped", { node: settings.nodeName });
   return 0;
 }

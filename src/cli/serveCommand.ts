@@ -7,21 +7,17 @@ import {
   resolveNodeSettings,
 } from "../config/index.js";
 import { createLogger } from "../logging.js";
-import { assertEtcdReachable, createClusterNode, HistoryFileWriter } from "../runtime/index.js";
+import { assertEtcdReachable } from "../runtime/index.js";
 import { createServer, DEFAULT_HOST, listenHttp } from "../server/httpServer.js";
 import { KvStore } from "../server/kvStore.js";
 import type { ServerMetrics } from "../server/metrics.js";
-import { attachLeaseWatchdog } from "../watchdog/index.js";
-import { checkInspectionFlags, type InspectionFlags, inspectionSinks } from "./inspectionSinks.js";
+import { type CommandNodeFlags, createCommandNode } from "./commandNode.js";
+import { checkInspectionFlags } from "./inspectionSinks.js";
 import type { NodeSettingsFlags } from "./nodeOptions.js";
 
-export interface ServeCommandOptions extends NodeSettingsFlags, InspectionFlags {
+export interface ServeCommandOptions extends NodeSettingsFlags, CommandNodeFlags {
   port: string;
   host?: string;
-  logLevel?: string;
-  historyFile?: string;
-  /** `--no-watchdog` sets false: no watchdog process revoking the lease the moment this process dies. */
-  watchdog?: boolean;
 }
 
 function parsePort(text: string): number {
@@ -68,23 +64,7 @@ export async function serveCommand(options: ServeCommandOptions): Promise<number
     throw err;
   }
 
-  const inspection = inspectionSinks(options, settings.nodeName, logger);
-  const history = options.historyFile ? new HistoryFileWriter(options.historyFile) : undefined;
-  const node = createClusterNode({
-    cluster: layout,
-    settings,
-    logger,
-    inspect: inspection.inspect,
-    history: history?.record,
-  });
-  const watchdog =
-    options.watchdog === false
-      ? undefined
-      : attachLeaseWatchdog(node, etcdConnectionOf(settings), logger, { logLevel: options.logLevel });
-  const closeSinks = () => {
-    inspection.close();
-    history?.close();
-  };
+  const { node, stop } = createCommandNode(options, settings, layout, logger);
   let metrics: ServerMetrics;
   try {
     // Imported here so that only `serve` loads prom-client, an optional dependency.
@@ -94,9 +74,7 @@ export async function serveCommand(options: ServeCommandOptions): Promise<number
     });
   } catch (err) {
     await listener.close();
-    await node.stop();
-    await watchdog?.close();
-    closeSinks();
+    await stop();
     throw err;
   }
   const store = new KvStore(node, {
@@ -111,11 +89,9 @@ export async function serveCommand(options: ServeCommandOptions): Promise<number
   const signal = await signalled;
   logger.info("stopping server and node", { node: settings.nodeName, signal });
   await server.close();
-  await node.stop();
-  await watchdog?.close();
+  await stop();
   store.close();
   metrics.close();
-  closeSinks();
   logger.info("stopped", { node: settings.nodeName });
   return 0;
 }
