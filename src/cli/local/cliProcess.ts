@@ -48,28 +48,32 @@ export interface ProcessExit {
   signal: NodeJS.Signals | null;
 }
 
-export interface CliProcessOptions {
-  /** Working directory; the package root by default. */
+export interface SpawnOptions {
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   /** In a process group of its own, so that a Ctrl-C meant for the parent does not reach it. */
   detached?: boolean;
-  /** Called with every complete line of its stderr. */
+  /** Called with every complete line of its stderr (JSON lines are parsed). */
   onLine?: (line: LogLine, raw: string) => void;
 }
 
-/** A running `rdeebee-cluster` command; signals go to its pid, only while it runs. */
-export class CliProcess {
+export interface CliProcessOptions extends SpawnOptions {
+  /** Working directory; the package root by default. */
+  cwd?: string;
+}
+
+/** A child process, its stderr read as log lines; signals go to its own pid, only while it runs. */
+export class WatchedProcess {
   readonly child: ChildProcess;
   readonly exited: Promise<ProcessExit>;
   private exitStatus: ProcessExit | undefined;
   private failure: string | undefined;
   private partial = "";
 
-  constructor(args: readonly string[], options: CliProcessOptions = {}) {
-    this.child = spawn(process.execPath, [CLI_BIN, ...args], {
-      cwd: options.cwd ?? PACKAGE_ROOT,
-      env: options.env ?? cliEnv(),
+  constructor(command: string, args: readonly string[], options: SpawnOptions = {}) {
+    this.child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
       stdio: ["ignore", "ignore", "pipe"],
       detached: options.detached ?? false,
     });
@@ -112,9 +116,20 @@ export class CliProcess {
     return true;
   }
 
-  private read(chunk: string, onLine: CliProcessOptions["onLine"]): void {
+  private read(chunk: string, onLine: SpawnOptions["onLine"]): void {
     const lines = (this.partial + chunk).split("\n");
     this.partial = lines.pop() ?? "";
     for (const raw of lines) if (raw.trim() !== "") onLine?.(parseLogLine(raw), raw);
+  }
+}
+
+/** A running `rdeebee-cluster` command. */
+export class CliProcess extends WatchedProcess {
+  constructor(args: readonly string[], options: CliProcessOptions = {}) {
+    super(process.execPath, [CLI_BIN, ...args], {
+      ...options,
+      cwd: options.cwd ?? PACKAGE_ROOT,
+      env: options.env ?? cliEnv(),
+    });
   }
 }
