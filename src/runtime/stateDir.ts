@@ -1,5 +1,6 @@
 import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { isProcessAlive } from "../processLiveness.js";
 
 /** Another live process holds the state directory: two processes must never share one node ID. */
 export class StateDirLockedError extends Error {
@@ -14,16 +15,6 @@ export class StateDirLockedError extends Error {
 
 const LOCK_FILE = "lock";
 const ID_FILE = "node-id";
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the process exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /**
  * A node's state directory (`--state-dir`): the ID it held last, kept across restarts, under a
@@ -47,7 +38,7 @@ export class NodeStateDir {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
         const text = await readFile(lockFile, "utf8").catch(() => "");
         const pid = Number(text.trim());
-        if (Number.isInteger(pid) && pid > 0 && alive(pid)) throw new StateDirLockedError(dir, pid);
+        if (Number.isInteger(pid) && pid > 0 && isProcessAlive(pid)) throw new StateDirLockedError(dir, pid);
         await rm(lockFile, { force: true });
       }
     }

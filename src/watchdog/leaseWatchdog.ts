@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { distinctUntilChanged, map, type Observable, type Subscription } from "rxjs";
 import { type BackoffPolicy, backoffDelay } from "../etcd/index.js";
 import type { Logger } from "../logging.js";
-import { processStartTicks } from "./processLiveness.js";
+import { processStartTicks } from "../processLiveness.js";
 import {
   type EtcdConnection,
   type FromWatchdog,

@@ -16,7 +16,7 @@ import {
   revokeLease,
 } from "../etcd/index.js";
 import { createLogger, type Logger } from "../logging.js";
-import { isProcessAlive } from "./processLiveness.js";
+import { isProcessAlive } from "../processLiveness.js";
 import { etcdConnectionFrom, type FromWatchdog, isToWatchdog, type ToWatchdog } from "./protocol.js";
 
 type Configuration = Extract<ToWatchdog, { type: "configure" }>;

@@ -16,7 +16,7 @@ import { afterEach, beforeAll, expect, test } from "vitest";
 import { CliProcess, type LogLine } from "../../src/cli/local/cliProcess.js";
 import { ClusterLayout, loadClusterConfig } from "../../src/config/index.js";
 import { watchdogEntry } from "../../src/watchdog/index.js";
-import { isProcessAlive, processStartTicks } from "../../src/watchdog/processLiveness.js";
+import { isProcessAlive, processStartTicks } from "../../src/processLiveness.js";
 import { ensureBuilt, PACKAGE_ROOT } from "../support/cli.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { TcpProxy } from "../support/tcpProxy.js";

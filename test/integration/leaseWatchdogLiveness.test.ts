@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, expect, test } from "vitest";
-import { isProcessAlive, processStartTicks } from "../../src/watchdog/processLiveness.js";
+import { isProcessAlive, processStartTicks } from "../../src/processLiveness.js";
 import { waitUntil } from "../support/waitUntil.js";
 
 const started: number[] = [];

@@ -14,6 +14,7 @@ type Layer =
   | "config"
   | "logging"
   | "optional"
+  | "process"
   | "etcd"
   | "runtime"
   | "watchdog"
@@ -32,11 +33,12 @@ const MAY_IMPORT: Record<Layer, readonly Layer[]> = {
   config: ["config"],
   logging: ["logging"],
   optional: ["optional"],
+  process: ["process"],
   etcd: ["etcd", "config", "logging"],
-  runtime: ["runtime", "machines", "etcd", "config", "logging"],
-  watchdog: ["watchdog", "etcd", "config", "logging"],
+  runtime: ["runtime", "machines", "etcd", "config", "logging", "process"],
+  watchdog: ["watchdog", "etcd", "config", "logging", "process"],
   server: ["server", "runtime", "config", "logging", "optional"],
-  cli: ["cli", "server", "runtime", "watchdog", "config", "logging", "optional"],
+  cli: ["cli", "server", "runtime", "watchdog", "config", "logging", "optional", "process"],
   testing: ["testing", "runtime", "etcd", "config", "logging", "optional", "cli"],
   package: ["package", "machines", "config", "logging", "etcd", "runtime", "watchdog"],
 };
@@ -51,6 +53,7 @@ function layerOf(path: string): Layer | undefined {
   if (rel.startsWith("machines/")) return "machines";
   if (rel === "src/logging.ts") return "logging";
   if (rel === "src/optionalDependency.ts") return "optional";
+  if (rel === "src/processLiveness.ts") return "process";
   if (rel === "src/index.ts") return "package";
   const folder = /^src\/(config|etcd|runtime|watchdog|server|cli|testing)\//.exec(rel)?.[1];
   return folder as Layer | undefined;

@@ -1,5 +1,6 @@
 import { rmSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import { isProcessAlive } from "../../processLiveness.js";
 import type { ReaperMessage } from "./reaperLink.js";
 
 /**
@@ -17,15 +18,6 @@ const processes = { node: new Set<number>(), etcd: new Set<number>() };
 const directories: string[] = [];
 let done = false;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 function signal(pid: number, name: NodeJS.Signals): void {
   try {
     process.kill(pid, name);
@@ -38,9 +30,9 @@ async function stop(pids: readonly number[]): Promise<void> {
     signal(pid, "SIGCONT");
   }
   const deadline = Date.now() + GRACE_MS;
-  while (pids.some(alive) && Date.now() < deadline) await sleep(POLL_MS);
-  for (const pid of pids.filter(alive)) signal(pid, "SIGKILL");
-  while (pids.some(alive)) await sleep(POLL_MS);
+  while (pids.some((pid) => isProcessAlive(pid)) && Date.now() < deadline) await sleep(POLL_MS);
+  for (const pid of pids.filter((pid) => isProcessAlive(pid))) signal(pid, "SIGKILL");
+  while (pids.some((pid) => isProcessAlive(pid))) await sleep(POLL_MS);
 }
 
 async function reap(): Promise<void> {
