@@ -73,6 +73,12 @@ describe("README examples", () => {
     expect(blocks.length).toBeGreaterThanOrEqual(2);
   });
 
+  test("docs/testing-kit.md's complete test is the README's, verbatim (so running the README's runs it)", () => {
+    const kitBlocks = typescriptBlocks(readFileSync(join(REPO, "docs/testing-kit.md"), "utf8"));
+    expect(kitBlocks).toHaveLength(1);
+    expect(blocks.map((block) => block.code)).toContain(kitBlocks[0]?.code);
+  });
+
   test("every example type-checks against the built package", () => {
     // tsc names each error by file: exampleN.ts is the N-th block.
     const located = compilerOutput.replace(
