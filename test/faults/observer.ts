@@ -1,27 +1,12 @@
 import { closeSync, openSync, writeSync } from "node:fs";
 import type { Etcd3, IKeyValue, Watcher } from "etcd3";
+import type { ObservedEvent, ObservedKeyValue } from "../../src/testing/historyChecker.js";
 import { waitUntil } from "../support/waitUntil.js";
 
 /** Values longer than this are kept truncated; `size` keeps the real length. */
 const KEPT_VALUE_CHARS = 4096;
 
-export interface ObservedKeyValue {
-  value: string;
-  size: number;
-  createRevision: number;
-  modRevision: number;
-  lease: string;
-}
-
-/** One watch event of the whole key space, as the observer received it. */
-export interface ObservedEvent extends ObservedKeyValue {
-  revision: number;
-  type: "put" | "delete";
-  key: string;
-  prev?: ObservedKeyValue;
-  /** Wall-clock milliseconds when the observer received the event. */
-  receivedAt: number;
-}
+export type { ObservedEvent, ObservedKeyValue } from "../../src/testing/historyChecker.js";
 
 function keyValueOf(kv: IKeyValue): ObservedKeyValue {
   const value = kv.value.toString();
