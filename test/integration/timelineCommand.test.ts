@@ -160,12 +160,17 @@ describe("timeline of real node processes, one killed with -9", () => {
     const layout = new ClusterLayout(loadClusterConfig(CONFIG));
     const names = ["tl-1", "tl-2", "tl-3"];
     const byName = new Map<string, CliProcess>();
+    // Each node's role as its own log says.
+    const roles = new Map<string, unknown>();
     for (const name of names) {
-      const child = new CliProcess([
-        "node",
-        ...["--etcd", etcd.endpoints[0] ?? "", "--node", name, "--lease-ttl", "2", "--config", CONFIG],
-        ...["--inspect-file", join(dir, `${name}.jsonl`)],
-      ]);
+      const child = new CliProcess(
+        [
+          "node",
+          ...["--etcd", etcd.endpoints[0] ?? "", "--node", name, "--lease-ttl", "2", "--config", CONFIG],
+          ...["--inspect-file", join(dir, `${name}.jsonl`)],
+        ],
+        { onLine: (line) => line.message === "transition" && roles.set(name, line.role) },
+      );
       spawned.push(child);
       byName.set(name, child);
     }
@@ -175,8 +180,12 @@ describe("timeline of real node processes, one killed with -9", () => {
         const s = await readClusterStatus(client, layout);
         const g = s.groupings[0];
         const members = s.groups.flatMap((group) => group.members).length;
-        return g?.primary?.name && g.backup?.name && members === 3
-          ? { primary: g.primary.name, backup: g.backup.name }
+        const primary = g?.primary?.name;
+        const backup = g?.backup?.name;
+        if (!primary || !backup || members !== 3) return undefined;
+        // etcd shows a won seat before the node has taken the reply: wait for the nodes' own word.
+        return roles.get(primary) === "primary" && roles.get(backup) === "backup"
+          ? { primary, backup }
           : undefined;
       },
       60_000,
