@@ -1,4 +1,5 @@
 import type { Etcd3 } from "etcd3";
+import { filter, firstValueFrom } from "rxjs";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { ClusterStore, FenceLostError } from "../../src/etcd/index.js";
 import { silentLogger } from "../../src/logging.js";
@@ -71,6 +72,8 @@ describe("a stopping primary hands its office to the backup", () => {
     const oldFence = primary.status.fence;
     const oldLease = primary.status.leaseId;
     const backupLease = backup.status.leaseId;
+    // The primary hands off to the backup of its own view; one that has not seen the backup yet resigns.
+    await firstValueFrom(primary.leaders$.pipe(filter((l) => l?.backup?.lease === backupLease)));
 
     const before = Number((await client.get("probe").exec()).header.revision);
     const watch = await watchLeaderKeys(before + 1);
