@@ -115,6 +115,12 @@ export class NodeProcess {
     return new NodeProcess(options, proxies, args);
   }
 
+  /** Delivers the request one of its proxies held back (`hold-request`); fails when none held one. */
+  async releaseHeldRequest(): Promise<void> {
+    const released = await Promise.allSettled(this.proxies.map((p) => p.releaseHeldRequest()));
+    if (!released.some((r) => r.status === "fulfilled")) throw new Error(`${this.name}: no request was held`);
+  }
+
   get name(): string {
     return this.options.name;
   }

@@ -196,6 +196,12 @@ export class FaultCluster {
    * the active processes, each saying so in its log; every active process is a member once; no
    * slot is missing.
    */
+  /** The primary key's create revision now, or undefined when the seat is vacant. */
+  async primaryToken(): Promise<number | undefined> {
+    const kv = (await this.client.get(this.layout.keys.leaderKey(0, 1)).exec()).kvs[0];
+    return kv ? Number(kv.create_revision) : undefined;
+  }
+
   async settled(timeoutMs = SETTLE_TIMEOUT_MS): Promise<Settled> {
     let last = "";
     try {

@@ -2,7 +2,6 @@ import { afterEach, expect, inject, test } from "vitest";
 import type { ProxyMode } from "../support/tcpProxy.js";
 import { waitUntil } from "../support/waitUntil.js";
 import { FaultCluster, runScenario, TTL_MS } from "./faultCluster.js";
-import type { NodeProcess } from "./nodeProcess.js";
 
 let cluster: FaultCluster | undefined;
 
@@ -64,17 +63,6 @@ test("graceful stops of the primary whose handoff's reply is lost, then the link
   expect(report.violations).toEqual([]);
 });
 
-async function primaryToken(c: FaultCluster): Promise<number | undefined> {
-  const kv = (await c.client.get(c.layout.keys.leaderKey(0, 1)).exec()).kvs[0];
-  return kv ? Number(kv.create_revision) : undefined;
-}
-
-/** Delivers the request one of `node`'s proxies held back; fails when none held one. */
-async function releaseHeldRequest(node: NodeProcess): Promise<void> {
-  const released = await Promise.allSettled(node.proxies.map((p) => p.releaseHeldRequest()));
-  if (!released.some((r) => r.status === "fulfilled")) throw new Error(`${node.name}: no request was held`);
-}
-
 /*
  * The handoff is held on the wire and the stopping primary's link then goes dark: nothing it sends
  * reaches etcd, so its lease expires and the backup is promoted (a new token). The handoff,
@@ -91,7 +79,7 @@ test("a handoff held on the wire past the primary's lease expiry and released af
     async () => {
       for (let i = 0; i < 2; i++)
         await c.trial(async ({ primary, backup }) => {
-          const stoppedToken = await primaryToken(c);
+          const stoppedToken = await c.primaryToken();
           const id = (await c.status()).groups
             .flatMap((g) => g.members)
             .find((m) => m.name === primary.name)?.id;
@@ -101,7 +89,7 @@ test("a handoff held on the wire past the primary's lease expiry and released af
             await waitUntil(
               "the backup promoted under a new token",
               async () =>
-                backup.role === "primary" && ((await primaryToken(c)) ?? stoppedToken) !== stoppedToken,
+                backup.role === "primary" && ((await c.primaryToken()) ?? stoppedToken) !== stoppedToken,
               10 * TTL_MS,
             );
           });
@@ -110,10 +98,10 @@ test("a handoff held on the wire past the primary's lease expiry and released af
             async () => (await c.client.get(backupKey).exec()).kvs.length > 0,
             10 * TTL_MS,
           );
-          const successor = await primaryToken(c);
+          const successor = await c.primaryToken();
           const backupSeat = (await c.client.get(backupKey).exec()).kvs[0]?.create_revision;
-          await releaseHeldRequest(primary);
-          expect(await primaryToken(c)).toBe(successor);
+          await primary.releaseHeldRequest();
+          expect(await c.primaryToken()).toBe(successor);
           expect((await c.client.get(backupKey).exec()).kvs[0]?.create_revision).toBe(backupSeat);
           await waitUntil(
             `slot ${id} advertised`,

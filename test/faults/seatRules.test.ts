@@ -16,17 +16,6 @@ afterEach(async ({ task }) => {
 });
 
 /** The create revision of grouping 0's primary key as etcd has it now. */
-async function primaryToken(c: FaultCluster): Promise<number | undefined> {
-  const kv = (await c.client.get(c.layout.keys.leaderKey(0, 1)).exec()).kvs[0];
-  return kv ? Number(kv.create_revision) : undefined;
-}
-
-/** Delivers the request one of `node`'s proxies held back; fails when none held one. */
-async function releaseHeldRequest(node: NodeProcess): Promise<void> {
-  const released = await Promise.allSettled(node.proxies.map((p) => p.releaseHeldRequest()));
-  if (!released.some((r) => r.status === "fulfilled")) throw new Error(`${node.name}: no request was held`);
-}
-
 /*
  * The resignation of a primary that is stopping reaches etcd late, after its lease expired and the
  * backup took the seat: a copy of the request delayed in the network. (A primary paused past its
@@ -39,22 +28,22 @@ test("a deposed primary's resignation arriving late leaves its successor's key a
   const c = cluster;
   const primaryKey = c.layout.keys.leaderKey(0, 1);
   await c.trial(async ({ primary, backup }) => {
-    const deposedToken = await primaryToken(c);
+    const deposedToken = await c.primaryToken();
     await c.impair("primary's resignation held back, then stopped", primary, async () => {
       primary.setNetwork("hold-request", { match: primaryKey, afterwards: "pass" });
       expect(await primary.stop()).toEqual({ code: 0, signal: null });
       await waitUntil(
         "the backup to take the primary key",
         async () => {
-          const token = await primaryToken(c);
+          const token = await c.primaryToken();
           return token !== undefined && token !== deposedToken && backup.role === "primary";
         },
         10 * TTL_MS,
       );
     });
-    const successorToken = await primaryToken(c);
-    await releaseHeldRequest(primary);
-    expect(await primaryToken(c)).toBe(successorToken);
+    const successorToken = await c.primaryToken();
+    await primary.releaseHeldRequest();
+    expect(await c.primaryToken()).toBe(successorToken);
     await c.addNode();
   });
   const report = await c.finish();
