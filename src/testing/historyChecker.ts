@@ -434,15 +434,16 @@ class Replay {
   /** A member key keeps its lease while it lives, names its own ID, and one lease holds one member key. */
   private checkMembers(revision: number, kinds: Touched[]): void {
     let touched = false;
-    for (const { event, kind, prior } of kinds) {
+    for (const { event, kind, prior, priorLease } of kinds) {
       if (kind.kind !== "member") continue;
       touched = true;
       if (event.type !== "put") continue;
-      if (prior && prior.lease !== event.lease)
+      // `prior` is the key's life, already updated by this put: its lease before the put is `priorLease`.
+      if (prior && priorLease !== event.lease)
         this.fail(
           "ids",
           revision,
-          `member key of ID ${kind.id} moved from lease ${prior.lease} to ${event.lease} while live`,
+          `member key of ID ${kind.id} moved from lease ${priorLease} to ${event.lease} while live`,
         );
       if (idOf(event.value) !== kind.id)
         this.fail("ids", revision, `${event.key} holds ${JSON.stringify(event.value.slice(0, 80))}`);

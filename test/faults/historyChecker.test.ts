@@ -283,6 +283,15 @@ describe("history checker", () => {
     ]);
   });
 
+  test("a live member key put again under another lease (a second node taking a held ID)", () => {
+    const { log, histories } = cleanFailover();
+    log.txn({ put: member(1), value: node(1), lease: "13" });
+    const report = checkHistory({ layout: FAULT_LAYOUT, events: log.events, histories });
+    expect(report.violations.map((v) => v.message)).toContainEqual(
+      expect.stringContaining("member key of ID 1 moved from lease 11 to 13 while live"),
+    );
+  });
+
   test("a dead slot advertised twice, a slot reused without a claim, an expired slot never advertised", () => {
     const log = new EtcdLog();
     log.join(0, "10");
