@@ -391,10 +391,9 @@ describe("an etcd with authentication on", () => {
   });
 
   /**
-   * Known gap, in src/etcd/watchStream.ts: etcd checks the token a stream was opened with on every
-   * create, so once it expired (or etcd restarted) every new watch on that stream is refused with
-   * "invalid auth token", and prefixView re-lists and re-creates it on the same stream again. The
-   * stream must be reopened on such a refusal. This test turns green (and `.fails` must go) then.
+   * etcd checks the token a stream was opened with on every create, so once it expired every new
+   * watch on that stream is refused with "invalid auth token". `watchStream` reopens the stream on
+   * such a refusal, after a read that makes etcd3 log in again.
    */
   test("a watch created after the token expired, on the stream opened before, attaches", async () => {
     const client = started.client(connectEtcd(asUser(), { callTimeoutMs: 1_000 }));
