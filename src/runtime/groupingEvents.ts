@@ -18,6 +18,7 @@ import {
   type LeaderView,
   leadersOf,
   type MembersByGroup,
+  type MemberViewsByGroup,
 } from "./groupingViews.js";
 import type { NodeRole } from "./roles.js";
 import type { SessionScope } from "./sessionScope.js";
@@ -51,6 +52,13 @@ export function leadersChanged(leaders: LeadersSnapshot, scope: SessionScope): L
     primary: seatOf(leaders.primary, leaseId),
     backup: seatOf(leaders.backup, leaseId),
   };
+}
+
+/** The public view of the members: their records, as written in their keys. */
+function withoutLeases(members: MemberViewsByGroup): MembersByGroup {
+  return new Map(
+    [...members].map(([group, views]) => [group, views.map(({ lease: _, ...record }) => record)]),
+  );
 }
 
 /**
@@ -88,13 +96,19 @@ export class GroupingEvents {
     subscription.add(
       views.members$.subscribe({
         next: (members) => {
-          this.members$.next(members);
+          this.members$.next(withoutLeases(members));
           // The views are read after this node's member key was written, so its absence means the
-          // key was deleted under a live lease (an operator, a repair): the identity is gone.
-          if (!members.get(group)?.some((record) => record.id === id)) {
-            log.warn("own member key is gone; renewing the session", {
-              key: layout.keys.memberKey(group, id),
-            });
+          // key was deleted under a live lease (an operator, a repair): the identity is gone. The
+          // same ID under another lease is another node's key (deleted and at once re-created).
+          const own = members.get(group)?.find((member) => member.id === id);
+          if (!own || own.lease !== scope.session?.leaseId) {
+            const key = layout.keys.memberKey(group, id);
+            if (own)
+              log.warn("own member key is held under another lease; renewing the session", {
+                key,
+                lease: own.lease,
+              });
+            else log.warn("own member key is gone; renewing the session", { key });
             scope.send({ type: "SESSION_LOST" });
           }
         },

@@ -59,8 +59,16 @@ export function leadersOf(
   };
 }
 
+/** A member key's record and the lease it is bound to: one ID under another lease is another holder. */
+export interface MemberView extends NodeRecord {
+  lease: string;
+}
+
 /** Live members of each group of the grouping, by group, sorted by ID. */
 export type MembersByGroup = ReadonlyMap<number, readonly NodeRecord[]>;
+
+/** The same, with each member key's lease. */
+export type MemberViewsByGroup = ReadonlyMap<number, readonly MemberView[]>;
 
 /** The member records of one group's snapshot; keys or values that do not belong are logged and left out. */
 function membersOf(
@@ -68,15 +76,15 @@ function membersOf(
   layout: ClusterLayout,
   group: number,
   log: Logger,
-): NodeRecord[] {
-  const records: NodeRecord[] = [];
+): MemberView[] {
+  const records: MemberView[] = [];
   for (const entry of snapshot.entries.values()) {
     const member = decodeMember(layout, entry.key, entry.value);
     if (member.kind === "badValue")
       log.warn("ignoring bad member value", { key: entry.key, problem: member.problem });
     else if (member.kind === "badKey" || member.group !== group)
       log.warn("ignoring member key outside its group's slots", { key: entry.key });
-    else records.push(member.record);
+    else records.push({ ...member.record, lease: entry.lease });
   }
   return records.sort((a, b) => a.id - b.id);
 }
@@ -118,10 +126,10 @@ const sameIds = (a: readonly number[], b: readonly number[]) =>
  */
 export class GroupingViews {
   readonly leaders$: Observable<LeadersSnapshot>;
-  readonly members$: Observable<MembersByGroup>;
+  readonly members$: Observable<MemberViewsByGroup>;
   /** For the primary: failed, unadvertised slots of this grouping and of the orphans it adopts. */
   readonly missingSlots$: Observable<readonly number[]>;
-  private readonly groupViews = new Map<number, Observable<readonly NodeRecord[]>>();
+  private readonly groupViews = new Map<number, Observable<readonly MemberView[]>>();
 
   constructor(
     private readonly watch: (prefix: string) => Observable<PrefixSnapshot>,
@@ -181,14 +189,14 @@ export class GroupingViews {
     );
   }
 
-  private membersOfGroups(groups: readonly number[]): Observable<MembersByGroup> {
+  private membersOfGroups(groups: readonly number[]): Observable<MemberViewsByGroup> {
     if (groups.length === 0) return of(new Map());
     return combineLatest(groups.map((g) => this.groupView(g).pipe(map((r) => [g, r] as const)))).pipe(
       map((entries) => new Map(entries)),
     );
   }
 
-  private groupView(group: number): Observable<readonly NodeRecord[]> {
+  private groupView(group: number): Observable<readonly MemberView[]> {
     let view = this.groupViews.get(group);
     if (!view) {
       view = this.watch(this.layout.keys.membershipPrefix(group)).pipe(

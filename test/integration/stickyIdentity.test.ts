@@ -167,6 +167,23 @@ describe("sticky identity of a running node", () => {
     // Its reclaim's outcome was known: no late copy to fence off, so its lease was kept.
     expect(logs.records.some((r) => r.message.includes("revoking the lease"))).toBe(false);
   }, 90_000);
+
+  test("its member key re-created for its ID under another lease is not taken for its own: it renews", async () => {
+    const [node] = await env.factory.startMany(1);
+    const before = node?.status;
+    if (!node || before?.id !== 0) throw new Error("one node, ID 0");
+    // One write, so no view can see the key absent in between: the ID is another lease's now.
+    const other = String(await env.client.lease(60, { autoKeepAlive: false }).grant());
+    await env.client
+      .put(KEYS.memberKey(0, 0))
+      .value(JSON.stringify({ id: 0, name: "newcomer", address: "127.0.0.1:2" }))
+      .lease(other);
+    const after = await renewed(node, before.leaseId);
+    expect(after.id).not.toBe(0);
+    expect(logs.records.some((r) => r.message.startsWith("own member key is held under another lease"))).toBe(
+      true,
+    );
+  }, 90_000);
 });
 
 describe("sticky identity: a reclaim whose outcome is unknown", () => {
