@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3, IKeyValue } from "etcd3";
 import type { ClusterLayout, LeaderSeat } from "../config/index.js";
 import type { Logger } from "../logging.js";
-import { decodeCounter, decodeFailoverAd, type NodeRecord } from "./codec.js";
+import { decodeFailoverAd, ID_TICKET_VALUE, idHighWaterMark, type NodeRecord } from "./codec.js";
 import { type FencedWrite, FencedWriter, type TxnOperation } from "./fencedWrite.js";
 import { FenceLostError, type FencingToken } from "./fencing.js";
 import { type BackupSeat, type HandoffResult, handOffPrimary } from "./handoff.js";
@@ -19,6 +19,36 @@ import {
 
 export { FenceLostError, type FencingToken } from "./fencing.js";
 
+/**
+ * A fresh-ID claim whose reply was lost found its slot held by another node: the lease was revoked
+ * so that the claim can never land late. The node must join again under a new lease.
+ */
+export class ClaimAbandonedError extends Error {
+  override readonly name = "ClaimAbandonedError";
+  constructor(
+    readonly id: number,
+    readonly leaseId: string,
+  ) {
+    super(
+      `lease ${leaseId} revoked: a claim of node ID ${id} under it had an unknown outcome and the slot is now another node's`,
+    );
+  }
+}
+
+const isAbandoned = (err: unknown) => err instanceof ClaimAbandonedError;
+
+/** `id_key` as read at one revision, and the high-water mark it gives (`idHighWaterMark`). */
+export async function readIdHighWaterMark(
+  client: Etcd3,
+  layout: ClusterLayout,
+  timeoutMs: number,
+): Promise<{ revision: number; allocated: number; value?: string; problem?: string }> {
+  const res = await client.get(layout.keys.idKey).options(deadlineIn(timeoutMs)).exec();
+  const found = res.kvs[0];
+  const kv = found && { value: found.value.toString(), version: Number(found.version) };
+  return { revision: Number(res.header.revision), value: kv?.value, ...idHighWaterMark(kv, layout.capacity) };
+}
+
 export type FreshIdResult = { kind: "allocated"; id: number } | { kind: "full" };
 export type CampaignResult = { kind: "won"; token: number } | { kind: "lost" };
 
@@ -31,8 +61,9 @@ export interface ClusterStoreOptions {
 }
 
 const DEFAULT_STORE_CALL_TIMEOUT_MS = 3_000;
-const MAX_ALLOCATION_ROUNDS = 10_000;
-const CONTENTION_BACKOFF: Backoff = { minMs: 0, baseMs: 10, maxMs: 250 };
+const MAX_ALLOCATION_ROUNDS = 1_000_000;
+/** Between tickets: nobody contends for one; only a taken slot (advertised and claimed, a reset `id_key`) waits. */
+const TICKET_BACKOFF: Backoff = { minMs: 0, baseMs: 5, maxMs: 20 };
 const FENCE_LEASES_REMEMBERED = 64;
 
 /** Settles an ID claim (allocation or failover claim) whose outcome was unknown: the ID it holds, if any. */
@@ -98,11 +129,14 @@ export class ClusterStore {
   }
 
   /**
-   * Takes the next fresh ID from `id_key` and registers the member key for it, in one transaction:
-   * the counter's mod revision must be unchanged and the member key absent. Concurrent callers
-   * each get a different ID; a caller that loses the race re-reads and tries the next one (after a
-   * jittered backoff), for as long as `stillWanted` says its session is current. A node never
-   * holds two IDs: an earlier claim under the same lease whose outcome was unknown is settled first.
+   * Takes a fresh ID and registers the member key for it, in two transactions that nobody waits
+   * for: a ticket (an unconditional put on `id_key` returning the previous version, so every put
+   * gets a different one), then the claim of member slot `ticket`: *if* the member key is absent
+   * *then* write it under the lease and delete the slot's advertisement (a primary that saw the
+   * ticket's slot without a member may have advertised it meanwhile). A slot found taken (an
+   * advertisement claimed first, a reset `id_key`) costs a new ticket. A ticket at or beyond the
+   * capacity means full. A node never holds two IDs: an earlier claim under the same lease whose
+   * outcome was unknown is settled first, and one that may still land late revokes the lease.
    */
   async allocateFreshId(
     record: Omit<NodeRecord, "id">,
@@ -112,30 +146,114 @@ export class ClusterStore {
     const earlier = await this.settleEarlierIdClaim(leaseId);
     if (earlier !== undefined) return { kind: "allocated", id: earlier };
     for (let round = 0; round < MAX_ALLOCATION_ROUNDS; round++) {
-      if (round > 0) await sleep(backoffDelay(round - 1, CONTENTION_BACKOFF));
+      if (round > 0) await sleep(backoffDelay(round - 1, TICKET_BACKOFF));
       if (!stillWanted()) throw new Error("fresh-ID allocation abandoned: its session is over");
-      const counter = (await this.client.get(this.keys.idKey).options(this.callOptions()).exec()).kvs[0];
-      const text = counter?.value.toString();
-      const { allocated: next, problem } = decodeCounter(text, this.layout.capacity);
-      if (problem) throw new Error(`${this.keys.idKey}: value "${text?.slice(0, 64)}" is ${problem}`);
-      if (next >= this.layout.capacity) return { kind: "full" };
-      const id = await this.tryAllocate(counter, next, record, leaseId);
+      const ticket = await this.takeTicket();
+      if (ticket >= this.layout.capacity) return { kind: "full" };
+      const id = await this.claimTicket(ticket, record, leaseId);
       if (id !== undefined) return { kind: "allocated", id };
     }
-    throw new Error(`no fresh ID after ${MAX_ALLOCATION_ROUNDS} rounds of contention on ${this.keys.idKey}`);
-  }
-
-  /** The counter unchanged since it was read as `counter` (or still absent). */
-  private counterUnchanged(counter: IKeyValue | undefined) {
-    return counter
-      ? this.client.if(this.keys.idKey, "Mod", "==", counter.mod_revision)
-      : this.client.if(this.keys.idKey, "Create", "==", 0);
+    throw new Error(`no fresh ID after ${MAX_ALLOCATION_ROUNDS} tickets from ${this.keys.idKey}`);
   }
 
   /**
-   * Settles an ID claim whose reply was lost: rewrites the key the claim compared, so that a late
-   * copy of the claim can never commit, unless that key changed already; then the member key tells
-   * whether the claim won.
+   * One ticket: the high-water mark before an unconditional put on `id_key` (see
+   * `idHighWaterMark`). A put whose reply is lost is not settled: its ticket is burnt, a gap
+   * that the primaries advertise as a failed slot and a later node fills; the caller retries.
+   */
+  private async takeTicket(): Promise<number> {
+    const prev = await this.client
+      .put(this.keys.idKey)
+      .value(ID_TICKET_VALUE)
+      .options(this.callOptions())
+      .getPrevious();
+    const kv = prev.key ? { value: prev.value.toString(), version: Number(prev.version) } : undefined;
+    const { allocated, problem } = idHighWaterMark(kv, this.layout.capacity);
+    if (problem)
+      this.log.warn("ignoring bad node ID counter", { key: this.keys.idKey, value: kv?.value.slice(0, 64) });
+    return allocated;
+  }
+
+  /** Claims member slot `ticket`; its ID when this lease now holds it, undefined when another does. */
+  private async claimTicket(
+    ticket: number,
+    record: Omit<NodeRecord, "id">,
+    leaseId: string,
+  ): Promise<number | undefined> {
+    const claim = this.ticketClaim(ticket, record, leaseId);
+    let holder: string | undefined;
+    try {
+      holder = await claim(this.callOptions());
+    } catch (err) {
+      if (certainlyNotApplied(err)) throw err;
+      return this.settleIdClaim(leaseId, {
+        operation: `claim of ticket ${ticket}`,
+        attemptError: err,
+        settle: (options) => this.settleTicketClaim(ticket, claim, leaseId, options),
+      });
+    }
+    return holder === leaseId ? ticket : undefined;
+  }
+
+  /** The claim transaction of slot `id`; resolves to the lease that holds the slot after it. */
+  private ticketClaim(id: number, record: Omit<NodeRecord, "id">, leaseId: string) {
+    const memberKey = this.keys.memberKey(this.layout.nodeGroup(id), id);
+    const value = JSON.stringify({ ...record, id });
+    return async (options: { deadline: Date }): Promise<string | undefined> => {
+      const txn = await this.client
+        .if(memberKey, "Create", "==", 0)
+        .then(
+          this.client.put(memberKey).value(value).lease(leaseId),
+          this.client.delete().key(this.keys.failoverKey(id)),
+        )
+        .else(this.client.get(memberKey))
+        .options(options)
+        .commit();
+      return txn.succeeded ? leaseId : txn.responses[0]?.response_range?.kvs[0]?.lease;
+    };
+  }
+
+  /**
+   * Settles a ticket claim whose reply was lost. Its only compare is "member key absent", which no
+   * write of ours can make fail for good; so it is repeated on the same slot until etcd answers.
+   * Held under this lease: claimed. Held under another: a copy of the lost claim could still land
+   * once that key goes, giving the lease a second member key, so the lease is revoked (etcd then
+   * refuses the copy) and the node joins again under a new one.
+   */
+  private async settleTicketClaim(
+    ticket: number,
+    claim: (options: { deadline: Date }) => Promise<string | undefined>,
+    leaseId: string,
+    options: { deadline: Date },
+  ): Promise<number | undefined> {
+    if ((await claim(options)) === leaseId) return ticket;
+    this.log.warn(
+      "a claim whose reply was lost found its slot taken; revoking the lease so that it cannot land late",
+      {
+        id: ticket,
+        lease: leaseId,
+      },
+    );
+    await this.client.leaseClient.leaseRevoke({ ID: leaseId }, options);
+    throw new ClaimAbandonedError(ticket, leaseId);
+  }
+
+  /** The high-water mark of node IDs (`idHighWaterMark`), read from `id_key`. */
+  async allocatedCount(): Promise<number> {
+    const { allocated, problem, value } = await readIdHighWaterMark(
+      this.client,
+      this.layout,
+      this.callTimeoutMs,
+    );
+    if (problem)
+      this.log.warn("ignoring bad node ID counter", { key: this.keys.idKey, value: value?.slice(0, 64) });
+    return allocated;
+  }
+
+  /**
+   * Settles a failover claim whose reply was lost: rewrites the advertisement the claim compared,
+   * so that a late copy of the claim can never commit, unless it changed already; then the member
+   * key tells whether the claim won.
    */
   private settleByRewriting(
     unchanged: () => ReturnType<Etcd3["if"]>,
@@ -153,68 +271,17 @@ export class ClusterStore {
     };
   }
 
-  /** One allocation attempt for ID `next`; the ID when this lease now holds it. */
-  private async tryAllocate(
-    counter: IKeyValue | undefined,
-    next: number,
-    record: Omit<NodeRecord, "id">,
-    leaseId: string,
-  ): Promise<number | undefined> {
-    const memberKey = this.keys.memberKey(this.layout.nodeGroup(next), next);
-    let txn: Awaited<ReturnType<ReturnType<Etcd3["if"]>["commit"]>>;
-    try {
-      txn = await this.counterUnchanged(counter)
-        .and(memberKey, "Create", "==", 0)
-        .then(
-          this.client.put(this.keys.idKey).value(String(next + 1)),
-          this.client
-            .put(memberKey)
-            .value(JSON.stringify({ ...record, id: next }))
-            .lease(leaseId),
-        )
-        .else(this.client.get(memberKey))
-        .options(this.callOptions())
-        .commit();
-    } catch (err) {
-      if (certainlyNotApplied(err)) throw err;
-      // A late copy of the attempt commits only while the counter is unchanged: settle by changing it.
-      return this.settleIdClaim(leaseId, {
-        operation: `allocation of ID ${next}`,
-        attemptError: err,
-        settle: this.settleByRewriting(
-          () => this.counterUnchanged(counter),
-          () => this.client.put(this.keys.idKey).value(counter ? counter.value : String(next)),
-          { id: next, memberKey, leaseId },
-        ),
-      });
-    }
-    if (txn.succeeded) return next;
-    const member = txn.responses[0]?.response_range?.kvs[0];
-    if (heldBy(member, leaseId)) return next;
-    if (member) await this.skipTakenSlot(counter, next);
-    return undefined;
-  }
-
-  /** The slot is held although the counter points at it (a hand-edited counter): move the counter past it. */
-  private async skipTakenSlot(counter: IKeyValue | undefined, next: number): Promise<void> {
-    try {
-      await this.counterUnchanged(counter)
-        .then(this.client.put(this.keys.idKey).value(String(next + 1)))
-        .options(this.callOptions())
-        .commit();
-    } catch (err) {
-      // Harmless either way: the next round reads the counter again.
-      this.log.debug("could not move the node ID counter past a taken slot", { error: String(err) });
-    }
-  }
-
   /** Settles a claim whose reply was lost; remembers it (and throws OutcomeUnknownError) if etcd cannot say yet. */
   private async settleIdClaim(leaseId: string, claim: UnsettledIdClaim): Promise<number | undefined> {
     try {
-      const id = await retryWithin(this.callTimeoutMs, this.callTimeoutMs, claim.settle);
+      const id = await retryWithin(this.callTimeoutMs, this.callTimeoutMs, claim.settle, isAbandoned);
       this.unsettledIdClaims.delete(leaseId);
       return id;
     } catch (err) {
+      if (isAbandoned(err)) {
+        this.unsettledIdClaims.delete(leaseId);
+        throw err;
+      }
       this.unsettledIdClaims.set(leaseId, claim);
       throw new OutcomeUnknownError(claim.operation, claim.attemptError, err);
     }
@@ -223,15 +290,6 @@ export class ClusterStore {
   private async settleEarlierIdClaim(leaseId: string): Promise<number | undefined> {
     const earlier = this.unsettledIdClaims.get(leaseId);
     return earlier ? this.settleIdClaim(leaseId, earlier) : undefined;
-  }
-
-  /** The IDs handed out so far (every ID below the counter); 0 when the counter is absent or bad, so nothing is claimed. */
-  async allocatedCount(): Promise<number> {
-    const value = (await this.client.get(this.keys.idKey).options(this.callOptions()).string()) ?? undefined;
-    const { allocated, problem } = decodeCounter(value, this.layout.capacity);
-    if (problem)
-      this.log.warn("ignoring bad node ID counter", { key: this.keys.idKey, value: value?.slice(0, 64) });
-    return allocated;
   }
 
   /**

@@ -133,9 +133,9 @@ export function decodeFailoverAd(
 }
 
 /**
- * The decimal node-ID counter under `id_key`: how many IDs were handed out. Absent counts as 0; a
- * malformed value, or one beyond the capacity (not written by this runtime), counts as nothing
- * handed out, so no slot is taken for failed on its word, and comes with a problem to report.
+ * The decimal node-ID counter under `id_key`, as the runtime wrote it before tickets (and as an
+ * operator may still write it): how many IDs were handed out. Absent counts as 0; a malformed
+ * value, or one beyond the capacity, counts as nothing handed out and comes with a problem.
  */
 export function decodeCounter(
   value: string | undefined,
@@ -145,4 +145,30 @@ export function decodeCounter(
   const count = /^(0|[1-9]\d{0,8})$/.test(value) ? Number(value) : undefined;
   if (count !== undefined && count <= capacity) return { allocated: count };
   return { allocated: 0, problem: `not a node ID counter (0..${capacity})` };
+}
+
+/**
+ * What each ticket put writes under `id_key`. The ticket is the key's version, not its value;
+ * the value only says so to whoever reads the key.
+ */
+export const ID_TICKET_VALUE = "ticket counter: the next node ID is this key's version";
+
+/**
+ * The one rule for the node-ID high-water mark: every ID handed out is below it. Each fresh ID
+ * is a ticket, the `version` of `id_key` before the put that took it, so the version bounds them;
+ * a decimal value (a cluster upgraded in place from the compare-and-swap counter, whose version
+ * is at least its value, or an operator's floor) counts too, up to the capacity. Any other value
+ * is a problem to report, never a reason to stop: the version still holds. Absent: 0.
+ */
+export function idHighWaterMark(
+  kv: { value: string; version: number } | undefined,
+  capacity: number,
+): { allocated: number; problem?: string } {
+  if (!kv) return { allocated: 0 };
+  const version = Math.min(Math.max(0, kv.version), capacity);
+  if (kv.value === ID_TICKET_VALUE) return { allocated: version };
+  const legacy = decodeCounter(kv.value, capacity);
+  return legacy.problem
+    ? { allocated: version, problem: legacy.problem }
+    : { allocated: Math.max(version, legacy.allocated) };
 }

@@ -1,6 +1,6 @@
 import type { ClusterLayout, LeaderSeat } from "../config/index.js";
+import { readIdHighWaterMark } from "../etcd/clusterStore.js";
 import {
-  decodeCounter,
   decodeFailoverAd,
   decodeLeaderValue,
   decodeMember,
@@ -11,7 +11,6 @@ import {
   listPrefix,
   type NodeRecord,
   type PrefixSnapshot,
-  readKey,
 } from "../etcd/index.js";
 
 export type { LeaderKeyRemoval } from "../etcd/index.js";
@@ -45,8 +44,9 @@ export interface ClusterStatus {
   revision: number;
   dbname: string;
   /**
-   * The `id_key` high-water mark: every ID handed out is below it. Nodes started together spread
-   * over the slots, so not every ID below it was handed out.
+   * The node-ID high-water mark (`idHighWaterMark`: `id_key`'s version, the ticket count): every
+   * ID handed out is below it. A ticket whose reply was lost was never claimed, so not every ID
+   * below it was handed out.
    */
   allocated: number;
   groupings: { grouping: number; groups: readonly number[]; primary?: SeatStatus; backup?: SeatStatus }[];
@@ -113,7 +113,12 @@ export async function readClusterStatus(
 ): Promise<ClusterStatus> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
   const keys = layout.keys;
-  const { revision, value: counterText } = await readKey(client, keys.idKey, { timeoutMs });
+  const {
+    revision,
+    allocated,
+    value: counterText,
+    problem: counterProblem,
+  } = await readIdHighWaterMark(client, layout, timeoutMs);
   const list = (prefix: string) => listPrefix(client, prefix, { timeoutMs, revision });
   const [leaders, members, ads] = await Promise.all([
     list(keys.allLeadersPrefix),
@@ -121,7 +126,6 @@ export async function readClusterStatus(
     list(keys.failoverPrefix),
   ]);
   const problems: string[] = [];
-  const { allocated, problem: counterProblem } = decodeCounter(counterText, layout.capacity);
   if (counterProblem)
     problems.push(`${keys.idKey}: not a node ID counter: ${JSON.stringify(counterText?.slice(0, 40))}`);
 

@@ -1,8 +1,8 @@
 import { combineLatest, distinctUntilChanged, map, type Observable, of, shareReplay, switchMap } from "rxjs";
 import type { ClusterLayout } from "../config/index.js";
+import { idHighWaterMark } from "../etcd/codec.js";
 import {
   classifyKey,
-  decodeCounter,
   decodeFailoverAd,
   decodeLeaderValue,
   decodeMember,
@@ -115,6 +115,10 @@ export function adoptedOrphans(leaders: PrefixSnapshot, layout: ClusterLayout, g
   return adopted.sort((a, b) => a - b);
 }
 
+/** A key's version (puts since its creation): the view's entries carry it once `KeyEntry` has it; 0 until then. */
+const versionOf = (entry: object): number =>
+  "version" in entry && typeof entry.version === "number" ? entry.version : 0;
+
 const sameIds = (a: readonly number[], b: readonly number[]) =>
   a.length === b.length && a.every((id, i) => id === b[i]);
 
@@ -148,12 +152,14 @@ export class GroupingViews {
 
     const allocated$ = watch(keys.idKey).pipe(
       map((s) => {
-        const value = s.entries.get(keys.idKey)?.value;
-        const { allocated, problem } = decodeCounter(value, layout.capacity);
+        const entry = s.entries.get(keys.idKey);
+        const kv = entry && { value: entry.value, version: versionOf(entry) };
+        const { allocated, problem } = idHighWaterMark(kv, layout.capacity);
         if (problem)
-          log.warn("ignoring bad node ID counter", { key: keys.idKey, value: value?.slice(0, 64) });
+          log.warn("ignoring bad node ID counter", { key: keys.idKey, value: entry?.value.slice(0, 64) });
         return allocated;
       }),
+      distinctUntilChanged(),
     );
     const advertised$ = watch(keys.failoverPrefix).pipe(
       map((s) => new Set([...s.entries.values()].map((e) => decodeFailoverAd(layout, e.key, e.value)?.id))),

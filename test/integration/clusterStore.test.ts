@@ -1,6 +1,7 @@
 import { Etcd3, EtcdLeaseInvalidError } from "etcd3";
 import { describe, expect, test } from "vitest";
 import { ClusterLayout } from "../../src/config/index.js";
+import { ClaimAbandonedError } from "../../src/etcd/clusterStore.js";
 import {
   ClusterStore,
   type ConnectOptions,
@@ -63,17 +64,20 @@ describe("ClusterStore over a link that loses replies", () => {
 
   describe("allocateFreshId", () => {
     const firstMember = KEYS.memberKey(0, 0);
+    const memberOf = (id: number) => KEYS.memberKey(LAYOUT.nodeGroup(id), id);
+    /** `id_key`'s version: the tickets taken so far. */
+    const ticketsTaken = async () => Number((await kvOf(KEYS.idKey))?.version ?? 0);
 
-    test("a lost reply of the committed allocation still reports that ID; the node holds exactly one", async () => {
+    test("a lost reply of the committed claim still reports that ID; the node holds exactly one", async () => {
       const lease = await grantLease();
       env.proxy.setMode("drop-reply", { match: firstMember });
       expect(await store().allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 0 });
       expect(env.proxy.repliesDropped).toBe(1);
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
-      expect(await env.direct.get(KEYS.idKey).string()).toBe("1");
+      expect(await ticketsTaken()).toBe(1);
     });
 
-    test("a re-sent allocation whose compare fails on its own first attempt reports that ID", async () => {
+    test("a re-sent claim whose compare fails on its own first attempt reports that ID", async () => {
       const lease = await grantLease();
       env.proxy.setMode("drop-reply", { match: firstMember });
       expect(await storeOverRetryingClient().allocateFreshId(RECORD, lease)).toEqual({
@@ -84,12 +88,23 @@ describe("ClusterStore over a link that loses replies", () => {
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
     });
 
+    test("a lost reply of a ticket burns that ticket: the next one is claimed, one member key", async () => {
+      const lease = await grantLease();
+      env.proxy.setMode("drop-reply", { match: KEYS.idKey });
+      const ids = store();
+      await expect(ids.allocateFreshId(RECORD, lease)).rejects.toThrow();
+      expect(await ticketsTaken()).toBe(1);
+      expect(await ids.allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 1 });
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([memberOf(1)]);
+    });
+
     test("an outcome etcd could not tell is settled by the next call, which reports the same ID", async () => {
       const lease = await grantLease();
       const ids = store();
       await outcomeUnknownThenHealed(firstMember, () => ids.allocateFreshId(RECORD, lease));
       expect(await ids.allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 0 });
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
+      expect(await ticketsTaken()).toBe(1);
     });
 
     test("a claim after an allocation etcd could not tell reports the allocated ID, not another", async () => {
@@ -101,23 +116,60 @@ describe("ClusterStore over a link that loses replies", () => {
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
     });
 
-    test("an allocation under a lease that is gone fails at once and changes nothing", async () => {
+    test("an allocation under a lease that is gone fails at once and registers nothing", async () => {
       const lease = await grantLease();
       await env.direct.leaseClient.leaseRevoke({ ID: lease });
       await expect(store().allocateFreshId(RECORD, lease)).rejects.toBeInstanceOf(EtcdLeaseInvalidError);
-      expect(await env.direct.get(KEYS.idKey).string()).toBeNull();
+      expect((await env.direct.getAll().prefix(KEYS.allMembersPrefix).keys()).length).toBe(0);
     });
 
-    test("a late copy of an abandoned allocation never gives the node an ID", async () => {
+    test("a late copy of a claim settled by its repeat finds the slot already this lease's: one member key", async () => {
+      const lease = await grantLease();
+      env.proxy.setMode("hold-request", { match: firstMember });
+      expect(await store().allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 0 });
+      await env.proxy.releaseHeldRequest();
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
+    });
+
+    test("a claim of unknown outcome whose slot another node took meanwhile revokes the lease, so its late copy never lands", async () => {
       const lease = await grantLease();
       const ids = store();
-      env.proxy.setMode("hold-request", { match: firstMember });
-      let rounds = 0;
-      await expect(ids.allocateFreshId(RECORD, lease, () => rounds++ === 0)).rejects.toThrow(/abandoned/);
+      env.proxy.setMode("hold-request", { match: firstMember, afterwards: "blackhole" });
+      await expect(ids.allocateFreshId(RECORD, lease)).rejects.toBeInstanceOf(OutcomeUnknownError);
+      env.proxy.setMode("reset");
+      env.proxy.setMode("pass");
+      const other = await grantLease();
+      await env.direct
+        .put(firstMember)
+        .value(JSON.stringify({ ...RECORD, id: 0 }))
+        .lease(other);
+      await expect(ids.allocateFreshId(RECORD, lease)).rejects.toBeInstanceOf(ClaimAbandonedError);
+      // The other node leaves; the held copy of the first claim reaches etcd only now.
+      await env.direct.delete().key(firstMember);
       await env.proxy.releaseHeldRequest();
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([]);
-      expect(await ids.allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 0 });
-      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([firstMember]);
+      expect(Number((await env.direct.leaseClient.leaseTimeToLive({ ID: lease })).TTL)).toBe(-1);
+    });
+
+    test("tickets that meet live members (an id_key reset by hand) are skipped; the ID is still unique", async () => {
+      const others = await grantLease();
+      for (const id of [0, 1, 2])
+        await env.direct
+          .put(KEYS.memberKey(0, id))
+          .value(JSON.stringify({ ...RECORD, id }))
+          .lease(others);
+      await env.direct.delete().key(KEYS.idKey);
+      const lease = await grantLease();
+      expect(await store().allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 3 });
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([memberOf(3)]);
+      expect(await ticketsTaken()).toBe(4);
+    });
+
+    test("a ticket at the capacity means full; nothing is registered", async () => {
+      await env.direct.put(KEYS.idKey).value(String(LAYOUT.capacity));
+      const lease = await grantLease();
+      expect(await store().allocateFreshId(RECORD, lease)).toEqual({ kind: "full" });
+      expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([]);
     });
   });
 
