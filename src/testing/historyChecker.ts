@@ -645,6 +645,84 @@ function checkFencing(input: CheckInput, replay: Replay): Violation[] {
   return violations;
 }
 
+/** A leader key from one revision on: its create revision and lease, or absent. */
+interface LeaderKeyState {
+  revision: number;
+  held?: { createRevision: number; lease: string };
+}
+
+/** Each leader key's states in revision order, from the observer's events. */
+function leaderKeyTimelines(
+  layout: ClusterLayout,
+  events: readonly ObservedEvent[],
+): Map<string, LeaderKeyState[]> {
+  const timelines = new Map<string, LeaderKeyState[]>();
+  for (const event of [...events].sort((a, b) => a.revision - b.revision)) {
+    if (classifyKey(layout, event.key).kind !== "leader") continue;
+    const held =
+      event.type === "put" ? { createRevision: event.createRevision, lease: event.lease } : undefined;
+    const states = timelines.get(event.key);
+    if (states) states.push({ revision: event.revision, held });
+    else timelines.set(event.key, [{ revision: event.revision, held }]);
+  }
+  return timelines;
+}
+
+/** The key as a transaction committed at `revision` compared it: after every earlier revision. */
+function heldBefore(states: readonly LeaderKeyState[], revision: number): LeaderKeyState["held"] {
+  let [low, high] = [0, states.length];
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if ((states[middle]?.revision ?? 0) < revision) low = middle + 1;
+    else high = middle;
+  }
+  return states[low - 1]?.held;
+}
+
+/**
+ * An acknowledged write, advertisement or handoff committed while its leader key had the action's
+ * lease as well as its token. A graceful handoff keeps the primary key's create revision (the token)
+ * and moves it to the backup's lease, so the token alone cannot tell the old primary's late action
+ * from the new primary's. Only a key with the action's token is judged here: a token that does not
+ * match is `checkFencing`'s violation. (Campaigns and promotions create their key: `checkFencing`
+ * compares the lease it was created under.)
+ */
+function checkActionLeases(input: CheckInput): Violation[] {
+  const { layout } = input;
+  const timelines = leaderKeyTimelines(layout, input.events);
+  const violations: Violation[] = [];
+  for (const record of leaderRecords(input.histories)) {
+    if (record.outcome !== "ok" || record.token === undefined || record.lease === undefined) continue;
+    const key = layout.keys.leaderKey(record.grouping, record.slot);
+    const states = timelines.get(key) ?? [];
+    let revisions: number[];
+    if (record.action === "write" || record.action === "handoff")
+      revisions = record.revision === undefined ? [] : [record.revision];
+    else if (record.action === "advertise") {
+      const slot = Number(/slot (\d+)/.exec(record.detail ?? "")?.[1]);
+      revisions = input.events
+        .filter(
+          (e) =>
+            e.type === "put" && e.key === layout.keys.failoverKey(slot) && tokenOf(e.value) === record.token,
+        )
+        .map((e) => e.revision);
+    } else continue;
+    const underToken = revisions.flatMap((revision) => {
+      const held = heldBefore(states, revision);
+      return held?.createRevision === record.token ? [{ revision, lease: held.lease }] : [];
+    });
+    if (underToken.length === 0 || underToken.some(({ lease }) => lease === record.lease)) continue;
+    const [first] = underToken;
+    violations.push({
+      rule: "fencing",
+      node: record.node,
+      revision: first?.revision,
+      message: `${record.node} ${record.action}: committed at ${first?.revision} while ${key} (token ${record.token}) was bound to lease ${first?.lease}, not the node's lease ${record.lease}`,
+    });
+  }
+  return violations;
+}
+
 /**
  * Per node, grouping and seat, the tokens of acknowledged actions never decrease. (Per seat: a
  * backup handed the primary key takes that key's token, older than its own backup key's.)
@@ -1013,6 +1091,7 @@ export function checkHistory(input: CheckInput): CheckReport {
   const violations = [
     ...replay.violations,
     ...checkFencing(input, replay),
+    ...checkActionLeases(input),
     ...checkLeaderKeysWon(input, replay),
     ...checkTokenOrder(input.histories),
     ...checkDeadlines(input.histories),

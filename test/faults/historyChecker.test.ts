@@ -200,6 +200,61 @@ describe("history checker", () => {
     expect(handoff(false)).toEqual(["leaders"]);
   });
 
+  test("after a handoff the primary key keeps its token under the backup's lease: the old primary's acknowledged actions from then on are violations, the new primary's are not", () => {
+    const log = new EtcdLog();
+    log.join(0, "10");
+    log.join(1, "11");
+    log.join(2, "12");
+    const primary = log.txn({ put: PRIMARY, value: node(0), lease: "10" });
+    const backup = log.txn({ put: BACKUP, value: node(1), lease: "11" });
+    const before = log.txn({ put: "app/before", value: "v" });
+    log.txn({ del: member(2) });
+    const stopping = record("a", "10", {
+      kind: "transition",
+      from: "member",
+      to: "stopping",
+      role: "stopping",
+      id: 0,
+      event: "STOP",
+    });
+    const handedOff = log.txn({ put: PRIMARY, value: node(1), lease: "11" }, { del: BACKUP });
+    const newWrite = log.txn({ put: "app/new", value: "v" });
+    const oldWrite = log.txn({ put: "app/old", value: "v" });
+    const ad = (advertisedBy: number) =>
+      log.txn({
+        put: keys.failoverKey(2),
+        value: JSON.stringify({ id: 2, group: FAULT_LAYOUT.nodeGroup(2), advertisedBy, token: primary }),
+      });
+    const oldAd = ad(0);
+    const histories = [
+      leader("a", "10", { action: "campaign", slot: 1, token: primary, revision: primary }),
+      leader("b", "11", { action: "campaign", slot: 2, token: backup, revision: backup }),
+      leader("a", "10", { action: "write", slot: 1, token: primary, revision: before }),
+      stopping,
+      // The handoff compared the key as it was before its own revision: under the old primary's lease.
+      leader("a", "10", { action: "handoff", slot: 1, token: primary, revision: handedOff }),
+      leader("b", "11", { action: "write", slot: 1, token: primary, revision: newWrite }),
+    ];
+    expect(check({ events: log.events, histories }).violations).toEqual([]);
+
+    const late = [
+      leader("a", "10", { action: "write", slot: 1, token: primary, revision: oldWrite }),
+      leader("a", "10", { action: "advertise", slot: 1, token: primary, detail: "slot 2" }),
+      // A second handoff acknowledged where the key was no longer bound to the node's lease.
+      leader("a", "10", { action: "handoff", slot: 1, token: primary, revision: oldWrite }),
+    ];
+    expect(check({ events: log.events, histories: [...histories, ...late] }).violations).toEqual([
+      expect.objectContaining({
+        rule: "fencing",
+        node: "a",
+        revision: oldWrite,
+        message: `a write: committed at ${oldWrite} while ${PRIMARY} (token ${primary}) was bound to lease 11, not the node's lease 10`,
+      }),
+      expect.objectContaining({ rule: "fencing", node: "a", revision: oldAd }),
+      expect.objectContaining({ rule: "fencing", node: "a", revision: oldWrite }),
+    ]);
+  });
+
   test("a leader key put for a node that is not a live member under that lease", () => {
     const log = new EtcdLog();
     log.join(0, "10");
