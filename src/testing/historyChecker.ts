@@ -707,9 +707,10 @@ function checkActionLeases(input: CheckInput): Violation[] {
         )
         .map((e) => e.revision);
     } else continue;
+    const token = record.token;
     const underToken = revisions.flatMap((revision) => {
       const held = heldBefore(states, revision);
-      return held?.createRevision === record.token ? [{ revision, lease: held.lease }] : [];
+      return held !== undefined && held.createRevision === token ? [{ revision, lease: held.lease }] : [];
     });
     if (underToken.length === 0 || underToken.some(({ lease }) => lease === record.lease)) continue;
     const [first] = underToken;
