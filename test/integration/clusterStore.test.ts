@@ -165,6 +165,15 @@ describe("ClusterStore over a link that loses replies", () => {
       expect(await ticketsTaken()).toBe(4);
     });
 
+    test("a ticket's slot that a primary advertised before the claim is claimed with its advertisement", async () => {
+      await env.direct
+        .put(KEYS.failoverKey(0))
+        .value(JSON.stringify({ id: 0, group: 0, advertisedBy: 1, token: 7 }));
+      const lease = await grantLease();
+      expect(await store().allocateFreshId(RECORD, lease)).toEqual({ kind: "allocated", id: 0 });
+      expect(await kvOf(KEYS.failoverKey(0))).toBeUndefined();
+    });
+
     test("a ticket at the capacity means full; nothing is registered", async () => {
       await env.direct.put(KEYS.idKey).value(String(LAYOUT.capacity));
       const lease = await grantLease();
