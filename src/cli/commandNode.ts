@@ -1,7 +1,8 @@
 import type { ClusterLayout, NodeSettings } from "../config/index.js";
-import { etcdConnectionOf } from "../config/index.js";
+import { ConfigError, etcdConnectionOf, NODE_SETTINGS_ENV, NODE_SETTINGS_FLAGS } from "../config/index.js";
 import type { Logger } from "../logging.js";
 import { type ClusterNode, createClusterNode, HistoryFileWriter } from "../runtime/index.js";
+import { StateDirLockedError } from "../runtime/stateDir.js";
 import { attachLeaseWatchdog } from "../watchdog/index.js";
 import { type InspectionFlags, inspectionSinks } from "./inspectionSinks.js";
 
@@ -20,7 +21,9 @@ export interface CommandNode {
 
 /**
  * The node a command runs: with its inspection sinks, its history file and, unless turned off, the
- * lease watchdog that revokes its lease the moment this process dies.
+ * lease watchdog that revokes its lease the moment this process dies. A state directory another
+ * live process holds refuses the start here, before the watchdog, as a ConfigError naming the flag
+ * (exit 2); so does an ID file in it that holds no node ID.
  */
 export function createCommandNode(
   flags: CommandNodeFlags,
@@ -30,13 +33,22 @@ export function createCommandNode(
 ): CommandNode {
   const inspection = inspectionSinks(flags, settings.nodeName, logger);
   const history = flags.historyFile ? new HistoryFileWriter(flags.historyFile) : undefined;
-  const node = createClusterNode({
-    cluster: layout,
-    settings,
-    logger,
-    inspect: inspection.inspect,
-    history: history?.record,
-  });
+  let node: ClusterNode;
+  try {
+    node = createClusterNode({
+      cluster: layout,
+      settings,
+      logger,
+      inspect: inspection.inspect,
+      history: history?.record,
+    });
+  } catch (err) {
+    inspection.close();
+    history?.close();
+    if (err instanceof StateDirLockedError)
+      throw new ConfigError(`${NODE_SETTINGS_FLAGS.stateDir} (${NODE_SETTINGS_ENV.stateDir})`, [err.message]);
+    throw err;
+  }
   const watchdog =
     flags.watchdog === false
       ? undefined

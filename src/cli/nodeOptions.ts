@@ -41,7 +41,11 @@ export function withNodeSettingsFlags(command: Command): Command {
       `keepalive interval, below the TTL (env ${NODE_SETTINGS_ENV.refreshInterval})`,
     )
     .option("--node <name>", `node name (env ${NODE_SETTINGS_ENV.node})`)
-    .option("--address <host:port>", `address of the database server (env ${NODE_SETTINGS_ENV.address})`);
+    .option("--address <host:port>", `address of the database server (env ${NODE_SETTINGS_ENV.address})`)
+    .option(
+      "--state-dir <dir>",
+      `keep the node's ID here across restarts, locked to this process (env ${NODE_SETTINGS_ENV.stateDir})`,
+    );
 }
 
 export interface NodeSettingsFlags extends RawNodeSettings {

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { resolve } from "node:path";
 import { keepaliveIntervalProblem, leaseTtlProblem } from "./bounds.js";
 import { ConfigError } from "./errors.js";
 import { namespaceProblem } from "./keys.js";
@@ -43,6 +44,11 @@ export interface NodeSettings {
   nodeName: string;
   /** `host:port` of the database server that embeds this node. */
   address: string;
+  /**
+   * A directory (absolute path) where the node keeps the ID it held last, under a lock, so that a
+   * restarted node takes it back; absent means the ID is kept in memory only.
+   */
+  stateDir?: string;
 }
 
 /** The etcd connection of `settings`, whether it was resolved here or written as a literal. */
@@ -67,6 +73,7 @@ export interface RawNodeSettings extends RawEtcdSettings {
   refreshInterval?: string | undefined;
   node?: string | undefined;
   address?: string | undefined;
+  stateDir?: string | undefined;
 }
 
 /** The environment variables of the original server, by setting, and those of a production etcd. */
@@ -82,6 +89,7 @@ export const NODE_SETTINGS_ENV = {
   etcdUser: "ETCD_USER",
   etcdPasswordFile: "ETCD_PASSWORD_FILE",
   namespace: "NAMESPACE",
+  stateDir: "STATE_DIR",
 } as const satisfies Record<keyof RawNodeSettings, string>;
 
 /** The etcd user's password itself, never a flag (a flag shows in `ps`); a file is the alternative. */
@@ -99,6 +107,7 @@ export const NODE_SETTINGS_FLAGS = {
   etcdUser: "--etcd-user",
   etcdPasswordFile: "--etcd-password-file",
   namespace: "--namespace",
+  stateDir: "--state-dir",
 } as const satisfies Record<keyof RawNodeSettings, string>;
 
 export const DEFAULT_LEASE_TTL_SECONDS = 5;
@@ -170,6 +179,12 @@ function nodeNameProblem(name: string): string | undefined {
 
 function addressProblem(address: string): string | undefined {
   return parseHostPort(address) === undefined ? `must be host:port, got "${address}"` : undefined;
+}
+
+/** A state directory as given; it is created on start when missing. */
+function stateDirProblem(dir: string): string | undefined {
+  if (dir.trim() === "") return "must be a directory path, got an empty one";
+  return dir.includes("\0") ? "must not contain a NUL character" : undefined;
 }
 
 const defaultNodeName = () => `${hostname()}-${process.pid}`;
@@ -401,6 +416,11 @@ export function resolveNodeSettings(
   const badAddress = addressProblem(address);
   if (badAddress !== undefined) problems.push(`${addressSource?.from ?? "address"}: address ${badAddress}`);
 
+  const stateDirSource = pick("stateDir", flags, env);
+  const stateDirBad = stateDirSource === undefined ? undefined : stateDirProblem(stateDirSource.value);
+  if (stateDirSource !== undefined && stateDirBad !== undefined)
+    problems.push(`${stateDirSource.from}: state directory ${stateDirBad}`);
+
   if (problems.length > 0) throw new ConfigError("node settings", problems);
   return {
     leaseTtlSeconds,
@@ -410,6 +430,7 @@ export function resolveNodeSettings(
     namespace,
     nodeName,
     address,
+    ...(stateDirSource ? { stateDir: resolve(stateDirSource.value) } : {}),
   };
 }
 
@@ -429,6 +450,8 @@ export interface NodeSettingsOptions {
   address?: string;
   /** Prefix of every key of the cluster, "" or ending in "/"; default "". */
   namespace?: string;
+  /** Where the node keeps its ID across restarts, locked (created when missing); default none. */
+  stateDir?: string;
 }
 
 const shown = (value: unknown) => (typeof value === "string" ? `"${value}"` : String(value));
@@ -481,6 +504,14 @@ export function nodeSettings(options: NodeSettingsOptions = {}): NodeSettings {
   const namespace = options.namespace ?? "";
   const nsProblem = namespaceProblem(namespace);
   if (nsProblem !== undefined) problems.push(`namespace: ${nsProblem}`);
+  const { stateDir } = options;
+  const stateDirBad =
+    stateDir === undefined
+      ? undefined
+      : typeof stateDir === "string"
+        ? stateDirProblem(stateDir)
+        : "must be a string";
+  if (stateDirBad !== undefined) problems.push(`stateDir: ${stateDirBad}, got ${shown(stateDir)}`);
 
   if (problems.length > 0) throw new ConfigError("node settings", problems);
   return {
@@ -491,6 +522,7 @@ export function nodeSettings(options: NodeSettingsOptions = {}): NodeSettings {
     namespace,
     nodeName,
     address,
+    ...(stateDir !== undefined ? { stateDir: resolve(stateDir) } : {}),
   };
 }
 

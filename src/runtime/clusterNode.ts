@@ -38,6 +38,7 @@ import { watchLeaders } from "./leaderWatch.js";
 import { type NodeStatus, StatusProjection } from "./nodeStatus.js";
 import type { NodeRole } from "./roles.js";
 import { SessionScope, Timers } from "./sessionScope.js";
+import { NodeStateDir } from "./stateDir.js";
 import { ROOT_ACTOR_ID } from "./timeline.js";
 import {
   awaitStatus,
@@ -103,6 +104,8 @@ export class ClusterNode {
   private readonly projection: StatusProjection;
   private readonly grouping: GroupingEvents;
   private readonly timers = new Timers();
+  /** Held from construction to stop when `settings.stateDir` is set. */
+  private readonly stateDir: NodeStateDir | undefined;
   private readonly keepalives = new Subject<number>();
   private scope: SessionScope;
   private started = false;
@@ -110,10 +113,17 @@ export class ClusterNode {
   private sessionOpenedOnce = false;
   private lastSessionError: string | undefined;
 
+  /**
+   * With `settings.stateDir`, takes the directory's lock before anything touches etcd: throws
+   * `StateDirLockedError` when a live process holds it, a `ConfigError` naming the ID file when it
+   * does not hold a node ID. The lock is released by `stop()`.
+   */
   constructor(options: ClusterNodeOptions) {
     const { settings } = options;
     this.layout = layoutIn(settings.namespace, options.cluster);
     this.settings = settings;
+    const { stateDir, storedId } = lockStateDir(settings.stateDir);
+    this.stateDir = stateDir;
     this.log = (options.logger ?? createLogger()).child({ node: settings.nodeName });
     const callTimeoutMs = callTimeoutFor(settings.leaseTtlSeconds);
     this.callTimeoutMs = callTimeoutMs;
@@ -124,7 +134,14 @@ export class ClusterNode {
     const store = new ClusterStore(this.client, this.layout, this.log, { callTimeoutMs });
     this.store = new CampaignHoldStore(store, history, this.timers);
     const snapshot = () => this.actor.getSnapshot();
-    this.projection = new StatusProjection(settings.nodeName, this.layout, this.log, history, snapshot);
+    this.projection = new StatusProjection(
+      settings.nodeName,
+      this.layout,
+      this.log,
+      history,
+      snapshot,
+      storedId,
+    );
     // Views re-read their keys once per TTL and on every reconnect: a missed event delays a decision by a TTL at most.
     const resync = { resyncIntervalMs: settings.leaseTtlSeconds * 1000, callTimeoutMs };
     const watch = (prefix: string) => watchPrefix(this.client, prefix, this.log, resync);
@@ -369,6 +386,8 @@ export class ClusterNode {
     this.scope.end();
     session?.abandon();
     this.actor.stop();
+    // The state directory's lock is given up too: a crashed process's lock is stale by its pid,
+    // which an in-process crash cannot make so.
     this.shutdown();
   }
 
@@ -425,6 +444,7 @@ export class ClusterNode {
     this.timers.clear();
     this.grouping.stop();
     if (this.ownsClient) this.client.close();
+    this.stateDir?.release();
     this.projection.stopped();
   }
 
@@ -442,6 +462,18 @@ export class NotPrimaryError extends Error {
   override readonly name = "NotPrimaryError";
   constructor(readonly status: NodeStatus) {
     super(`node ${status.name} is not the primary with a valid lease (role: ${status.role})`);
+  }
+}
+
+/** The state directory locked and its stored ID read; the lock is given back when the ID file is bad. */
+function lockStateDir(dir: string | undefined): { stateDir?: NodeStateDir; storedId?: number } {
+  if (dir === undefined) return {};
+  const stateDir = NodeStateDir.lock(dir);
+  try {
+    return { stateDir, storedId: stateDir.idFile.read() };
+  } catch (err) {
+    stateDir.release();
+    throw err;
   }
 }
 

@@ -140,6 +140,7 @@ describe("sticky identity of a running node", () => {
     const after = await renewed(node, before.leaseId);
     expect(after.id).toBe(4);
     expect(after.group).toBe(before.group);
+    expect(after).toMatchObject({ previousId: 4, joinedVia: "reclaimed" });
     const members = (await env.client.getAll().prefix(KEYS.allMembersPrefix).exec()).kvs;
     expect(members.filter((kv) => kv.lease === after.leaseId).map((kv) => kv.key.toString())).toEqual([
       KEYS.memberKey(LAYOUT.nodeGroup(4), 4),
@@ -162,6 +163,9 @@ describe("sticky identity of a running node", () => {
       .lease(other);
     const after = await renewed(node, before.leaseId);
     expect(after.id).not.toBe(0);
+    // Its status says so too: the ID it held before, and that it did not take it back.
+    expect(after.previousId).toBe(0);
+    expect(after.joinedVia).not.toBe("reclaimed");
     const warning = logs.records.find((r) => r.message.startsWith("joined with a different node ID"));
     expect(warning).toMatchObject({ id: after.id, previousId: 0, takenBy: "newcomer" });
     // Its reclaim's outcome was known: no late copy to fence off, so its lease was kept.

@@ -1,8 +1,9 @@
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, test } from "vitest";
+import { ConfigError } from "../../src/config/index.js";
 import { NodeStateDir, StateDirLockedError } from "../../src/runtime/stateDir.js";
 
 let dir: string;
@@ -13,41 +14,59 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+const exited = (child: ReturnType<typeof spawn>) => new Promise((resolve) => child.on("exit", resolve));
+
 test("the ID kept survives a release and a new lock; none is there at first", async () => {
-  const first = await NodeStateDir.lock(dir);
-  expect(await first.readId()).toBeUndefined();
-  await first.writeId(17);
-  await first.release();
-  const second = await NodeStateDir.lock(dir);
-  expect(await second.readId()).toBe(17);
-  await second.release();
+  const first = NodeStateDir.lock(dir);
+  expect(first.idFile.read()).toBeUndefined();
+  await first.idFile.write(17);
+  first.release();
+  const second = NodeStateDir.lock(dir);
+  expect(second.idFile.read()).toBe(17);
+  second.release();
+  expect((await readdir(dir)).sort()).toEqual(["node-id"]);
 });
 
 test("a directory locked by a live process is refused, naming it and the pid; also within one process", async () => {
-  const held = await NodeStateDir.lock(dir);
-  await expect(NodeStateDir.lock(dir)).rejects.toBeInstanceOf(StateDirLockedError);
-  await held.release();
+  const held = NodeStateDir.lock(dir);
+  expect(() => NodeStateDir.lock(dir)).toThrow(StateDirLockedError);
+  held.release();
   const sleeper = spawn(process.execPath, ["-e", "setTimeout(() => {}, 60000)"], { stdio: "ignore" });
   try {
     await writeFile(join(dir, "lock"), `${sleeper.pid}\n`);
-    await expect(NodeStateDir.lock(dir)).rejects.toThrow(`locked by process ${sleeper.pid}`);
+    expect(() => NodeStateDir.lock(dir)).toThrow(`${dir} is locked by process ${sleeper.pid}`);
   } finally {
     sleeper.kill("SIGKILL");
+    await exited(sleeper);
   }
 });
 
 test("a lock left by a process that is gone is stale and taken over", async () => {
   const gone = spawn(process.execPath, ["-e", ""], { stdio: "ignore" });
-  await new Promise((resolve) => gone.on("exit", resolve));
+  await exited(gone);
   await writeFile(join(dir, "lock"), `${gone.pid}\n`);
-  const taken = await NodeStateDir.lock(dir);
-  expect((await readFile(join(dir, "lock"), "utf8")).trim()).toBe(String(process.pid));
-  await taken.release();
+  const taken = NodeStateDir.lock(dir);
+  expect((await readFile(join(dir, "lock"), "utf8")).split(" ")[0]?.trim()).toBe(String(process.pid));
+  taken.release();
 });
 
-test("a stored ID that is not a node ID is an error naming the file", async () => {
-  const state = await NodeStateDir.lock(dir);
+test("a lock naming a live pid that another process reused (its start time differs) is stale", async () => {
+  await writeFile(join(dir, "lock"), `${process.pid} 1\n`);
+  const taken = NodeStateDir.lock(dir);
+  taken.release();
+});
+
+test("release leaves a lock that is no longer this holder's", async () => {
+  const held = NodeStateDir.lock(dir);
+  await writeFile(join(dir, "lock"), "12345 6\n");
+  held.release();
+  expect(await readFile(join(dir, "lock"), "utf8")).toBe("12345 6\n");
+});
+
+test("a stored ID that is not a node ID is a ConfigError naming the file", async () => {
+  const state = NodeStateDir.lock(dir);
   await writeFile(join(dir, "node-id"), "seven\n");
-  await expect(state.readId()).rejects.toThrow(/node-id: not a node ID: "seven\\n"/);
-  await state.release();
+  expect(() => state.idFile.read()).toThrow(ConfigError);
+  expect(() => state.idFile.read()).toThrow(/node-id: not a node ID: "seven\\n"/);
+  state.release();
 });

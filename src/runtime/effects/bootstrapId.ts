@@ -3,6 +3,7 @@ import type { bootstrapIdMachine } from "../../../machines/bootstrapId.js";
 import { reclaimId } from "../../etcd/idClaims.js";
 import { backoffDelay, OutcomeUnknownError } from "../../etcd/index.js";
 import type { SessionScope } from "../sessionScope.js";
+import { NodeIdFile } from "../stateDir.js";
 import { type EffectContext, nodeRecord } from "./context.js";
 
 type Actions = NonNullable<Parameters<(typeof bootstrapIdMachine)["provide"]>[0]["actions"]>;
@@ -39,6 +40,8 @@ export class AdvertisedSlotWatch {
 /**
  * The ID a node held last, across its sessions: a node that lost its member key (its lease
  * expired in a pause or an etcd blip) takes that ID back first, so that it stays in its group.
+ * With a state directory (`idFile`) it starts from the ID stored there and stores each ID it
+ * holds, so the same holds across restarts.
  */
 export class StickyIdentity {
   private previous: number | undefined;
@@ -47,12 +50,27 @@ export class StickyIdentity {
   /** A lease under which a reclaim's outcome was unknown: its request may still reach etcd. */
   private unsettledLease: string | undefined;
 
+  constructor(private readonly idFile?: NodeIdFile) {
+    this.previous = idFile?.read();
+  }
+
+  /** Seeded from the node's state directory, when its settings name one. */
+  static of(ctx: EffectContext): StickyIdentity {
+    const dir = ctx.settings.stateDir;
+    return new StickyIdentity(dir === undefined ? undefined : new NodeIdFile(dir));
+  }
+
   get previousId(): number | undefined {
     return this.previous;
   }
 
-  /** The node holds `id` now; logs when it is not the one it held before. */
-  held(ctx: EffectContext, id: number): void {
+  /**
+   * The node holds `id` now: stored in the state directory before the node reports itself a
+   * member, so a restart right after `start()` resolved takes this ID back. A crash between the
+   * claim and the write only loses that (the next start tries the older ID, or none); a failed
+   * write is logged and the node runs on. Logs when the ID is not the one it held before.
+   */
+  async held(ctx: EffectContext, id: number): Promise<void> {
     if (this.lost && this.lost.id !== id)
       ctx.log.warn("joined with a different node ID: the previous one was taken by another node", {
         id,
@@ -63,6 +81,18 @@ export class StickyIdentity {
       });
     this.previous = id;
     this.lost = undefined;
+    await this.idFile?.write(id).catch((err: unknown) =>
+      ctx.log.error("could not store the node ID in the state directory; a restart may not keep it", {
+        id,
+        file: this.idFile?.file,
+        error: String(err),
+      }),
+    );
+  }
+
+  /** Forgets a previous ID this node cannot take back (outside the layout); the next ID it holds replaces it. */
+  forget(): void {
+    this.previous = undefined;
   }
 
   taken(id: number, holder: string | undefined): void {
@@ -90,12 +120,20 @@ export class StickyIdentity {
 export function bootstrapIdEffects(
   ctx: EffectContext,
   slotWatch: AdvertisedSlotWatch,
-  sticky = new StickyIdentity(),
+  sticky = StickyIdentity.of(ctx),
 ): Actions {
   /** The previous ID taken back, or undefined when there is none or another node holds it. */
   const reclaimPrevious = async (scope: SessionScope): Promise<number | undefined> => {
     const previous = sticky.previousId;
     if (previous === undefined) return undefined;
+    if (!ctx.layout.isNodeId(previous)) {
+      ctx.log.warn("previous node ID is outside this cluster's layout; joining with another ID", {
+        previousId: previous,
+        capacity: ctx.layout.capacity,
+      });
+      sticky.forget();
+      return undefined;
+    }
     const leaseId = scope.leaseId;
     const result = await reclaimId(
       ctx.etcd,
@@ -141,7 +179,7 @@ export function bootstrapIdEffects(
             (await reclaimPrevious(scope)) ??
             (await ctx.store.claimAdvertisedSlot(nodeRecord(ctx), scope.leaseId));
           if (id === undefined) return { type: "NO_SLOT_CLAIMED" };
-          sticky.held(ctx, id);
+          await sticky.held(ctx, id);
           return { type: "SLOT_CLAIMED", id };
         },
         (error) => ({ type: "ETCD_FAILED", error }),
@@ -156,7 +194,7 @@ export function bootstrapIdEffects(
             () => scope.isCurrent,
           );
           if (result.kind === "full") return { type: "CLUSTER_FULL" };
-          sticky.held(ctx, result.id);
+          await sticky.held(ctx, result.id);
           return { type: "ID_ALLOCATED", id: result.id };
         },
         (error) => ({ type: "ETCD_FAILED", error }),

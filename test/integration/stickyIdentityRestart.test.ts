@@ -1,0 +1,138 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
+import { ClusterLayout, ConfigError } from "../../src/config/index.js";
+import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
+import { StateDirLockedError } from "../../src/runtime/stateDir.js";
+import { TestProcess } from "../../src/testing/testProcess.js";
+import { CLI_BIN, cliEnv, ensureBuilt, runCli } from "../support/cli.js";
+import {
+  type EtcdWithNodes,
+  ONE_GROUPING,
+  startEtcdWithNodes,
+  stopEtcdWithNodes,
+} from "../support/clusterNodes.js";
+import { recordingLogger } from "../support/recordingLogger.js";
+import { waitUntil } from "../support/waitUntil.js";
+
+const LAYOUT = new ClusterLayout(ONE_GROUPING);
+
+describe("a node with a state directory", () => {
+  let env: EtcdWithNodes;
+  let dir: string;
+  const logs = recordingLogger();
+  beforeEach(async () => {
+    logs.records.length = 0;
+    dir = await mkdtemp(join(tmpdir(), "sticky-restart-"));
+    env = await startEtcdWithNodes({ config: ONE_GROUPING, leaseTtlSeconds: 2, logger: logs.logger });
+  });
+  afterEach(async () => {
+    await stopEtcdWithNodes(env);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A node of the factory's etcd keeping its ID in `dir`, stopped with the others at the end. */
+  const withStateDir = (name: string): ClusterNode => {
+    const node = createClusterNode({
+      cluster: LAYOUT,
+      settings: { ...env.factory.settings(name), stateDir: dir },
+      logger: logs.logger,
+    });
+    env.factory.nodes.push(node);
+    return node;
+  };
+
+  test("keeps its ID across a restart, written before start() resolves; the lock is held until stop", async () => {
+    await env.factory.startMany(2);
+    const first = withStateDir("kept");
+    const joined = await first.start();
+    expect(joined).toMatchObject({ id: 2, joinedVia: "fresh" });
+    expect(joined.previousId).toBeUndefined();
+    expect(await readFile(join(dir, "node-id"), "utf8")).toBe("2\n");
+
+    expect(() => withStateDir("second")).toThrow(StateDirLockedError);
+    expect(() => withStateDir("second")).toThrow(`${dir} is locked by process ${process.pid}`);
+
+    // Slot 0 freed below it: a node that did not remember its ID would claim it (advertised) or a fresh one.
+    await env.factory.nodes.find((n) => n.status.id === 0)?.stop();
+    await first.stop();
+    expect(await readdir(dir)).toEqual(["node-id"]);
+
+    const restarted = await withStateDir("kept").start();
+    expect(restarted).toMatchObject({
+      id: 2,
+      group: LAYOUT.nodeGroup(2),
+      previousId: 2,
+      joinedVia: "reclaimed",
+    });
+    expect(logs.records.some((r) => r.message === "took back the previous node ID" && r.id === 2)).toBe(true);
+  }, 90_000);
+
+  test("an ID file that holds no node ID refuses the node, naming the file, and leaves no lock", async () => {
+    await writeFile(join(dir, "node-id"), "x1\n");
+    expect(() => withStateDir("garbled")).toThrow(ConfigError);
+    expect(() => withStateDir("garbled")).toThrow(`${join(dir, "node-id")}: not a node ID`);
+    expect(await readdir(dir)).toEqual(["node-id"]);
+  });
+
+  test("a stored ID outside the layout is not reclaimed: the node joins with another and says so", async () => {
+    await writeFile(join(dir, "node-id"), `${LAYOUT.capacity + 990}\n`);
+    const status = await withStateDir("moved").start({ timeoutMs: 30_000 });
+    expect(status).toMatchObject({ id: 0, previousId: LAYOUT.capacity + 990, joinedVia: "fresh" });
+    expect(logs.records.some((r) => r.message.startsWith("previous node ID is outside"))).toBe(true);
+    expect(await readFile(join(dir, "node-id"), "utf8")).toBe("0\n");
+  }, 60_000);
+});
+
+describe("rdeebee-cluster node --state-dir", () => {
+  let env: EtcdWithNodes;
+  let dir: string;
+  const spawned: TestProcess[] = [];
+  beforeAll(ensureBuilt);
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "sticky-cli-"));
+    env = await startEtcdWithNodes({ config: ONE_GROUPING });
+  });
+  afterEach(async () => {
+    await Promise.all(spawned.splice(0).map((child) => child.stop()));
+    await stopEtcdWithNodes(env);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const nodeArgs = (name: string) => [
+    "node",
+    "--etcd",
+    env.etcd.endpoints.join(","),
+    "--node",
+    name,
+    "--lease-ttl",
+    "2",
+    "--state-dir",
+    dir,
+  ];
+
+  test("a second process on a locked directory exits 2 naming the directory and the holder's pid", async () => {
+    const holder = new TestProcess(process.execPath, [CLI_BIN, ...nodeArgs("holder"), "--no-watchdog"], {
+      env: cliEnv(),
+    });
+    spawned.push(holder);
+    await waitUntil(
+      "the first node a member",
+      () => holder.lines.some((l) => l.message === "transition" && String(l.to).startsWith("member")),
+      30_000,
+    );
+    const refused = runCli(nodeArgs("intruder"));
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toContain(`--state-dir (STATE_DIR): state directory ${dir} is locked by process`);
+    expect(refused.stderr).toContain(String(holder.pid));
+    expect(await readFile(join(dir, "node-id"), "utf8")).toBe("0\n");
+  }, 60_000);
+
+  test("an ID file that holds no node ID exits 2 naming the file", async () => {
+    await writeFile(join(dir, "node-id"), "{}");
+    const refused = runCli(nodeArgs("garbled"));
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toContain(`${join(dir, "node-id")}: not a node ID`);
+  }, 60_000);
+});
