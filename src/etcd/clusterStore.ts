@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3, IKeyValue } from "etcd3";
 import type { ClusterLayout, LeaderSeat } from "../config/index.js";
 import type { Logger } from "../logging.js";
-import { decodeFailoverAd, ID_TICKET_VALUE, idHighWaterMark, type NodeRecord } from "./codec.js";
+import { decodeFailoverAd, idHighWaterMark, type NodeRecord } from "./codec.js";
 import { type FencedWrite, FencedWriter, type TxnOperation } from "./fencedWrite.js";
 import { FenceLostError, type FencingToken } from "./fencing.js";
 import { type BackupSeat, type HandoffResult, handOffPrimary } from "./handoff.js";
@@ -44,10 +44,14 @@ export async function readIdHighWaterMark(
   timeoutMs: number,
 ): Promise<{ revision: number; allocated: number; value?: string; problem?: string }> {
   const res = await client.get(layout.keys.idKey).options(deadlineIn(timeoutMs)).exec();
-  const found = res.kvs[0];
-  const kv = found && { value: found.value.toString(), version: Number(found.version) };
+  const kv = res.kvs[0] && idKeyValue(res.kvs[0]);
   return { revision: Number(res.header.revision), value: kv?.value, ...idHighWaterMark(kv, layout.capacity) };
 }
+
+const idKeyValue = (kv: { value: Buffer; version: string }) => ({
+  value: kv.value.toString(),
+  version: Number(kv.version),
+});
 
 export type FreshIdResult = { kind: "allocated"; id: number } | { kind: "full" };
 export type CampaignResult = { kind: "won"; token: number } | { kind: "lost" };
@@ -129,9 +133,9 @@ export class ClusterStore {
   }
 
   /**
-   * Takes a fresh ID and registers the member key for it, in two transactions that nobody waits
-   * for: a ticket (an unconditional put on `id_key` returning the previous version, so every put
-   * gets a different one), then the claim of member slot `ticket`: *if* the member key is absent
+   * Takes a fresh ID and registers the member key for it, in two writes that nobody waits for (no
+   * compare on a shared key, so no retry round): a ticket (an unconditional put on `id_key`
+   * returning the previous version, so every put gets a different one), then the claim of member slot `ticket`: *if* the member key is absent
    * *then* write it under the lease and delete the slot's advertisement (a primary that saw the
    * ticket's slot without a member may have advertised it meanwhile). A slot found taken (an
    * advertisement claimed first, a reset `id_key`) costs a new ticket. A ticket at or beyond the
@@ -157,17 +161,29 @@ export class ClusterStore {
   }
 
   /**
-   * One ticket: the high-water mark before an unconditional put on `id_key` (see
-   * `idHighWaterMark`). A put whose reply is lost is not settled: its ticket is burnt, a gap
-   * that the primaries advertise as a failed slot and a later node fills; the caller retries.
+   * One ticket: the high-water mark just before an unconditional put on `id_key` (see
+   * `idHighWaterMark`), which writes the mark read before it plus one, a lower bound, so that a
+   * reader of the value alone sees a count that is exact when nobody raced. A put whose reply is
+   * lost is not settled: its ticket is burnt, a gap that the primaries advertise as a failed slot
+   * and a later node fills; the caller retries.
    */
   private async takeTicket(): Promise<number> {
+    const seen = await this.readIdKey(this.callOptions());
+    const next = Math.min(this.highWaterMark(seen) + 1, this.layout.capacity);
     const prev = await this.client
       .put(this.keys.idKey)
-      .value(ID_TICKET_VALUE)
+      .value(String(next))
       .options(this.callOptions())
       .getPrevious();
-    const kv = prev.key ? { value: prev.value.toString(), version: Number(prev.version) } : undefined;
+    return this.highWaterMark(prev.key ? idKeyValue(prev) : undefined);
+  }
+
+  private async readIdKey(options: { deadline: Date }) {
+    const found = (await this.client.get(this.keys.idKey).options(options).exec()).kvs[0];
+    return found && idKeyValue(found);
+  }
+
+  private highWaterMark(kv: { value: string; version: number } | undefined): number {
     const { allocated, problem } = idHighWaterMark(kv, this.layout.capacity);
     if (problem)
       this.log.warn("ignoring bad node ID counter", { key: this.keys.idKey, value: kv?.value.slice(0, 64) });

@@ -148,17 +148,12 @@ export function decodeCounter(
 }
 
 /**
- * What each ticket put writes under `id_key`. The ticket is the key's version, not its value;
- * the value only says so to whoever reads the key.
- */
-export const ID_TICKET_VALUE = "ticket counter: the next node ID is this key's version";
-
-/**
- * The one rule for the node-ID high-water mark: every ID handed out is below it. Each fresh ID
- * is a ticket, the `version` of `id_key` before the put that took it, so the version bounds them;
- * a decimal value (a cluster upgraded in place from the compare-and-swap counter, whose version
- * is at least its value, or an operator's floor) counts too, up to the capacity. Any other value
- * is a problem to report, never a reason to stop: the version still holds. Absent: 0.
+ * The one rule for the node-ID high-water mark: every ID handed out is below it. Each fresh ID is
+ * a ticket, the `version` of `id_key` before the put that took it, so the version bounds them. The
+ * value is decimal: each ticket put writes the mark it read just before plus one, a lower bound
+ * (exact unless tickets were taken concurrently); the counter of old and an operator's floor write
+ * it too, and it counts up to the capacity. Any other value is a problem to report, never a reason
+ * to stop: the version still holds, and the next ticket put overwrites it. Absent: 0.
  */
 export function idHighWaterMark(
   kv: { value: string; version: number } | undefined,
@@ -166,9 +161,8 @@ export function idHighWaterMark(
 ): { allocated: number; problem?: string } {
   if (!kv) return { allocated: 0 };
   const version = Math.min(Math.max(0, kv.version), capacity);
-  if (kv.value === ID_TICKET_VALUE) return { allocated: version };
-  const legacy = decodeCounter(kv.value, capacity);
-  return legacy.problem
-    ? { allocated: version, problem: legacy.problem }
-    : { allocated: Math.max(version, legacy.allocated) };
+  const decimal = decodeCounter(kv.value, capacity);
+  return decimal.problem
+    ? { allocated: version, problem: decimal.problem }
+    : { allocated: Math.max(version, decimal.allocated) };
 }

@@ -65,6 +65,17 @@ describe("ClusterStore over a link that loses replies", () => {
   describe("allocateFreshId", () => {
     const firstMember = KEYS.memberKey(0, 0);
     const memberOf = (id: number) => KEYS.memberKey(LAYOUT.nodeGroup(id), id);
+    /**
+     * The bytes of the ticket put writing `value` (key, value, prev_kv: PutRequest fields 1, 2
+     * and 4), not found in the read of `id_key` before it.
+     */
+    const ticketPut = (value: number) =>
+      Buffer.concat([
+        Buffer.from(KEYS.idKey),
+        Buffer.from([0x12, String(value).length]),
+        Buffer.from(String(value)),
+        Buffer.from([0x20, 0x01]),
+      ]);
     /** `id_key`'s version: the tickets taken so far. */
     const ticketsTaken = async () => Number((await kvOf(KEYS.idKey))?.version ?? 0);
 
@@ -90,7 +101,7 @@ describe("ClusterStore over a link that loses replies", () => {
 
     test("a lost reply of a ticket burns that ticket: the next one is claimed, one member key", async () => {
       const lease = await grantLease();
-      env.proxy.setMode("drop-reply", { match: KEYS.idKey });
+      env.proxy.setMode("drop-reply", { match: ticketPut(1) });
       const ids = store();
       await expect(ids.allocateFreshId(RECORD, lease)).rejects.toThrow();
       expect(await ticketsTaken()).toBe(1);

@@ -99,7 +99,8 @@ describe("fresh IDs by ticket, many allocations at once", () => {
     const direct = env.track(connectEtcd(env.etcd.endpoints));
     const leases = await grantLeases(40);
     // One lost ticket reply, then one lost claim reply, while the rest of the crowd races on.
-    env.proxy.setMode("drop-reply", { match: KEYS.idKey });
+    // A ticket put: the key followed by its value field (a read of the key sends no field 2).
+    env.proxy.setMode("drop-reply", { match: Buffer.concat([Buffer.from(KEYS.idKey), Buffer.from([0x12])]) });
     const firstWave = race([proxied, direct], leases.slice(0, 20));
     const settled = await firstWave;
     env.proxy.setMode("drop-reply", { match: KEYS.allMembersPrefix });
