@@ -112,6 +112,7 @@ export const nodeMachine = setup({
     unwatchGrouping: () => {},
     leaveCluster: (_, _params: { id?: number; office?: Office }) => {},
     abandonSession: () => {},
+    vacateOffice: (_, _params: { id?: number; office?: Office }) => {},
     stopAwaitingAdvertisedSlot: () => {},
     forwardToBootstrap: sendTo("bootstrapId", ({ event }) => event),
     forwardToRole: sendTo("role", ({ event }) => event),
@@ -212,8 +213,13 @@ export const nodeMachine = setup({
       },
     },
     suspended: {
-      // Whatever office the node held is no longer to be trusted; back in `member` it re-reads its keys.
-      entry: assign({ office: undefined }),
+      // Past its local deadline the node vacates the seat it held (a fenced delete of its own key),
+      // so that a one-way stall, whose keepalives still reach etcd, does not keep the seat held. The
+      // runtime reports SESSION_VALID only once etcd has settled that; back in `member` the node re-reads its keys.
+      entry: [
+        { type: "vacateOffice", params: ({ context }) => ({ id: context.id, office: context.office }) },
+        assign({ office: undefined }),
+      ],
       on: {
         SESSION_VALID: "member",
         SESSION_LOST: "renewing",

@@ -1,5 +1,5 @@
 import { performance } from "node:perf_hooks";
-import { type Etcd3, EtcdLeaseInvalidError, type Lease } from "etcd3";
+import { Etcd3, EtcdLeaseInvalidError, type IOptions, type Lease } from "etcd3";
 import { BehaviorSubject, distinctUntilChanged, type Observable, Subject } from "rxjs";
 import type { Logger } from "../logging.js";
 import { type Backoff, backoffDelay, deadlineIn } from "./outcome.js";
@@ -12,6 +12,16 @@ export interface SessionOptions {
   /** Deadline of the lease grant and of the revoke; defaults to TTL − margin (a later grant would be born expired). */
   callTimeoutMs?: number;
 }
+
+/**
+ * The step-down connection's own channel options: a distinct option set gets its own gRPC
+ * subchannel (grpc-js pools subchannels by target and options), so it is a TCP connection nothing
+ * else uses, and it does not go idle between its warm-ups.
+ */
+const STEP_DOWN_CHANNEL_OPTIONS = {
+  "grpc.primary_user_agent": "rdeebee-cluster-step-down",
+  "grpc.client_idle_timeout_ms": 2_000_000_000,
+} as const;
 
 /** The shortest wait before a keepalive retry. */
 const RETRY_MIN_MS = 50;
@@ -51,6 +61,8 @@ export class EtcdSession {
    * has moved, so `remainingMs()` read then already counts it.
    */
   readonly keepaliveRoundTrips$ = new Subject<number>();
+  /** When the step-down connection was last used; it is warmed up at most once a TTL. */
+  private stepDownWarmedAt = Number.NEGATIVE_INFINITY;
 
   private constructor(
     private readonly lease: Lease,
@@ -58,6 +70,7 @@ export class EtcdSession {
     grantSentAt: number,
     private readonly options: SessionOptions,
     private readonly log: Logger,
+    private readonly stepDownClient: Etcd3 | undefined,
   ) {
     this.leaseId = leaseId;
     this.marginMs = marginOf(options);
@@ -75,7 +88,47 @@ export class EtcdSession {
     });
     lease.on("lost", () => undefined); // loss is tracked by our own deadline and keepalive results
     const leaseId = await lease.grant();
-    return new EtcdSession(lease, String(leaseId), sentAt, options, log);
+    const session = new EtcdSession(lease, String(leaseId), sentAt, options, log, stepDownClientOf(client));
+    session.warmStepDown();
+    return session;
+  }
+
+  /**
+   * Deletes `key` if it was created at revision `createRevision` and is bound to this session's
+   * lease (the caller's own leader key, so it can never delete another term's), over the session's
+   * step-down connection: a TCP connection of its own, open before any stall and idle since its last
+   * warm-up, so no timed-out call has made etcd3 drop it. When only etcd's replies are lost, etcd3
+   * replaces the main connection after its first timed-out call, and a new connection cannot be
+   * opened through a one-way stall; this one still carries the request. True when etcd deleted the
+   * key; false when the compare failed (the key is gone or not this session's). Throws when the
+   * outcome is unknown, which the caller settles.
+   */
+  async deleteOwnKey(key: string, createRevision: number, timeoutMs: number): Promise<boolean> {
+    const client = this.stepDownClient;
+    if (!client) throw new Error("no step-down connection");
+    const txn = await client
+      .if(key, "Create", "==", createRevision)
+      .and(key, "Lease", "==", this.leaseId)
+      .then(client.delete().key(key))
+      .options(deadlineIn(timeoutMs))
+      .commit();
+    return txn.succeeded;
+  }
+
+  /**
+   * One request on the step-down connection, at most once a TTL and only right after an
+   * acknowledged keepalive, so that it is connected when it is needed (a connection without calls
+   * is not redialled after a restart of etcd). Its deadline is a TTL: should a stall begin while it
+   * is in flight, it does not time out (which makes etcd3 drop the connection) before the local deadline.
+   */
+  private warmStepDown(): void {
+    const client = this.stepDownClient;
+    const ttlMs = this.options.ttlSeconds * 1000;
+    if (!client || this.closed || monotonicNow() - this.stepDownWarmedAt < ttlMs) return;
+    this.stepDownWarmedAt = monotonicNow();
+    client.leaseClient.leaseTimeToLive({ ID: this.leaseId }, deadlineIn(ttlMs)).catch((err: unknown) => {
+      this.log.debug("step-down connection warm-up failed", { lease: this.leaseId, error: String(err) });
+    });
   }
 
   /** Keepalives sent so far, acknowledged or not. */
@@ -167,6 +220,7 @@ export class EtcdSession {
       this.keepaliveRoundTrips$.next(monotonicNow() - sentAt);
       if (monotonicNow() < this.validUntil) this.setHealth("valid");
       this.scheduleKeepalive();
+      this.warmStepDown();
     } catch (err) {
       if (this.closed) return;
       if (err instanceof EtcdLeaseInvalidError) {
@@ -188,6 +242,7 @@ export class EtcdSession {
 
   private markLost(): void {
     this.stopTimers();
+    this.stepDownClient?.close();
     this.setHealth("lost");
     this.healthSubject.complete();
     this.keepaliveRoundTrips$.complete();
@@ -214,6 +269,17 @@ export class EtcdSession {
     this.lease.release();
     this.markLost();
   }
+}
+
+/**
+ * A second client on the same endpoints and credentials as `client`, with channel options of its
+ * own (so a connection of its own); undefined when `client` does not show its options.
+ */
+function stepDownClientOf(client: Etcd3): Etcd3 | undefined {
+  // etcd3 keeps the options it was built with on the instance (pinned in test/integration/stallStepDown.test.ts).
+  const options = (client as unknown as { options?: IOptions }).options;
+  if (!options?.hosts) return undefined;
+  return new Etcd3({ ...options, grpcOptions: { ...options.grpcOptions, ...STEP_DOWN_CHANNEL_OPTIONS } });
 }
 
 function marginOf(options: SessionOptions): number {

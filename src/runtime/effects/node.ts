@@ -2,7 +2,9 @@ import type { Office } from "../../../machines/events.js";
 import type { nodeMachine } from "../../../machines/node.js";
 import type { BackupSeat } from "../../etcd/index.js";
 import { EtcdSession, type FencingToken } from "../../etcd/index.js";
+import { CampaignHoldStore } from "../campaignHold.js";
 import type { LeaderView } from "../groupingViews.js";
+import { StallStepDown } from "../stallStepDown.js";
 import type { AdvertisedSlotWatch } from "./bootstrapId.js";
 import type { EffectContext } from "./context.js";
 
@@ -14,8 +16,15 @@ const LEAVE_TIMEOUT_MS = 800;
 
 /** The node machine's effects: its session, its grouping watch, and leaving the cluster. */
 export function nodeEffects(ctx: EffectContext, slotWatch: AdvertisedSlotWatch): Actions {
+  const stepDown = new StallStepDown(ctx.layout, ctx.callTimeoutMs, ctx.timers, ctx.log, () =>
+    holdCampaignsOneTtl(ctx),
+  );
   return {
-    openSession: () => openSession(ctx),
+    openSession: () => openSession(ctx, stepDown),
+    vacateOffice: (_, { id, office }) => {
+      if (id !== undefined && office)
+        stepDown.vacate(ctx.scope(), { grouping: ctx.layout.groupingOfNode(id), ...office });
+    },
     // Jittered, so that nodes that lost their sessions together do not all come back at once.
     scheduleReconnect: () =>
       ctx.timers.after(RECONNECT_MIN_MS + Math.random() * RECONNECT_JITTER_MS, () =>
@@ -36,7 +45,12 @@ export function nodeEffects(ctx: EffectContext, slotWatch: AdvertisedSlotWatch):
   };
 }
 
-function openSession(ctx: EffectContext): void {
+/** As `resign()` does: one TTL in which the node campaigns for no seat. */
+function holdCampaignsOneTtl(ctx: EffectContext): void {
+  if (ctx.store instanceof CampaignHoldStore) ctx.store.holdCampaigns(ctx.settings.leaseTtlSeconds * 1000);
+}
+
+function openSession(ctx: EffectContext, stepDown: StallStepDown): void {
   const scope = ctx.beginScope();
   const { leaseTtlSeconds: ttlSeconds, keepaliveIntervalMs } = ctx.settings;
   EtcdSession.open(ctx.etcd, { ttlSeconds, keepaliveIntervalMs }, ctx.log).then(
@@ -50,7 +64,15 @@ function openSession(ctx: EffectContext): void {
         session.health$.subscribe((health) => {
           if (health === "expiredLocally") scope.send({ type: "SESSION_EXPIRED_LOCALLY" });
           else if (health === "lost") scope.send({ type: "SESSION_LOST" });
-          else scope.send({ type: "SESSION_VALID" });
+          else {
+            // A seat vacated at the deadline must be settled before the node may see its key again.
+            const settling = stepDown.beforeResume(scope);
+            if (!settling) scope.send({ type: "SESSION_VALID" });
+            else
+              void settling.then(() => {
+                if (session.health === "valid") scope.send({ type: "SESSION_VALID" });
+              });
+          }
         }),
       );
       scope.own(session.keepaliveRoundTrips$.subscribe((ms) => ctx.keepaliveRoundTrip(ms)));

@@ -68,6 +68,7 @@ export const nodeTable: Table<Ctx, NodeEvent | Done> = {
     "scheduleReconnect",
     "stopAwaitingAdvertisedSlot",
     "unwatchGrouping",
+    "vacateOffice",
     "watchGrouping",
   ],
   states: [
@@ -143,7 +144,8 @@ export const nodeTable: Table<Ctx, NodeEvent | Done> = {
       on: "SESSION_EXPIRED_LOCALLY",
       to: "suspended",
       update: (c) => ({ ...c, office: undefined, campaignSeat: undefined }),
-      effects: () => [fx("unwatchGrouping")],
+      // The office it held is vacated (the runtime deletes its own key, fenced on token and lease).
+      effects: (c) => [fx("unwatchGrouping"), fx("vacateOffice", { id: c.id, office: c.office })],
     }),
     row({
       from: "member",
