@@ -14,7 +14,7 @@ import type { ClusterNode } from "../src/runtime/clusterNode.js";
 import { crashNode } from "../src/runtime/testing.js";
 import { NodeFactory, SEED_CONFIG } from "../test/support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../test/support/etcdCluster.js";
-import { ElectionProcessBench, NodeProcessBench } from "./processFailover.js";
+import { ElectionProcessBench, NodeProcessBench, StallProcessBench } from "./processFailover.js";
 import { fmtMs, fmtRatio, formatTable, ratio, roundMs, type Summary, summarize } from "./stats.js";
 import {
   anomalies,
@@ -48,9 +48,19 @@ interface Options {
   /** Process-level crash trials (kill -9 of a node process vs an etcd3 Election process), per TTL. */
   processTrials: number;
   processTtls: number[];
-  /** `process`: only the process-level scenarios (a quick run). */
-  only: "all" | "process";
+  /** One-way stall trials (stall-downstream of the primary's link), per TTL of `stallTtls`. */
+  stallTrials: number;
+  stallTtls: number[];
+  /** Trials of each blip length (a short stall, then the link back). */
+  blipTrials: number;
+  /** `process`: only the process-level crash scenarios; `stall`: only the stall scenarios. */
+  only: "all" | "process" | "stall";
 }
+
+/** Stall failover goal: the seat is vacated at the stalled primary's local deadline, not at its lease's expiry. */
+const STALL_GOAL_SLACK_MS = 500;
+/** Blip lengths measured, as fractions of the TTL. */
+const BLIP_FRACTIONS = [0.5, 0.7, 0.8, 0.85, 0.9, 1.0, 1.25];
 
 /** Process-level crash failover goal: the watchdog revokes the dead node's lease at once. */
 const PROCESS_GOAL_MS = 100;
@@ -64,7 +74,8 @@ type ScenarioKey =
   | "formation"
   | `process-crash-ttl${number}`
   | `process-expiry-ttl${number}`
-  | `etcd3-process-crash-ttl${number}`;
+  | `etcd3-process-crash-ttl${number}`
+  | `stall-ttl${number}`;
 
 interface TrialRecord {
   trial: number;
@@ -109,6 +120,9 @@ function parseOptions(argv: string[]): Options {
       "formation-trials": { type: "string", default: "5" },
       "process-trials": { type: "string", default: process.env.BENCH_PROCESS_TRIALS ?? "20" },
       "process-ttls": { type: "string", default: "2,5" },
+      "stall-trials": { type: "string", default: "20" },
+      "stall-ttls": { type: "string", default: "2,5" },
+      "blip-trials": { type: "string", default: "4" },
       only: { type: "string", default: "all" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -124,7 +138,10 @@ function parseOptions(argv: string[]): Options {
         "  --process-trials    kill -9 trials of a node process (with its watchdog, and with --no-watchdog) and of an etcd3 Election process, per TTL\n" +
         "                      (default 20, env BENCH_PROCESS_TRIALS)\n" +
         "  --process-ttls      TTLs of the process-level trials, comma-separated (default 2,5)\n" +
-        "  --only process      run only the process-level trials\n",
+        "  --stall-trials      one-way stall trials (etcd's replies to the primary held) per TTL (default 20)\n" +
+        "  --stall-ttls        TTLs of the stall trials, comma-separated (default 2,5)\n" +
+        "  --blip-trials       trials of each short-stall length, per stall TTL (default 4)\n" +
+        "  --only process      run only the process-level crash trials; --only stall: only the stall trials\n",
     );
     process.exit(0);
   }
@@ -136,12 +153,18 @@ function parseOptions(argv: string[]): Options {
     processTtls: values["process-ttls"]
       .split(",")
       .map((t) => wholeNumberFlag("process-ttls", t.trim(), MIN_LEASE_TTL_SECONDS)),
+    stallTrials: wholeNumberFlag("stall-trials", values["stall-trials"], 1),
+    stallTtls: values["stall-ttls"]
+      .split(",")
+      .map((t) => wholeNumberFlag("stall-ttls", t.trim(), MIN_LEASE_TTL_SECONDS)),
+    blipTrials: wholeNumberFlag("blip-trials", values["blip-trials"], 0),
     only: onlyFlag(values.only),
   };
 }
 
 function onlyFlag(raw: string): Options["only"] {
-  if (raw !== "all" && raw !== "process") throw new Error(`--only: must be "all" or "process", got "${raw}"`);
+  if (raw !== "all" && raw !== "process" && raw !== "stall")
+    throw new Error(`--only: must be "all", "process" or "stall", got "${raw}"`);
   return raw;
 }
 
@@ -597,6 +620,79 @@ async function runProcessCrashTrials(
   }
 }
 
+function stallScenario(ttl: number): Scenario {
+  const goalMs = ttl * 1000 + STALL_GOAL_SLACK_MS;
+  return {
+    key: `stall-ttl${ttl}`,
+    label: `one-way stall of the primary's link (stall-downstream), TTL ${ttl} s (ours)`,
+    goal: { text: `p99 <= ${goalMs} ms`, met: (s) => s.p99 <= goalMs },
+    trials: [],
+  };
+}
+
+/** How often a blip of each length cost the primary its seat. */
+interface BlipRow {
+  ttl: number;
+  blipMs: number;
+  trials: number;
+  seatLost: number;
+  failed: number;
+}
+
+/** Stall trials at one TTL, then blips of each length; the blips' seat losses are returned. */
+async function runStallTrials(
+  etcd: EtcdCluster,
+  ttl: number,
+  opts: Options,
+  scenario: Scenario,
+): Promise<BlipRow[]> {
+  const client = etcd.client();
+  const dir = await mkdtemp(join(tmpdir(), "rdeebee-bench-"));
+  const bench = new StallProcessBench(etcd, client, ttl, `bench-${runId}-stall${ttl}`, dir);
+  const blips: BlipRow[] = [];
+  try {
+    for (let i = 1; i <= opts.stallTrials; i++) {
+      const record = await bench.stallTrial(i);
+      scenario.trials.push(record);
+      logTrial(`stall-downstream (TTL ${ttl})`, record, opts.stallTrials);
+    }
+    for (const fraction of opts.blipTrials > 0 ? BLIP_FRACTIONS : []) {
+      const blipMs = Math.round(fraction * ttl * 1000);
+      const row: BlipRow = { ttl, blipMs, trials: 0, seatLost: 0, failed: 0 };
+      for (let i = 1; i <= opts.blipTrials; i++) {
+        const record = await bench.blipTrial(i, blipMs);
+        row.trials += 1;
+        if (!record.ok) row.failed += 1;
+        else if (!record.details?.keptSeat) row.seatLost += 1;
+        progress(
+          `blip ${blipMs} ms (TTL ${ttl}) trial ${i}/${opts.blipTrials}: ${record.ok ? (record.details?.keptSeat ? "kept the seat" : "lost the seat") : `FAILED: ${record.error}`}`,
+        );
+      }
+      blips.push(row);
+    }
+  } finally {
+    await bench.close();
+    client.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+  return blips;
+}
+
+function blipTable(blips: readonly BlipRow[]): string {
+  return formatTable(
+    ["TTL", "blip ms", "blip / TTL", "trials", "seat lost", "failed"],
+    blips.map((b) => [
+      `${b.ttl} s`,
+      String(b.blipMs),
+      (b.blipMs / (b.ttl * 1000)).toFixed(2),
+      String(b.trials),
+      String(b.seatLost),
+      String(b.failed),
+    ]),
+    [1, 2, 3, 4, 5],
+  );
+}
+
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const ttlMs = opts.ttl * 1000;
@@ -630,16 +726,22 @@ async function main(): Promise<void> {
       `${opts.formationTrials} formation trials`,
   );
   let etcd: EtcdCluster | undefined;
+  const blips: BlipRow[] = [];
   try {
     etcd = await startEtcd({ name: `bench-${runId}` });
     progress(`etcd at ${etcd.endpoints.join(",")}`);
-    for (const ttl of opts.processTtls) {
+    for (const ttl of opts.only === "process" ? [] : opts.stallTtls) {
+      const scenario = stallScenario(ttl);
+      scenarios[scenario.key] = scenario;
+      blips.push(...(await runStallTrials(etcd, ttl, opts, scenario)));
+    }
+    for (const ttl of opts.only === "stall" ? [] : opts.processTtls) {
       const scenariosAtTtl = processScenarios(ttl);
       for (const scenario of scenariosAtTtl) scenarios[scenario.key] = scenario;
       await runProcessCrashTrials(etcd, ttl, opts.processTrials, scenariosAtTtl);
     }
     // Ours and the baseline alternate trial by trial so that drift hits both alike.
-    for (const kind of opts.only === "process" ? [] : (["crash", "graceful"] as const)) {
+    for (const kind of opts.only !== "all" ? [] : (["crash", "graceful"] as const)) {
       const ours = scenarios[kind];
       const theirs = scenarios[kind === "crash" ? "etcd3-crash" : "etcd3-graceful"];
       for (let i = 1; i <= opts.trials; i++) {
@@ -651,7 +753,7 @@ async function main(): Promise<void> {
         logTrial(`etcd3 ${kind}`, base, opts.trials);
       }
     }
-    for (let i = 1; opts.only !== "process" && i <= opts.formationTrials; i++) {
+    for (let i = 1; opts.only === "all" && i <= opts.formationTrials; i++) {
       const record = await formationTrial(etcd, i, opts);
       scenarios.formation.trials.push(record);
       logTrial("formation", record, opts.formationTrials);
@@ -660,8 +762,11 @@ async function main(): Promise<void> {
     await etcd?.stop();
   }
   const ordered = [
-    ...opts.processTtls.flatMap((ttl) => processScenarios(ttl).map((s) => scenarios[s.key] as Scenario)),
-    ...(opts.only === "process"
+    ...(opts.only === "process" ? [] : opts.stallTtls.map((ttl) => scenarios[`stall-ttl${ttl}`] as Scenario)),
+    ...(opts.only === "stall"
+      ? []
+      : opts.processTtls.flatMap((ttl) => processScenarios(ttl).map((s) => scenarios[s.key] as Scenario))),
+    ...(opts.only !== "all"
       ? []
       : [
           scenarios.crash,
@@ -673,6 +778,11 @@ async function main(): Promise<void> {
   ];
   const { table, json } = report(ordered, opts);
   process.stdout.write(`\n${table}\n`);
+  if (blips.length > 0) {
+    process.stdout.write(
+      `\nshort stalls (stall-downstream of the primary's link, then pass):\n${blipTable(blips)}\n`,
+    );
+  }
   for (const s of ordered) {
     for (const t of s.trials.filter((x) => !x.ok)) {
       process.stdout.write(
@@ -700,6 +810,7 @@ async function main(): Promise<void> {
     },
     percentiles: "nearest-rank",
     scenarios: json,
+    blips,
     anomalies,
   };
   await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);

@@ -7,6 +7,8 @@ import type { Etcd3, Watcher } from "etcd3";
 import yaml from "js-yaml";
 import { CliProcess, type LogLine } from "../src/cli/local/cliProcess.js";
 import { type ClusterConfig, ClusterLayout } from "../src/config/index.js";
+import { leaseSecondsLeft } from "../src/etcd/index.js";
+import { TcpProxy } from "../src/testing/tcpProxy.js";
 import { isProcessAlive } from "../test/support/cli.js";
 import { SEED_CONFIG } from "../test/support/clusterNodes.js";
 import type { EtcdCluster } from "../test/support/etcdCluster.js";
@@ -298,5 +300,146 @@ export class ElectionProcessBench {
   async close(): Promise<void> {
     for (const c of this.candidates) if (c.running) c.child.kill("SIGKILL");
     await Promise.all(this.candidates.map((c) => c.exited));
+  }
+}
+
+/** A node process behind its own TCP proxy, so that its link alone can be stalled. */
+class ProxiedNode {
+  readonly node: NodeProc;
+  constructor(
+    readonly proxy: TcpProxy,
+    name: string,
+    args: string[],
+  ) {
+    this.node = new NodeProc(name, ["node", "--etcd", proxy.endpoint, "--node", name, ...args]);
+  }
+  /** The role of its latest transition line. */
+  role(): unknown {
+    return this.node.lines.filter((l) => l.message === "transition").at(-1)?.role;
+  }
+}
+
+/** What one stall trial saw. */
+export interface StallTrial extends ProcessTrial {
+  details?: {
+    /** The stalled primary's lease still existed when the new primary key was seen: it vacated the seat itself. */
+    vacatedWithLeaseAlive?: boolean;
+    /** For a blip: the primary kept its seat (same key, same create revision) once the link was back. */
+    keptSeat?: boolean;
+    blipMs?: number;
+  };
+}
+
+/**
+ * One-way stalls of the primary's link (`stall-downstream`: etcd's replies are held, its requests
+ * still arrive) against `rdeebee-cluster node` processes (no watchdog), each behind its own proxy.
+ * `stallTrial` times the stall to a new primary key; `blipTrial` stalls for a while, lets the link
+ * go, and reports whether the primary kept its seat.
+ */
+export class StallProcessBench {
+  private readonly nodes: ProxiedNode[] = [];
+  private readonly layout: ClusterLayout;
+  private readonly configFile: string;
+  private spawned = 0;
+
+  constructor(
+    private readonly etcd: EtcdCluster,
+    private readonly client: Etcd3,
+    private readonly ttl: number,
+    tag: string,
+    dir: string,
+  ) {
+    const config: ClusterConfig = freshKeysConfig(
+      tag,
+      { ...SEED_CONFIG, groups: 2, group_size: 2, reads: 2 },
+      tag,
+    );
+    this.layout = new ClusterLayout(config);
+    this.configFile = join(dir, `${tag}.yaml`);
+    writeFileSync(this.configFile, yaml.dump(config));
+  }
+
+  private async spawnNode(): Promise<void> {
+    this.spawned += 1;
+    const proxy = await TcpProxy.forEndpoint(this.etcd.endpoints[0] ?? "");
+    const args = ["--no-watchdog", "--lease-ttl", String(this.ttl), "--config", this.configFile];
+    this.nodes.push(new ProxiedNode(proxy, `s${this.spawned}`, args));
+  }
+
+  private async seat(seat: 1 | 2): Promise<{ name: string; lease: string; token: number } | undefined> {
+    const kv = (await this.client.get(this.layout.keys.leaderKey(0, seat)).exec()).kvs[0];
+    if (!kv) return undefined;
+    return {
+      name: (JSON.parse(kv.value.toString()) as { name: string }).name,
+      lease: String(kv.lease),
+      token: Number(kv.create_revision),
+    };
+  }
+
+  /** A primary and a backup in place, every node out of suspension; the primary's node and key. */
+  private async settled() {
+    while (this.nodes.filter((n) => n.node.proc.running).length < 3) await this.spawnNode();
+    return waitFor(
+      "a primary and a backup, every node a member",
+      async () => {
+        const [p, b] = [await this.seat(1), await this.seat(2)];
+        const node = this.nodes.find((n) => n.node.name === p?.name && n.node.proc.running);
+        const calm = this.nodes.every((n) => !["suspended", "connecting"].includes(String(n.role())));
+        return p && b && node && calm ? { node, key: p } : undefined;
+      },
+      SETUP_TIMEOUT_MS,
+    );
+  }
+
+  async stallTrial(trial: number): Promise<StallTrial> {
+    try {
+      const { node, key } = await this.settled();
+      await sleep(settleMs(this.ttl));
+      const { watcher, seen } = await watchOnce(
+        this.client,
+        this.layout.keys.leaderKey(0, 1),
+        (type, _key, value) => type === "put" && !value.includes(`"name":"${node.node.name}"`),
+      );
+      const t0 = performance.now();
+      node.proxy.setMode("stall-downstream");
+      try {
+        const ms = await timed(seen, t0, 5 * this.ttl * 1000, "a new primary");
+        const leaseLeft = await leaseSecondsLeft(this.client, key.lease, new Date(Date.now() + 5_000));
+        return { trial, ok: true, ms, details: { vacatedWithLeaseAlive: leaseLeft !== undefined } };
+      } finally {
+        node.proxy.setMode("pass");
+        await watcher.cancel();
+      }
+    } catch (err) {
+      return { trial, ok: false, error: errorText(err) };
+    }
+  }
+
+  async blipTrial(trial: number, blipMs: number): Promise<StallTrial> {
+    try {
+      const { node, key } = await this.settled();
+      await sleep(settleMs(this.ttl));
+      node.proxy.setMode("stall-downstream");
+      await sleep(blipMs);
+      node.proxy.setMode("pass");
+      await waitFor(
+        "the stalled primary back out of suspension",
+        () => (["suspended", "connecting"].includes(String(node.role())) ? undefined : true),
+        SETUP_TIMEOUT_MS,
+      );
+      // Whatever the blip set going (a step-down, a lease expiry) has landed a TTL later.
+      await sleep(this.ttl * 1000);
+      const now = await this.seat(1);
+      const keptSeat = now?.token === key.token && now.lease === key.lease;
+      return { trial, ok: true, ms: blipMs, details: { keptSeat, blipMs } };
+    } catch (err) {
+      return { trial, ok: false, error: errorText(err) };
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const n of this.nodes) n.node.proc.signal("SIGKILL");
+    await Promise.all(this.nodes.map((n) => n.node.proc.exited));
+    await Promise.all(this.nodes.map((n) => n.proxy.close()));
   }
 }
