@@ -1,4 +1,14 @@
-import { combineLatest, distinctUntilChanged, map, type Observable, of, shareReplay, switchMap } from "rxjs";
+import {
+  combineLatest,
+  defer,
+  distinctUntilChanged,
+  map,
+  type Observable,
+  of,
+  shareReplay,
+  switchMap,
+  timer,
+} from "rxjs";
 import type { ClusterLayout } from "../config/index.js";
 import { idHighWaterMark } from "../etcd/codec.js";
 import {
@@ -119,6 +129,35 @@ export function adoptedOrphans(leaders: PrefixSnapshot, layout: ClusterLayout, g
 const versionOf = (entry: object): number =>
   "version" in entry && typeof entry.version === "number" ? entry.version : 0;
 
+/**
+ * How long a slot below the high-water mark that this view never saw with a member must stay
+ * empty before it counts as failed: a fresh ID's ticket comes a round trip before its claim, so a
+ * primary elected during formation would otherwise advertise slots whose claims are on the way,
+ * and a newcomer claiming the advertisement first costs the ticket holder another ticket. Only
+ * burnt tickets (a lost reply) and slots that died before this view began wait for it.
+ */
+export const UNSEEN_SLOT_GRACE_MS = 2_000;
+
+/** Per view: the slots seen with a member, and since when each never-seen slot has been empty. */
+class UnseenSlotGrace {
+  private readonly seenLive = new Set<number>();
+  private readonly emptySince = new Map<number, number>();
+
+  sawLive(live: ReadonlySet<number>): void {
+    for (const id of live) {
+      this.seenLive.add(id);
+      this.emptySince.delete(id);
+    }
+  }
+
+  failed(id: number, now: number): boolean {
+    if (this.seenLive.has(id)) return true;
+    const since = this.emptySince.get(id) ?? now;
+    this.emptySince.set(id, since);
+    return now - since >= UNSEEN_SLOT_GRACE_MS;
+  }
+}
+
 const sameIds = (a: readonly number[], b: readonly number[]) =>
   a.length === b.length && a.every((id, i) => id === b[i]);
 
@@ -179,20 +218,24 @@ export class GroupingViews {
         );
       }),
     );
-    this.missingSlots$ = combineLatest([live$, allocated$, advertised$]).pipe(
-      map(([{ groups, live }, allocated, advertised]) => {
-        // Only IDs already handed out can have failed: the work grows with them, not the capacity.
-        const missing: number[] = [];
-        for (const group of groups) {
-          const { first, last } = layout.idRangeOf(group);
-          for (let id = first; id <= Math.min(last, allocated - 1); id++)
-            if (!live.has(id) && !advertised.has(id)) missing.push(id);
-        }
-        return missing;
-      }),
-      distinctUntilChanged(sameIds),
-      shareReplay({ bufferSize: 1, refCount: true }),
-    );
+    this.missingSlots$ = defer(() => {
+      const unseenSlots = new UnseenSlotGrace();
+      return combineLatest([live$, allocated$, advertised$, timer(0, UNSEEN_SLOT_GRACE_MS / 2)]).pipe(
+        map(([{ groups, live }, allocated, advertised]) => {
+          const now = performance.now();
+          unseenSlots.sawLive(live);
+          // Only IDs already handed out can have failed: the work grows with them, not the capacity.
+          const missing: number[] = [];
+          for (const group of groups) {
+            const { first, last } = layout.idRangeOf(group);
+            for (let id = first; id <= Math.min(last, allocated - 1); id++)
+              if (!live.has(id) && !advertised.has(id) && unseenSlots.failed(id, now)) missing.push(id);
+          }
+          return missing;
+        }),
+        distinctUntilChanged(sameIds),
+      );
+    }).pipe(shareReplay({ bufferSize: 1, refCount: true }));
   }
 
   private membersOfGroups(groups: readonly number[]): Observable<MemberViewsByGroup> {
