@@ -14,6 +14,7 @@ import { crashNode } from "../src/runtime/testing.js";
 import { NodeFactory } from "../test/support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../test/support/etcdCluster.js";
 import { countsBetween, type EtcdRates, ratesBetween, type Scrape, scrape } from "./scale/etcdMetrics.js";
+import { type FloorResult, measureFloor } from "./scale/floor.js";
 import { formatValue, renderSvg, type Series } from "./scale/plot.js";
 import {
   cpuCores,
@@ -53,29 +54,11 @@ const TIMELINE_EVERY_MS = 1_000;
 const STOP_ALL_TIMEOUT_MS = 30_000;
 const IDLE_BASELINE_MS = 3_000;
 const SCRAPE_TIMEOUT_MS = 20_000;
-/**
- * `--batch auto`: 1,000 nodes started at once never form in one process (every lease grant takes
- * longer than TTL - margin, so each session expires locally on arrival and is renewed, forever);
- * batches of 50 get furthest. See the README of this benchmark's results in the report.
- */
-const AUTO_ALL_AT_ONCE_MAX = 100;
-const AUTO_BATCH = 50;
-
-function batchFor(n: number, opts: Options): number {
-  const b = opts.batch === "auto" ? (n > AUTO_ALL_AT_ONCE_MAX ? AUTO_BATCH : 0) : opts.batch;
-  return b >= n ? 0 : b;
-}
-
 interface Options {
   sizes: number[];
   ttl: number;
   windowS: number;
   trials: number;
-  /**
-   * 0: start every node at once; N: start in batches of N (each waits for the nodes before it to settle);
-   * "auto": all at once up to AUTO_ALL_AT_ONCE_MAX nodes, batches of AUTO_BATCH above.
-   */
-  batch: number | "auto";
   /** Seconds; undefined = per size, max(60 s, 150 ms per node). */
   formTimeoutS: number | undefined;
   settleS: number;
@@ -95,6 +78,8 @@ interface FailoverTrial {
 
 interface SizeResult {
   n: number;
+  /** The same number of bare sessions (client, lease, one txn, two prefix watches) started at once, just before. */
+  floor: FloorResult | null;
   groups: number;
   groupings: number;
   startMode: string;
@@ -157,11 +142,10 @@ function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
     options: {
-      sizes: { type: "string", default: "10,100,1000" },
+      sizes: { type: "string", default: "100,200,500,1000" },
       ttl: { type: "string", default: "5" },
       window: { type: "string", default: "10" },
       trials: { type: "string", default: "5" },
-      batch: { type: "string", default: "0" },
       "form-timeout": { type: "string" },
       settle: { type: "string", default: "2" },
       help: { type: "boolean", short: "h", default: false },
@@ -172,12 +156,10 @@ function parseOptions(argv: string[]): Options {
   if (values.help) {
     process.stdout.write(
       "usage: node --expose-gc dist/bench/scale.js [options]\n" +
-        "  --sizes 10,100,1000   node counts, one cluster each, in this order\n" +
+        "  --sizes 100,200,500,1000  node counts, one cluster each, in this order; each started all at once\n" +
         `  --ttl 2               lease TTL in whole seconds, >= ${MIN_LEASE_TTL_SECONDS}\n` +
         "  --window 10           seconds of steady state measured per size\n" +
         "  --trials 5            crash-failover trials per size\n" +
-        `  --batch 0             0: all at once (the default: a restart storm); N: in batches of N, each after the nodes before it settled;\n` +
-        `                        auto: at once up to ${AUTO_ALL_AT_ONCE_MAX} nodes, batches of ${AUTO_BATCH} above\n` +
         "  --form-timeout S      seconds to wait for formation (default max(60, 0.15 * n))\n" +
         "  --settle 2            seconds between formation and the steady-state window\n",
     );
@@ -190,7 +172,6 @@ function parseOptions(argv: string[]): Options {
     ttl: int("ttl", values.ttl, MIN_LEASE_TTL_SECONDS),
     windowS: int("window", values.window, 1),
     trials: int("trials", values.trials, 0),
-    batch: values.batch === "auto" ? "auto" : int("batch", values.batch, 0),
     formTimeoutS:
       values["form-timeout"] === undefined ? undefined : int("form-timeout", values["form-timeout"], 1),
     settleS: int("settle", values.settle, 0),
@@ -207,33 +188,13 @@ const sizeConfig = (n: number) =>
 
 const kib = (bytes: number, n: number) => Math.round((bytes / n / 1024) * 10) / 10;
 
-const SETTLED_ROLES = new Set(["follower", "candidate", "primary", "backup"]);
-const BATCH_POLL_MS = 100;
-
-/**
- * Starts every node at once, or in batches: the next batch starts once every node started so far
- * has an ID and is a settled member (follower, candidate, primary or backup; not connecting,
- * bootstrapping or suspended), so batches never pile onto a cluster that is still catching up.
- */
-function startAll(nodes: readonly ClusterNode[], batch: number, abort: AbortSignal): Promise<void> {
-  const swallow = (p: Promise<unknown>) =>
-    p.then(
+/** Starts every node at once: a restart storm. */
+function startAll(nodes: readonly ClusterNode[]): void {
+  for (const node of nodes)
+    void node.start().then(
       () => undefined,
       () => undefined,
     );
-  if (batch <= 0 || batch >= nodes.length) {
-    for (const node of nodes) void swallow(node.start());
-    return Promise.resolve();
-  }
-  return (async () => {
-    for (let i = 0; i < nodes.length && !abort.aborted; i += batch) {
-      await Promise.all(nodes.slice(i, i + batch).map((node) => swallow(node.start())));
-      const started = nodes.slice(0, i + batch);
-      while (!abort.aborted && !started.every((node) => SETTLED_ROLES.has(node.role))) {
-        await sleep(BATCH_POLL_MS);
-      }
-    }
-  })();
 }
 
 /** Polls until the failover advertisement of `id` exists; ms after `t0`, or null on timeout. */
@@ -350,16 +311,31 @@ async function runSize(
   });
   const groupings = factory.layout.groupings.length;
   const formTimeoutMs = (opts.formTimeoutS ?? Math.max(60, Math.ceil(0.15 * n))) * 1000;
-  const batch = batchFor(n, opts);
-  const startMode = batch === 0 ? "all at once" : `batches of ${batch}`;
+  const startMode = "all at once";
   const errors: string[] = [];
   progress(
     `\n== ${n} nodes: ${config.groups} groups, ${groupings} groupings, started ${startMode}, ` +
       `formation timeout ${formTimeoutMs / 1000} s ==`,
   );
   const baseline = await sampleMemory();
+  progress(`${n} nodes: floor: ${n} bare sessions at once`);
+  const floor = await measureFloor(
+    etcd.endpoints,
+    `scale-${runId}-floor-n${n}/`,
+    n,
+    opts.ttl,
+    formTimeoutMs,
+  ).catch((err: unknown) => {
+    errors.push(`floor: ${errorText(err)}`);
+    return null;
+  });
+  progress(
+    `${n} nodes: floor ${floor?.readyMs ?? "—"} ms (${floor?.ready ?? 0}/${n} ready${floor?.firstError ? `; ${floor.firstError}` : ""})`,
+  );
+  await sleep(1_000);
   const result: SizeResult = {
     n,
+    floor,
     groups: config.groups,
     groupings,
     startMode,
@@ -386,7 +362,6 @@ async function runSize(
     errors,
   };
   let tracker: FormationTracker | undefined;
-  const abortStart = new AbortController();
   try {
     // ---- 1. formation ----
     const nodes = Array.from({ length: n }, () => factory.create());
@@ -397,7 +372,7 @@ async function runSize(
     const cpu0 = process.cpuUsage();
     const host0 = hostCpuTimes();
     const t0 = performance.now();
-    void startAll(nodes, batch, abortStart.signal);
+    startAll(nodes);
     let ticks = 0;
     const timeline = new Timeline(
       nodes,
@@ -421,7 +396,6 @@ async function runSize(
     } finally {
       timeline.stop();
       result.formation.timeline = timeline.points;
-      abortStart.abort();
     }
     const t1 = performance.now();
     result.formation.nodeCpuCores = cpuCores(cpu0, t0, t1);
@@ -547,7 +521,6 @@ async function runSize(
     errors.push(errorText(err));
     anomaly(`n=${n}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   } finally {
-    abortStart.abort();
     tracker?.close();
     progress(`${n} nodes: stopping ${factory.live().length} node(s)`);
     const stopped = await stopNodes(factory, `n=${n}`, STOP_ALL_TIMEOUT_MS);
@@ -559,7 +532,12 @@ async function runSize(
 
 /** The numbers of one size that the table, the growth ratios and the plot show. */
 function headline(r: SizeResult) {
+  const f = r.formation.etcd;
   return {
+    floorMs: r.floor?.readyMs ?? Number.NaN,
+    formVsFloor: ratio(r.formation.formMs ?? Number.NaN, r.floor?.readyMs ?? Number.NaN),
+    writesPerNode: f ? ((f.txn ?? Number.NaN) + (f.put ?? Number.NaN)) / r.n : Number.NaN,
+    grantsPerNode: f ? (f.leaseGrant ?? Number.NaN) / r.n : Number.NaN,
     formMs: r.formation.formMs ?? Number.NaN,
     allIdsMs: r.formation.allIdsMs ?? Number.NaN,
     reqPerS: r.steady?.etcd?.grpc.total ?? Number.NaN,
@@ -691,7 +669,63 @@ function tables(results: readonly SizeResult[], idle: { loop: LoopDelay; rates: 
       ];
     }),
   );
+  const formation = formatTable(
+    [
+      "nodes",
+      "formed ms",
+      "floor ms",
+      "form / floor",
+      "writes/node",
+      "Txn/node",
+      "Put/node",
+      "Range/node",
+      "grants/node",
+      "revokes",
+    ],
+    results.map((r) => {
+      const h = headline(r);
+      const f = r.formation.etcd;
+      return [
+        `${r.n}${r.formation.formed ? "" : "*"}`,
+        r.formation.formed ? fmtMs(h.formMs) : `> ${r.formation.timeoutMs}`,
+        r.floor?.readyMs == null ? `— (${r.floor?.ready ?? 0}/${r.n})` : fmtMs(h.floorMs),
+        fmtRatio(h.formVsFloor),
+        num(h.writesPerNode, 2),
+        num(f ? (f.txn ?? Number.NaN) / r.n : Number.NaN, 2),
+        num(f ? (f.put ?? Number.NaN) / r.n : Number.NaN, 2),
+        num(f ? (f.range ?? Number.NaN) / r.n : Number.NaN, 2),
+        num(h.grantsPerNode, 2),
+        num(f?.leaseRevoke ?? Number.NaN),
+      ];
+    }),
+  );
+  const first = results[0];
+  const last = results[results.length - 1];
+  const span =
+    first && last && last !== first
+      ? (() => {
+          const a = headline(first);
+          const b = headline(last);
+          return formatTable(
+            ["from -> to", "nodes", "formed", "floor", "writes/node", "grants/node"],
+            [
+              [
+                `${first.n} -> ${last.n}`,
+                fmtRatio(last.n / first.n),
+                fmtRatio(ratio(b.formMs, a.formMs)),
+                fmtRatio(ratio(b.floorMs, a.floorMs)),
+                fmtRatio(ratio(b.writesPerNode, a.writesPerNode)),
+                fmtRatio(ratio(b.grantsPerNode, a.grantsPerNode)),
+              ],
+            ],
+          );
+        })()
+      : "";
   const notes = [
+    "formed: every node has a unique ID and every grouping a primary and a backup; floor: as many bare sessions",
+    "  (a client, a lease kept alive, one txn, two prefix watches) started at once on the same etcd, just before;",
+    "  form / floor is the goal's ratio (<= 2x). writes/node: Txn + Put requests etcd received during formation / n",
+    "  (a fresh ID is a ticket Put and a claim Txn; campaigns are Txns); grants/node above 1.00: sessions renewed while forming.",
     "req/s: gRPC requests etcd received per second in steady state (unary calls + messages on streams), from",
     "  grpc_server_msg_received_total; keepalives/s: its LeaseKeepAlive part; KA streams/s: LeaseKeepAlive streams",
     "  opened (etcd3's keepaliveOnce opens one per keepalive); KA expected/s: nodes / keepalive interval.",
@@ -701,10 +735,9 @@ function tables(results: readonly SizeResult[], idle: { loop: LoopDelay; rates: 
     "* not formed within the timeout: that row (and its growth ratios) was measured anyway, on whatever it reached.",
     "etcd CPU, node CPU: cores used by etcd / this process in the window; host CPU: cores busy on the whole host (all processes).",
     "failover: crash() of grouping 0's primary until another node of grouping 0 is primary (nearest-rank p50).",
-    "form Txn/node, form Range/node, form grants/node: etcd requests and lease grants during formation divided by n",
-    "  (a free slot is claimed by a create-only txn on its member key; a grant above 1.00 is a session renewed while forming).",
+    "form Txn/node, form Range/node, form grants/node: etcd requests and lease grants during formation divided by n.",
   ];
-  return `${main}\n\n${growth}\n\n${detail}\n\n${notes.join("\n")}`;
+  return `${formation}\n\n${span}\n\n${main}\n\n${growth}\n\n${detail}\n\n${notes.join("\n")}`;
 }
 
 function plotSeries(results: readonly SizeResult[]): Series[] {
@@ -744,7 +777,7 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   progress(
     `scale benchmark ${runId}: sizes ${opts.sizes.join(",")}, ttl ${opts.ttl} s, window ${opts.windowS} s, ` +
-      `${opts.trials} failover trials, start ${opts.batch === "auto" ? `auto (at once up to ${AUTO_ALL_AT_ONCE_MAX} nodes, else batches of ${AUTO_BATCH})` : opts.batch > 0 ? `in batches of ${opts.batch}` : "all at once"}; ` +
+      `${opts.trials} failover trials, every size started all at once; ` +
       `gc ${(globalThis as { gc?: unknown }).gc ? "exposed" : "NOT exposed (run with --expose-gc)"}; ` +
       `fd limit ${fdLimit()}, ${availableParallelism()} CPU(s), ${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
   );

@@ -197,6 +197,8 @@ export function countsBetween(a: Scrape, b: Scrape): Record<string, number> {
     leaseGrant: recv("LeaseGrant"),
     range: recv("Range"),
     txn: recv("Txn"),
+    put: recv("Put"),
+    leaseRevoke: recv("LeaseRevoke"),
     watchRequests: d("grpc_server_msg_received_total", {
       grpc_method: "Watch",
       grpc_service: "etcdserverpb.Watch",
