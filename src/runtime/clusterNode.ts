@@ -470,7 +470,7 @@ function lockStateDir(dir: string | undefined): { stateDir?: NodeStateDir; store
   if (dir === undefined) return {};
   const stateDir = NodeStateDir.lock(dir);
   try {
-    return { stateDir, storedId: stateDir.idFile.read() };
+    return { stateDir, storedId: stateDir.idFile.read()?.id };
   } catch (err) {
     stateDir.release();
     throw err;

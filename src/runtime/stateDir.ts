@@ -18,7 +18,14 @@ export class StateDirLockedError extends Error {
 
 const LOCK_FILE = "lock";
 const ID_FILE = "node-id";
-const NODE_ID = /^(0|[1-9]\d{0,8})\n?$/;
+/** A node ID, and the lease it was last held under (absent in files that predate it). */
+const STORED_ID = /^(0|[1-9]\d{0,8})(?: ([1-9]\d{0,19}))?\n?$/;
+
+/** What the ID file holds: the ID the node held last, and the lease of the session that held it. */
+export interface StoredIdentity {
+  id: number;
+  lease?: string;
+}
 
 /** What a lock file holds: the holder's pid and, on Linux, its start time (a reused pid is another process). */
 interface LockHolder {
@@ -55,25 +62,26 @@ export class NodeIdFile {
   }
 
   /** The ID stored, or undefined when there is none; a file that is not a node ID is a ConfigError naming it. */
-  read(): number | undefined {
+  read(): StoredIdentity | undefined {
     const text = readText(this.file);
     if (text === undefined) return undefined;
-    if (!NODE_ID.test(text))
+    const match = STORED_ID.exec(text);
+    if (!match)
       throw new ConfigError(this.file, [
         `not a node ID: ${JSON.stringify(text.slice(0, 40))} (remove the file to start without a previous ID)`,
       ]);
-    return Number(text.trim());
+    return match[2] === undefined ? { id: Number(match[1]) } : { id: Number(match[1]), lease: match[2] };
   }
 
   /**
    * Stores `id`: written to a temporary file, flushed, then renamed over the old one, so the file
    * holds the old ID or the new one, never a torn write, even after a power loss.
    */
-  async write(id: number): Promise<void> {
+  async write(id: number, lease: string): Promise<void> {
     const temporary = `${this.file}.${process.pid}.tmp`;
     const handle = await open(temporary, "w");
     try {
-      await handle.writeFile(`${id}\n`);
+      await handle.writeFile(`${id} ${lease}\n`);
       await handle.sync();
     } finally {
       await handle.close();

@@ -49,7 +49,7 @@ describe("a node with a state directory", () => {
     const joined = await first.start();
     expect(joined).toMatchObject({ id: 2, joinedVia: "fresh" });
     expect(joined.previousId).toBeUndefined();
-    expect(await readFile(join(dir, "node-id"), "utf8")).toBe("2\n");
+    expect(await readFile(join(dir, "node-id"), "utf8")).toBe(`2 ${joined.leaseId}\n`);
 
     expect(() => withStateDir("second")).toThrow(StateDirLockedError);
     expect(() => withStateDir("second")).toThrow(`${dir} is locked by process ${process.pid}`);
@@ -81,7 +81,7 @@ describe("a node with a state directory", () => {
     const status = await withStateDir("moved").start({ timeoutMs: 30_000 });
     expect(status).toMatchObject({ id: 0, previousId: LAYOUT.capacity + 990, joinedVia: "fresh" });
     expect(logs.records.some((r) => r.message.startsWith("previous node ID is outside"))).toBe(true);
-    expect(await readFile(join(dir, "node-id"), "utf8")).toBe("0\n");
+    expect((await readFile(join(dir, "node-id"), "utf8")).split(" ")[0]).toBe("0");
   }, 60_000);
 });
 
@@ -126,8 +126,43 @@ describe("rdeebee-cluster node --state-dir", () => {
     expect(refused.status).toBe(2);
     expect(refused.stderr).toContain(`--state-dir (STATE_DIR): state directory ${dir} is locked by process`);
     expect(refused.stderr).toContain(String(holder.pid));
-    expect(await readFile(join(dir, "node-id"), "utf8")).toBe("0\n");
+    expect((await readFile(join(dir, "node-id"), "utf8")).split(" ")[0]).toBe("0");
   }, 60_000);
+
+  test("kill -9, then a new process on the same directory: the stale lock is taken over and the ID kept", async () => {
+    await env.factory.startMany(1);
+    const memberLine = (p: TestProcess) =>
+      p.lines.find((l) => l.message === "transition" && l.joinedVia !== undefined);
+    const first = new TestProcess(process.execPath, [CLI_BIN, ...nodeArgs("restarted"), "--no-watchdog"], {
+      env: cliEnv(),
+    });
+    spawned.push(first);
+    const joined = await waitUntil("the first process a member", () => memberLine(first), 30_000);
+    expect(joined).toMatchObject({ id: 1, joinedVia: "fresh" });
+    await first.kill9();
+    // Its member key lives on under its lease (no watchdog): the new process revokes that lease.
+    const oldKey = await env.client.get(LAYOUT.keys.memberKey(LAYOUT.nodeGroup(1), 1)).exec();
+    expect(oldKey.kvs).toHaveLength(1);
+
+    const second = new TestProcess(process.execPath, [CLI_BIN, ...nodeArgs("restarted"), "--no-watchdog"], {
+      env: cliEnv(),
+    });
+    spawned.push(second);
+    const rejoined = await waitUntil("the new process a member", () => memberLine(second), 30_000);
+    expect(rejoined).toMatchObject({ id: 1, joinedVia: "reclaimed", previousId: 1 });
+    expect(
+      second.lines.some(
+        (l) => l.message === "revoked the lease of this node's previous process, which is gone",
+      ),
+    ).toBe(true);
+    const members = (await env.client.getAll().prefix(LAYOUT.keys.allMembersPrefix).exec()).kvs;
+    expect(
+      members.filter((kv) => kv.key.toString() === LAYOUT.keys.memberKey(LAYOUT.nodeGroup(1), 1)),
+    ).toHaveLength(1);
+    expect(String(oldKey.kvs[0]?.lease)).not.toBe(
+      String(members.find((kv) => kv.key.toString().endsWith("/1"))?.lease),
+    );
+  }, 90_000);
 
   test("an ID file that holds no node ID exits 2 naming the file", async () => {
     await writeFile(join(dir, "node-id"), "{}");

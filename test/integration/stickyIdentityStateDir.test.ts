@@ -19,10 +19,13 @@ const exited = (child: ReturnType<typeof spawn>) => new Promise((resolve) => chi
 test("the ID kept survives a release and a new lock; none is there at first", async () => {
   const first = NodeStateDir.lock(dir);
   expect(first.idFile.read()).toBeUndefined();
-  await first.idFile.write(17);
+  await first.idFile.write(17, "7587882263457384456");
   first.release();
   const second = NodeStateDir.lock(dir);
-  expect(second.idFile.read()).toBe(17);
+  expect(second.idFile.read()).toEqual({ id: 17, lease: "7587882263457384456" });
+  expect(await readFile(join(dir, "node-id"), "utf8")).toBe("17 7587882263457384456\n");
+  await writeFile(join(dir, "node-id"), "4\n");
+  expect(second.idFile.read()).toEqual({ id: 4 });
   second.release();
   expect((await readdir(dir)).sort()).toEqual(["node-id"]);
 });

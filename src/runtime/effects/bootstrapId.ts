@@ -1,7 +1,7 @@
 import { filter, type Subscription } from "rxjs";
 import type { bootstrapIdMachine } from "../../../machines/bootstrapId.js";
 import { reclaimId } from "../../etcd/idClaims.js";
-import { backoffDelay, OutcomeUnknownError } from "../../etcd/index.js";
+import { backoffDelay, OutcomeUnknownError, revokeLease } from "../../etcd/index.js";
 import type { SessionScope } from "../sessionScope.js";
 import { NodeIdFile } from "../stateDir.js";
 import { type EffectContext, nodeRecord } from "./context.js";
@@ -45,13 +45,21 @@ export class AdvertisedSlotWatch {
  */
 export class StickyIdentity {
   private previous: number | undefined;
+  /**
+   * The lease under which the ID in the state directory was held: a previous process's, dead or
+   * stopped, since this one holds the directory's lock. Revoked before the first reclaim, so that
+   * a restart after `kill -9` finds its member key gone instead of waiting out its TTL.
+   */
+  private previousLease: string | undefined;
   /** An ID this node held before but found taken by another node; reported with the one it joins with. */
   private lost: { id: number; holder?: string } | undefined;
   /** A lease under which a reclaim's outcome was unknown: its request may still reach etcd. */
   private unsettledLease: string | undefined;
 
   constructor(private readonly idFile?: NodeIdFile) {
-    this.previous = idFile?.read();
+    const stored = idFile?.read();
+    this.previous = stored?.id;
+    this.previousLease = stored?.lease;
   }
 
   /** Seeded from the node's state directory, when its settings name one. */
@@ -70,7 +78,7 @@ export class StickyIdentity {
    * claim and the write only loses that (the next start tries the older ID, or none); a failed
    * write is logged and the node runs on. Logs when the ID is not the one it held before.
    */
-  async held(ctx: EffectContext, id: number): Promise<void> {
+  async held(ctx: EffectContext, id: number, leaseId: string): Promise<void> {
     if (this.lost && this.lost.id !== id)
       ctx.log.warn("joined with a different node ID: the previous one was taken by another node", {
         id,
@@ -81,13 +89,26 @@ export class StickyIdentity {
       });
     this.previous = id;
     this.lost = undefined;
-    await this.idFile?.write(id).catch((err: unknown) =>
+    await this.idFile?.write(id, leaseId).catch((err: unknown) =>
       ctx.log.error("could not store the node ID in the state directory; a restart may not keep it", {
         id,
         file: this.idFile?.file,
         error: String(err),
       }),
     );
+  }
+
+  /** Revokes the previous process's lease (once): its member key goes with it, so the slot is free to reclaim. */
+  async revokePreviousLease(ctx: EffectContext): Promise<void> {
+    const lease = this.previousLease;
+    if (lease === undefined) return;
+    const result = await revokeLease(ctx.etcd, lease, new Date(Date.now() + ctx.callTimeoutMs));
+    this.previousLease = undefined;
+    if (result === "revoked")
+      ctx.log.info("revoked the lease of this node's previous process, which is gone", {
+        lease,
+        previousId: this.previous,
+      });
   }
 
   /** Forgets a previous ID this node cannot take back (outside the layout); the next ID it holds replaces it. */
@@ -134,6 +155,7 @@ export function bootstrapIdEffects(
       sticky.forget();
       return undefined;
     }
+    await sticky.revokePreviousLease(ctx);
     const leaseId = scope.leaseId;
     const result = await reclaimId(
       ctx.etcd,
@@ -179,7 +201,7 @@ export function bootstrapIdEffects(
             (await reclaimPrevious(scope)) ??
             (await ctx.store.claimAdvertisedSlot(nodeRecord(ctx), scope.leaseId));
           if (id === undefined) return { type: "NO_SLOT_CLAIMED" };
-          await sticky.held(ctx, id);
+          await sticky.held(ctx, id, scope.leaseId);
           return { type: "SLOT_CLAIMED", id };
         },
         (error) => ({ type: "ETCD_FAILED", error }),
@@ -194,7 +216,7 @@ export function bootstrapIdEffects(
             () => scope.isCurrent,
           );
           if (result.kind === "full") return { type: "CLUSTER_FULL" };
-          await sticky.held(ctx, result.id);
+          await sticky.held(ctx, result.id, scope.leaseId);
           return { type: "ID_ALLOCATED", id: result.id };
         },
         (error) => ({ type: "ETCD_FAILED", error }),
