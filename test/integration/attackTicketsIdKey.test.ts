@@ -22,22 +22,20 @@ type Tamper = (direct: Etcd3) => Promise<unknown>;
  * ends with its own ID, no ID twice, one member key per lease, and the work stays bounded by the
  * slots found taken (a reset `id_key` walks the tickets up past the live members: two writes each).
  */
+const put =
+  (value: string): Tamper =>
+  async (d) =>
+    d.put(KEYS.idKey).value(value).exec();
+const remove: Tamper = async (d) => d.delete().key(KEYS.idKey).exec();
+
 const TAMPERINGS: [string, Tamper, Tamper | undefined][] = [
-  ["garbage", (d) => d.put(KEYS.idKey).value("garbage \u0000 {"), undefined],
-  ["deleted", (d) => d.delete().key(KEYS.idKey), undefined],
-  ['reset to "0"', (d) => d.put(KEYS.idKey).value("0"), undefined],
-  ["a huge decimal", (d) => d.put(KEYS.idKey).value("99999999999999999999999"), undefined],
-  ["beyond the capacity", (d) => d.put(KEYS.idKey).value(String(LAYOUT.capacity + 1)), undefined],
-  [
-    'deleted, then a legacy floor "100"',
-    (d) =>
-      d
-        .delete()
-        .key(KEYS.idKey)
-        .then(() => d.put(KEYS.idKey).value("100")),
-    undefined,
-  ],
-  ["deleted again and again while nodes allocate", async () => undefined, (d) => d.delete().key(KEYS.idKey)],
+  ["garbage", put("garbage \u0000 {"), undefined],
+  ["deleted", remove, undefined],
+  ['reset to "0"', put("0"), undefined],
+  ["a huge decimal", put("99999999999999999999999"), undefined],
+  ["beyond the capacity", put(String(LAYOUT.capacity + 1)), undefined],
+  ['deleted, then a legacy floor "100"', async (d) => remove(d).then(() => put("100")(d)), undefined],
+  ["deleted again and again while nodes allocate", async () => undefined, remove],
 ];
 
 describe("id_key tampered with", () => {
