@@ -158,7 +158,7 @@ function linkNew(lockFile: string, content: string): boolean {
  * (it judged it stale too and took the lock): the file moved aside is checked, and one that is
  * not the stale lock is put back.
  */
-function takeOverStale(lockFile: string, staleContent: string): void {
+export function takeOverStale(lockFile: string, staleContent: string): void {
   const aside = `${lockFile}.stale.${randomUUID()}`;
   try {
     renameSync(lockFile, aside);

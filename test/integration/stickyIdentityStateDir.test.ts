@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, test } from "vitest";
 import { ConfigError } from "../../src/config/index.js";
-import { NodeStateDir, StateDirLockedError } from "../../src/runtime/stateDir.js";
+import { NodeStateDir, StateDirLockedError, takeOverStale } from "../../src/runtime/stateDir.js";
 
 let dir: string;
 beforeEach(async () => {
@@ -72,4 +72,16 @@ test("a stored ID that is not a node ID is a ConfigError naming the file", async
   expect(() => state.idFile.read()).toThrow(ConfigError);
   expect(() => state.idFile.read()).toThrow(/node-id: not a node ID: "seven\\n"/);
   state.release();
+});
+
+test("taking over a stale lock that another process replaced meanwhile puts the new lock back", async () => {
+  const lockFile = join(dir, "lock");
+  await writeFile(lockFile, "999999 1\n");
+  takeOverStale(lockFile, "999999 1\n");
+  expect(await readdir(dir)).toEqual([]);
+  // Read as stale, but replaced by a live holder before this process moved it aside.
+  await writeFile(lockFile, `${process.pid}\n`);
+  takeOverStale(lockFile, "999999 1\n");
+  expect(await readFile(lockFile, "utf8")).toBe(`${process.pid}\n`);
+  expect(await readdir(dir)).toEqual(["lock"]);
 });
