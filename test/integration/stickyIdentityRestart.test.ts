@@ -5,6 +5,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest
 import { ClusterLayout, ConfigError } from "../../src/config/index.js";
 import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
 import { StateDirLockedError } from "../../src/runtime/stateDir.js";
+import { crashNode } from "../../src/runtime/testing.js";
 import { TestProcess } from "../../src/testing/testProcess.js";
 import { CLI_BIN, cliEnv, ensureBuilt, runCli } from "../support/cli.js";
 import {
@@ -68,6 +69,18 @@ describe("a node with a state directory", () => {
     });
     expect(logs.records.some((r) => r.message === "took back the previous node ID" && r.id === 2)).toBe(true);
   }, 90_000);
+
+  test("after a crash in this process, a new node on the directory revokes the crashed lease and keeps the ID", async () => {
+    await env.factory.startMany(1);
+    const crashed = withStateDir("crashing");
+    expect((await crashed.start()).id).toBe(1);
+    crashNode(crashed);
+    const next = withStateDir("crashing");
+    expect(await next.start({ timeoutMs: 30_000 })).toMatchObject({ id: 1, joinedVia: "reclaimed" });
+    expect(
+      logs.records.some((r) => r.message.startsWith("revoked the lease of this node's previous process")),
+    ).toBe(true);
+  }, 60_000);
 
   test("an ID file that holds no node ID refuses the node, naming the file, and leaves no lock", async () => {
     await writeFile(join(dir, "node-id"), "x1\n");
