@@ -9,6 +9,8 @@ export interface KeyEntry {
   value: string;
   createRevision: number;
   modRevision: number;
+  /** Puts since the key was created (etcd's `version`); `id_key`'s is the node-ID high-water mark. */
+  version: number;
   lease: string;
 }
 
@@ -42,6 +44,7 @@ function toEntry(kv: IKeyValue): KeyEntry {
     value: kv.value.toString(),
     createRevision: Number(kv.create_revision),
     modRevision: Number(kv.mod_revision),
+    version: Number(kv.version),
     lease: String(kv.lease),
   };
 }

@@ -16,10 +16,9 @@ const KEYS = LAYOUT.keys;
 const REFILL_WAIT_MS = 20_000;
 
 /**
- * The primaries advertise failed slots below the ID high-water mark. Under tickets that mark is
- * `id_key`'s version, but the prefix view's entries carry no version (`KeyEntry` has none), so
- * `GroupingViews.missingSlots$` computes a high-water mark of 0 and advertises nothing: a failed
- * slot is never offered again, and a full cluster never replaces a dead member.
+ * The primaries advertise failed slots below the ID high-water mark, which under tickets is
+ * `id_key`'s version: the prefix view's entries must carry it (`KeyEntry.version`), else the mark
+ * reads 0 and nothing is advertised (a full cluster never replaces a dead member).
  */
 describe("failed slots under tickets are advertised and refilled", () => {
   let etcd: EtcdCluster;
@@ -41,14 +40,24 @@ describe("failed slots under tickets are advertised and refilled", () => {
       .map((k) => Number(k.split("/").pop()))
       .sort((a, b) => a - b);
 
-  // BUG (critical): missingSlots$ reads id_key's version from the prefix view, which has none
-  // (groupingViews.ts versionOf → 0), so no slot is ever advertised and the newcomer waits for ever.
-  test.fails("a full cluster replaces a crashed member: its slot is advertised and a newcomer claims it", async () => {
+  test("a full cluster replaces a crashed member: its slot is advertised and a newcomer claims it", async () => {
     const [a, b, c] = await factory.startMany(3);
     await waitUntil("a primary", () => factory.live().some((n) => n.role === "primary"));
+    // A value that is not a count: the high-water mark must come from the key's version.
+    await etcd.client().put(KEYS.idKey).value("garbage");
     const victim = [a, b, c].find((n) => n?.role !== "primary" && n?.role !== "backup") ?? c;
     const lostId = victim?.id;
     crashNode(victim);
+    // Advertised before any newcomer's ticket put rewrites the value: the mark came from the version.
+    await waitUntil(
+      "the crashed member's slot to be advertised",
+      async () =>
+        (await etcd
+          .client()
+          .get(KEYS.failoverKey(lostId ?? -1))
+          .string()) !== null,
+      REFILL_WAIT_MS,
+    );
     const newcomer = factory.create("newcomer");
     const started = newcomer.start();
     started.catch(() => undefined); // rejected by the stop in afterEach when the slot never comes
@@ -61,16 +70,17 @@ describe("failed slots under tickets are advertised and refilled", () => {
     expect(await memberIds()).toEqual([0, 1, 2]);
   });
 
-  // BUG (critical, same cause): a ticket whose reply was lost is burnt, as takeTicket's comment
-  // says, "a gap that the primaries advertise as a failed slot and a later node fills"; nobody
-  // advertises it, so in a full cluster the gap stays empty and a newcomer waits for ever.
-  test.fails("a ticket whose reply was lost leaves a gap that is advertised and filled", async () => {
+  // A ticket whose reply was lost is burnt: a gap that the primaries advertise as a failed slot
+  // (after their grace for slots never seen with a member) and a later node fills.
+  test("a ticket whose reply was lost leaves a gap that is advertised and filled", async () => {
     proxy = await TcpProxy.forEndpoint(etcd.endpoints[0] ?? "");
     const client = connectEtcd([proxy.endpoint]);
     try {
       const lease = String(await etcd.client().lease(60, { autoKeepAlive: false }).grant());
       const store = new ClusterStore(client, LAYOUT, silentLogger(), { callTimeoutMs: 2_000 });
-      proxy.setMode("drop-reply", { match: KEYS.idKey });
+      // The ticket's put (key, then value "1": protobuf field 2, length 1), not the read before it.
+      const ticketPut = Buffer.concat([Buffer.from(KEYS.idKey), Buffer.from([0x12, 0x01]), Buffer.from("1")]);
+      proxy.setMode("drop-reply", { match: ticketPut });
       await expect(
         store.allocateFreshId({ name: "unlucky", address: "127.0.0.1:1" }, lease),
       ).rejects.toThrow();

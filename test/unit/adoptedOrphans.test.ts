@@ -12,7 +12,7 @@ function seats(...held: [number, 1 | 2][]): PrefixSnapshot {
   const entries = new Map<string, KeyEntry>();
   for (const [grouping, seat] of held) {
     const key = layout.keys.leaderKey(grouping, seat);
-    entries.set(key, { key, value: "{}", createRevision: 2, modRevision: 2, lease: "1" });
+    entries.set(key, { key, value: "{}", createRevision: 2, modRevision: 2, version: 1, lease: "1" });
   }
   return { prefix: layout.keys.allLeadersPrefix, revision: 9, entries, source: "list" };
 }
@@ -37,7 +37,7 @@ describe("which orphaned groupings a primary adopts", () => {
     const snapshot = seats([0, 1], [1, 1], [2, 1], [3, 1], [4, 1]);
     const entries = new Map(snapshot.entries);
     const stray = `${layout.keys.allLeadersPrefix}7-1`;
-    entries.set(stray, { key: stray, value: "{}", createRevision: 3, modRevision: 3, lease: "0" });
+    entries.set(stray, { key: stray, value: "{}", createRevision: 3, modRevision: 3, version: 1, lease: "0" });
     expect(adoptedOrphans({ ...snapshot, entries }, layout, 2)).toEqual([]);
   });
 });
