@@ -1,7 +1,10 @@
+import { performance } from "node:perf_hooks";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { EtcdSession, type SessionHealth } from "../../src/etcd/index.js";
+import { type ConnectOptions, connectEtcd, EtcdSession, type SessionHealth } from "../../src/etcd/index.js";
+import { silentLogger } from "../../src/logging.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
+import { proxiedEtcdPerTest } from "../support/proxiedEtcd.js";
 import { recordingLogger } from "../support/recordingLogger.js";
 import { waitUntil } from "../support/waitUntil.js";
 
@@ -51,4 +54,37 @@ describe("EtcdSession when etcd says its lease is gone", () => {
       session.abandon();
     }
   }, 120_000);
+});
+
+describe("EtcdSession's default call deadline", () => {
+  const env = proxiedEtcdPerTest();
+  /** No default deadline and no gRPC keepalive: only the session's own deadline can end a call. */
+  const BARE: ConnectOptions = { defaultCallOptions: {}, grpcOptions: { "grpc.keepalive_time_ms": -1 } };
+  /** TTL 2 s, default margin 200 ms: a grant sent later than TTL − margin would be born expired. */
+  const DEFAULT_DEADLINE_MS = 2_000 - 200;
+  /** Date-based deadlines and performance.now() tick apart by up to a millisecond or so. */
+  const CLOCK_SLACK_MS = 20;
+
+  test("without a call timeout, a grant over a silent link fails at TTL − margin, not sooner and not never", async () => {
+    const client = env.track(connectEtcd([env.proxy.endpoint], BARE));
+    env.proxy.setMode("blackhole");
+    const started = performance.now();
+    const grant = EtcdSession.open(client, { ttlSeconds: 2, keepaliveIntervalMs: 500 }, silentLogger());
+    await expect(grant).rejects.toThrow(/DEADLINE_EXCEEDED|deadline exceeded/i);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(DEFAULT_DEADLINE_MS - CLOCK_SLACK_MS);
+  }, 60_000);
+
+  test("without a call timeout, a revoke over a silent link fails at TTL − margin, not sooner and not never", async () => {
+    const client = env.track(connectEtcd([env.proxy.endpoint], BARE));
+    const session = await EtcdSession.open(
+      client,
+      { ttlSeconds: 2, keepaliveIntervalMs: 500 },
+      silentLogger(),
+    );
+    env.proxy.setMode("blackhole");
+    const started = performance.now();
+    await expect(session.revoke()).rejects.toThrow(/DEADLINE_EXCEEDED|deadline exceeded/i);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(DEFAULT_DEADLINE_MS - CLOCK_SLACK_MS);
+    expect(session.health).toBe("lost");
+  }, 60_000);
 });
