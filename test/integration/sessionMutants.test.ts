@@ -88,3 +88,36 @@ describe("EtcdSession's default call deadline", () => {
     expect(session.health).toBe("lost");
   }, 60_000);
 });
+
+describe("EtcdSession's keepalive retries", () => {
+  const env = proxiedEtcdPerTest();
+
+  test("each failed keepalive is logged with the lease, the failures in a row and a jittered backoff that starts at 50–100 ms and grows up to the interval", async () => {
+    const { logger, records } = recordingLogger();
+    const client = env.track(connectEtcd([env.proxy.endpoint]));
+    const interval = 400;
+    const session = await EtcdSession.open(client, { ttlSeconds: 10, keepaliveIntervalMs: interval }, logger);
+    try {
+      await waitUntil("a first acknowledged keepalive", () => session.keepaliveAttempts > 1);
+      env.proxy.setMode("reset");
+      const retries = () => records.filter((r) => r.message === "keepalive failed, retrying");
+      await waitUntil("six failed keepalives", () => retries().length >= 6, 60_000);
+      const six = retries().slice(0, 6);
+      for (const r of six) {
+        expect(r).toMatchObject({ level: "debug", lease: session.leaseId });
+        expect(typeof r.error === "string" && r.error !== "").toBe(true);
+      }
+      expect(six.map((r) => r.failures)).toEqual([1, 2, 3, 4, 5, 6]);
+      const delays = six.map((r) => r.retryInMs as number);
+      // Full jitter in [50, min(interval, 100 · 2^(failures − 1))]: the first at most 100 ms.
+      expect(delays[0]).toBeGreaterThanOrEqual(50);
+      expect(delays[0]).toBeLessThanOrEqual(100);
+      expect(delays[1]).toBeLessThanOrEqual(200);
+      for (const delay of delays) expect(delay).toBeLessThanOrEqual(interval);
+      // Uniform draws: six all at the 50 ms floor would mean no room to back off at all.
+      expect(delays.some((delay) => delay > 50)).toBe(true);
+    } finally {
+      session.abandon();
+    }
+  }, 120_000);
+});
