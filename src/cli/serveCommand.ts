@@ -54,17 +54,18 @@ export async function serveCommand(options: ServeCommandOptions): Promise<number
   const listener = await listenHttp(port, host, logger);
   const advertised = process.env[NODE_SETTINGS_ENV.address] ? undefined : `${host}:${listener.port}`;
   let settings: ReturnType<typeof resolveNodeSettings>;
-  let layout: ClusterLayout;
+  let commandNode: ReturnType<typeof createCommandNode>;
   try {
     settings = resolveNodeSettings({ ...options, address: options.address ?? advertised });
-    layout = new ClusterLayout(config, { namespace: settings.namespace });
+    const layout = new ClusterLayout(config, { namespace: settings.namespace });
     await assertEtcdReachable(etcdConnectionOf(settings), undefined, layout.keys.idKey);
+    // A refused state directory must close the listener too, or the process stays up.
+    commandNode = createCommandNode(options, settings, layout, logger);
   } catch (err) {
     await listener.close();
     throw err;
   }
-
-  const { node, stop } = createCommandNode(options, settings, layout, logger);
+  const { node, stop } = commandNode;
   let metrics: ServerMetrics;
   try {
     // Imported here so that only `serve` loads prom-client, an optional dependency.

@@ -139,6 +139,10 @@ describe("rdeebee-cluster node --state-dir", () => {
     expect(refused.status).toBe(2);
     expect(refused.stderr).toContain(`--state-dir (STATE_DIR): state directory ${dir} is locked by process`);
     expect(refused.stderr).toContain(String(holder.pid));
+    // serve has bound its HTTP port by then: it must close it and exit, not hang.
+    const refusedServe = runCli(["serve", ...nodeArgs("intruder").slice(1), "--port", "0"]);
+    expect(refusedServe.status).toBe(2);
+    expect(refusedServe.stderr).toContain(`state directory ${dir} is locked by process ${holder.pid}`);
     expect((await readFile(join(dir, "node-id"), "utf8")).split(" ")[0]).toBe("0");
   }, 60_000);
 
