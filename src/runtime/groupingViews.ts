@@ -125,10 +125,6 @@ export function adoptedOrphans(leaders: PrefixSnapshot, layout: ClusterLayout, g
   return adopted.sort((a, b) => a - b);
 }
 
-/** A key's version (puts since its creation): the view's entries carry it once `KeyEntry` has it; 0 until then. */
-const versionOf = (entry: object): number =>
-  "version" in entry && typeof entry.version === "number" ? entry.version : 0;
-
 /**
  * How long a slot below the high-water mark that this view never saw with a member must stay
  * empty before it counts as failed: a fresh ID's ticket comes a round trip before its claim, so a
@@ -192,7 +188,7 @@ export class GroupingViews {
     const allocated$ = watch(keys.idKey).pipe(
       map((s) => {
         const entry = s.entries.get(keys.idKey);
-        const kv = entry && { value: entry.value, version: versionOf(entry) };
+        const kv = entry && { value: entry.value, version: entry.version };
         const { allocated, problem } = idHighWaterMark(kv, layout.capacity);
         if (problem)
           log.warn("ignoring bad node ID counter", { key: keys.idKey, value: entry?.value.slice(0, 64) });

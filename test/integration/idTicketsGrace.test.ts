@@ -25,9 +25,9 @@ class Feed {
         value: e.value,
         createRevision: 2,
         modRevision: this.revision,
+        version: e.version ?? 1,
         lease: e.lease ?? "7",
-        ...(e.version === undefined ? {} : { version: e.version }),
-      } as KeyEntry);
+      });
     this.subject(prefix).next({ prefix, revision: this.revision, entries: map, source: "watch" });
   }
 
