@@ -70,7 +70,7 @@ export class EtcdSession {
     grantSentAt: number,
     private readonly options: SessionOptions,
     private readonly log: Logger,
-    private readonly stepDownClient: Etcd3 | undefined,
+    private readonly stepDownClients: readonly Etcd3[],
   ) {
     this.leaseId = leaseId;
     this.marginMs = marginOf(options);
@@ -88,7 +88,7 @@ export class EtcdSession {
     });
     lease.on("lost", () => undefined); // loss is tracked by our own deadline and keepalive results
     const leaseId = await lease.grant();
-    const session = new EtcdSession(lease, String(leaseId), sentAt, options, log, stepDownClientOf(client));
+    const session = new EtcdSession(lease, String(leaseId), sentAt, options, log, stepDownClientsOf(client));
     session.warmStepDown();
     return session;
   }
@@ -96,39 +96,46 @@ export class EtcdSession {
   /**
    * Deletes `key` if it was created at revision `createRevision` and is bound to this session's
    * lease (the caller's own leader key, so it can never delete another term's), over the session's
-   * step-down connection: a TCP connection of its own, open before any stall and idle since its last
-   * warm-up, so no timed-out call has made etcd3 drop it. When only etcd's replies are lost, etcd3
+   * step-down connections (one per endpoint): TCP connections of their own, open before any stall
+   * and idle since their last warm-up, so no timed-out call has made etcd3 drop them. When only etcd's replies are lost, etcd3
    * replaces the main connection after its first timed-out call, and a new connection cannot be
-   * opened through a one-way stall; this one still carries the request. True when etcd deleted the
+   * opened through a one-way stall; these still carry the request. True when etcd deleted the
    * key; false when the compare failed (the key is gone or not this session's). Throws when the
    * outcome is unknown, which the caller settles.
    */
   async deleteOwnKey(key: string, createRevision: number, timeoutMs: number): Promise<boolean> {
-    const client = this.stepDownClient;
-    if (!client) throw new Error("no step-down connection");
-    const txn = await client
-      .if(key, "Create", "==", createRevision)
-      .and(key, "Lease", "==", this.leaseId)
-      .then(client.delete().key(key))
-      .options(deadlineIn(timeoutMs))
-      .commit();
-    return txn.succeeded;
+    if (this.stepDownClients.length === 0) throw new Error("no step-down connection");
+    // On every endpoint's connection at once: the first to arrive deletes, the others find the key gone.
+    const answers = await Promise.allSettled(
+      this.stepDownClients.map((client) =>
+        client
+          .if(key, "Create", "==", createRevision)
+          .and(key, "Lease", "==", this.leaseId)
+          .then(client.delete().key(key))
+          .options(deadlineIn(timeoutMs))
+          .commit(),
+      ),
+    );
+    const known = answers.flatMap((a) => (a.status === "fulfilled" ? [a.value.succeeded] : []));
+    if (known.length === 0) throw (answers[0] as PromiseRejectedResult).reason;
+    return known.includes(true);
   }
 
   /**
-   * One request on the step-down connection, at most once a TTL and only right after an
+   * One request on each step-down connection, at most once a TTL and only right after an
    * acknowledged keepalive, so that it is connected when it is needed (a connection without calls
    * is not redialled after a restart of etcd). Its deadline is a TTL: should a stall begin while it
    * is in flight, it does not time out (which makes etcd3 drop the connection) before the local deadline.
    */
   private warmStepDown(): void {
-    const client = this.stepDownClient;
     const ttlMs = this.options.ttlSeconds * 1000;
-    if (!client || this.closed || monotonicNow() - this.stepDownWarmedAt < ttlMs) return;
+    if (this.closed || monotonicNow() - this.stepDownWarmedAt < ttlMs) return;
     this.stepDownWarmedAt = monotonicNow();
-    client.leaseClient.leaseTimeToLive({ ID: this.leaseId }, deadlineIn(ttlMs)).catch((err: unknown) => {
-      this.log.debug("step-down connection warm-up failed", { lease: this.leaseId, error: String(err) });
-    });
+    for (const client of this.stepDownClients) {
+      client.leaseClient.leaseTimeToLive({ ID: this.leaseId }, deadlineIn(ttlMs)).catch((err: unknown) => {
+        this.log.debug("step-down connection warm-up failed", { lease: this.leaseId, error: String(err) });
+      });
+    }
   }
 
   /** Keepalives sent so far, acknowledged or not. */
@@ -242,7 +249,7 @@ export class EtcdSession {
 
   private markLost(): void {
     this.stopTimers();
-    this.stepDownClient?.close();
+    for (const client of this.stepDownClients) client.close();
     this.setHealth("lost");
     this.healthSubject.complete();
     this.keepaliveRoundTrips$.complete();
@@ -272,14 +279,22 @@ export class EtcdSession {
 }
 
 /**
- * A second client on the same endpoints and credentials as `client`, with channel options of its
- * own (so a connection of its own); undefined when `client` does not show its options.
+ * One client per endpoint of `client`, with its credentials and channel options of their own (so
+ * connections of their own): etcd3 picks a random endpoint per call, and the step-down must go
+ * on a connection that is already open. None when `client` does not show its options.
  */
-function stepDownClientOf(client: Etcd3): Etcd3 | undefined {
-  // etcd3 keeps the options it was built with on the instance (pinned in test/integration/stallStepDown.test.ts).
+function stepDownClientsOf(client: Etcd3): Etcd3[] {
+  // etcd3 keeps the options it was built with on the instance (pinned by test/integration/stallStepDown.test.ts).
   const options = (client as unknown as { options?: IOptions }).options;
-  if (!options?.hosts) return undefined;
-  return new Etcd3({ ...options, grpcOptions: { ...options.grpcOptions, ...STEP_DOWN_CHANNEL_OPTIONS } });
+  const hosts = typeof options?.hosts === "string" ? [options.hosts] : (options?.hosts ?? []);
+  return hosts.map(
+    (host) =>
+      new Etcd3({
+        ...options,
+        hosts: [host],
+        grpcOptions: { ...options?.grpcOptions, ...STEP_DOWN_CHANNEL_OPTIONS },
+      }),
+  );
 }
 
 function marginOf(options: SessionOptions): number {
