@@ -33,7 +33,9 @@ export {
   type LeadershipTerm,
 } from "./leadership.js";
 export { type LeaderWatchOptions, watchLeaders } from "./leaderWatch.js";
+export type { JoinedVia } from "./nodeStatus.js";
 export { type NodeRole, type RoleFacts, roleFactsOf, roleOf, statePathOf } from "./roles.js";
+export { StateDirLockedError } from "./stateDir.js";
 export {
   NodeStoppedError,
   StartAbortedError,

@@ -352,6 +352,7 @@ describe("refused settings name the flag or env var they came from", () => {
       etcdUser: "ETCD_USER",
       etcdPasswordFile: "ETCD_PASSWORD_FILE",
       namespace: "NAMESPACE",
+      stateDir: "STATE_DIR",
     });
     expect(Object.values(NODE_SETTINGS_FLAGS)).toEqual([
       "--lease-ttl",
@@ -365,6 +366,7 @@ describe("refused settings name the flag or env var they came from", () => {
       "--etcd-user",
       "--etcd-password-file",
       "--namespace",
+      "--state-dir",
     ]);
   });
 });
