@@ -23,6 +23,8 @@ export interface NodeProcessOptions {
   beforeStart?: (proxies: readonly TcpProxy[]) => void;
   /** The lease watchdog process; default true, like the CLI. False: a killed process fails over by its TTL. */
   watchdog?: boolean;
+  /** `--state-dir`: where the node keeps its ID across restarts (a directory the caller owns). */
+  stateDir?: string;
 }
 
 export type { LogLine } from "./testProcess.js";
@@ -111,6 +113,7 @@ export class NodeProcess {
       ["--config", options.config],
       ["--log-level", "info"],
       options.watchdog === false ? ["--no-watchdog"] : [],
+      options.stateDir === undefined ? [] : ["--state-dir", options.stateDir],
     ].flat();
     return new NodeProcess(options, proxies, args);
   }

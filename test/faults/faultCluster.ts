@@ -113,7 +113,10 @@ export class FaultCluster {
     return cluster;
   }
 
-  async addNode(beforeStart?: NodeProcessOptions["beforeStart"]): Promise<NodeProcess> {
+  async addNode(
+    beforeStart?: NodeProcessOptions["beforeStart"],
+    extra: Pick<NodeProcessOptions, "stateDir"> = {},
+  ): Promise<NodeProcess> {
     this.spawned += 1;
     const name = `${this.name}-${this.spawned}`;
     const node = await NodeProcess.spawn({
@@ -125,6 +128,7 @@ export class FaultCluster {
       command: this.options.command,
       watchdog: this.options.watchdog ?? false,
       beforeStart,
+      ...extra,
     });
     this.nodes.push(node);
     return node;

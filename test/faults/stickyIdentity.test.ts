@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, expect, inject, test } from "vitest";
 import { waitUntil } from "../support/waitUntil.js";
@@ -8,10 +11,12 @@ import type { NodeProcess } from "./nodeProcess.js";
 const PAUSE_MS = 3 * TTL_MS;
 
 let cluster: FaultCluster | undefined;
+const stateDirs: string[] = [];
 
 afterEach(async () => {
   await cluster?.close();
   cluster = undefined;
+  await Promise.all(stateDirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 });
 
 /** The ID of `node`'s member key in etcd now, if it has one. */
@@ -96,5 +101,26 @@ test("a slot taken while its node was paused is not claimed twice: the node join
       ),
     ).toMatchObject({ id: now, previousId: id, takenBy: newcomer?.name });
     return `ID ${id} went to ${newcomer?.name}; the paused node joined as ${now}`;
+  }).then(({ report }) => expect(report.violations).toEqual([]));
+});
+
+test("a node killed with kill -9 and restarted on its state directory keeps its ID", async () => {
+  cluster = await FaultCluster.start("sticky-restart", 3);
+  const c = cluster;
+  const stateDir = await mkdtemp(join(tmpdir(), "sticky-restart-"));
+  stateDirs.push(stateDir);
+  await runScenario(c, "restart with a state directory keeps the ID", inject("faultRowsFile"), async () => {
+    const node = await c.addNode(undefined, { stateDir });
+    const id = await waitUntil("the node a member", () => idOf(c, node), 10 * TTL_MS);
+    let restarted: NodeProcess | undefined;
+    await c.trial(async () => {
+      await node.kill9();
+      restarted = await c.addNode(undefined, { stateDir });
+    });
+    const again = restarted as NodeProcess;
+    await waitUntil("the restarted node a member", () => joins(again).at(-1), 10 * TTL_MS);
+    expect(await idOf(c, again)).toBe(id);
+    expect(joins(again).at(-1)).toMatchObject({ id, joinedVia: "reclaimed", previousId: id });
+    return `ID ${id} kept across kill -9 and restart`;
   }).then(({ report }) => expect(report.violations).toEqual([]));
 });
