@@ -1,4 +1,5 @@
 import type { ClusterLayout } from "../config/index.js";
+import { idHighWaterMark } from "../etcd/codec.js";
 import type { HistoryRecord } from "../runtime/history.js";
 
 /** A key's state as an observer of etcd saw it. */
@@ -189,6 +190,8 @@ interface Death {
   /** The node name in the member key's value. */
   name?: string;
   adPuts: number[];
+  /** The revision at which the same node took the ID back (sticky identity): nothing to advertise. */
+  reclaimedAt?: number;
 }
 
 type LeaderRecord = Extract<HistoryRecord, { kind: "leader" }>;
@@ -277,6 +280,10 @@ class Replay {
   private readonly state = new Map<string, Life>();
   private readonly openDeaths = new Map<number, Death>();
   private readonly everLived = new Set<number>();
+  /** `id_key`'s version as replayed (puts since its creation): the ticket high-water mark's input. */
+  private idKeyVersion = 0;
+  /** Every ID below it was handed out (a ticket, or the counter of old): the highest mark seen. */
+  private idHighWater = 0;
   private readonly vacatedPrimaries = new Map<
     number,
     { revision: number; at: number; from?: number; life: Life }
@@ -461,11 +468,18 @@ class Replay {
   }
 
   /**
-   * A dead member's slot is advertised at most once per death, only while it has no member; an ID
-   * lives again only by fresh allocation (first time) or by a claim that deletes its advertisement.
+   * A dead member's slot is advertised at most once per death, only while it has no member, or, never
+   * having lived, once handed out (a burnt ticket); an ID lives first only once handed out (below the
+   * `id_key` high-water mark, replayed from its puts as `idHighWaterMark` reads it), and again only by
+   * a claim that deletes its advertisement or by its previous holder taking it back (sticky identity).
    */
   private checkSlots(revision: number, kinds: Touched[]): void {
-    const counterBumped = kinds.some(({ kind, event }) => kind.kind === "counter" && event.type === "put");
+    for (const { kind, event } of kinds) {
+      if (kind.kind !== "counter") continue;
+      this.idKeyVersion = event.type === "put" ? this.idKeyVersion + 1 : 0;
+      const kv = event.type === "put" ? { value: event.value, version: this.idKeyVersion } : undefined;
+      this.idHighWater = Math.max(this.idHighWater, idHighWaterMark(kv, this.layout.capacity).allocated);
+    }
     const adDeleted = new Set(
       kinds.flatMap(({ kind, event }) =>
         kind.kind === "failover" && event.type === "delete" ? [kind.id] : [],
@@ -489,9 +503,17 @@ class Replay {
         this.deaths.push(death);
         this.openDeaths.set(kind.id, death);
       } else if (kind.kind === "member" && event.type === "put" && !prior) {
-        if (!this.everLived.has(kind.id) && !counterBumped)
-          this.fail("ids", revision, `ID ${kind.id} registered without a fresh allocation`);
-        if (this.everLived.has(kind.id) && !adDeleted.has(kind.id))
+        if (!this.everLived.has(kind.id) && kind.id >= this.idHighWater)
+          this.fail(
+            "ids",
+            revision,
+            `ID ${kind.id} registered but never handed out (high-water mark ${this.idHighWater})`,
+          );
+        const name = parseJson(event.value)?.name;
+        const death = this.openDeaths.get(kind.id);
+        const reclaimed = name !== undefined && death?.name === name;
+        if (reclaimed && death.adPuts.length === 0) death.reclaimedAt = revision;
+        if (this.everLived.has(kind.id) && !adDeleted.has(kind.id) && !reclaimed)
           this.fail("slots", revision, `ID ${kind.id} reused without claiming its advertisement`);
         this.openDeaths.delete(kind.id);
         this.everLived.add(kind.id);
@@ -499,8 +521,9 @@ class Replay {
         const death = this.openDeaths.get(kind.id);
         if (this.liveMember(kind.id))
           this.fail("slots", revision, `slot ${kind.id} advertised while its member is live`);
-        else if (!death) this.fail("slots", revision, `slot ${kind.id} advertised but it never failed`);
-        else death.adPuts.push(revision);
+        else if (death) death.adPuts.push(revision);
+        else if (this.everLived.has(kind.id) || kind.id >= this.idHighWater)
+          this.fail("slots", revision, `slot ${kind.id} advertised but it never failed nor was handed out`);
       } else if (kind.kind === "failover" && event.type === "delete" && !memberCreated.has(kind.id)) {
         this.fail("slots", revision, `advertisement of slot ${kind.id} deleted without a claim`);
       }
@@ -814,7 +837,12 @@ function checkDeaths(input: CheckInput, replay: Replay): Violation[] {
           message: `slot ${death.id} advertised ${death.adPuts.length} times (revisions ${death.adPuts.join(", ")}) after one death`,
         },
       ];
-    if (death.adPuts.length === 0 && !gracefulLeases.has(death.lease) && !stoppedGracefully(death))
+    if (
+      death.adPuts.length === 0 &&
+      death.reclaimedAt === undefined &&
+      !gracefulLeases.has(death.lease) &&
+      !stoppedGracefully(death)
+    )
       return [
         {
           rule: "slots",

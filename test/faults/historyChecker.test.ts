@@ -347,6 +347,42 @@ describe("history checker", () => {
     );
   });
 
+  test("fresh IDs by ticket (id_key put, then the member key in a later transaction), a burnt ticket's slot advertised, and a node taking its own ID back pass", () => {
+    const log = new EtcdLog();
+    log.txn({ put: keys.idKey, value: "1" });
+    log.txn({ put: keys.idKey, value: "2" });
+    log.txn({ put: keys.idKey, value: "2" }); // raced: the value lags, the version (3) does not
+    log.txn({ put: member(0), value: node(0), lease: "10" });
+    log.txn({ put: member(2), value: node(2), lease: "12" });
+    const t = log.txn({ put: PRIMARY, value: node(0), lease: "10" });
+    // Slot 1's ticket was burnt (its holder never claimed it): advertised as a gap, then claimed.
+    log.txn({
+      put: keys.failoverKey(1),
+      value: JSON.stringify({ id: 1, group: 0, advertisedBy: 0, token: t }),
+    });
+    log.txn({ del: keys.failoverKey(1) }, { put: member(1), value: node(1), lease: "11" });
+    // Node 2 lost its member key and took its ID back under a new lease before any advertisement.
+    log.txn({ del: member(2) });
+    log.txn({ put: member(2), value: node(2), lease: "13" });
+    const report = checkHistory({ layout: FAULT_LAYOUT, events: log.events, histories: [] });
+    expect(report.violations.map((v) => v.message)).toEqual([]);
+  });
+
+  test("an ID above the high-water mark registered beside an id_key put, and a slot above it advertised", () => {
+    const log = new EtcdLog();
+    log.txn({ put: keys.idKey, value: "1" }, { put: member(1), value: node(1), lease: "11" });
+    const t = log.txn({ put: PRIMARY, value: node(1), lease: "11" });
+    log.txn({
+      put: keys.failoverKey(2),
+      value: JSON.stringify({ id: 2, group: 0, advertisedBy: 1, token: t }),
+    });
+    const report = checkHistory({ layout: FAULT_LAYOUT, events: log.events, histories: [] });
+    expect(report.violations.map((v) => v.message)).toEqual([
+      expect.stringContaining("ID 1 registered but never handed out (high-water mark 1)"),
+      expect.stringContaining("slot 2 advertised but it never failed nor was handed out"),
+    ]);
+  });
+
   test("a dead slot advertised twice, a slot reused without a claim, an expired slot never advertised", () => {
     const log = new EtcdLog();
     log.join(0, "10");
@@ -358,7 +394,7 @@ describe("history checker", () => {
     log.txn({ put: keys.failoverKey(0), value: ad });
     log.txn({ put: keys.failoverKey(0), value: ad });
     log.txn({ del: member(2) });
-    log.txn({ put: member(2), value: node(2), lease: "13" });
+    log.txn({ put: member(2), value: JSON.stringify({ id: 2, name: "other", address: "h:1" }), lease: "13" });
     log.txn({ del: member(1) }, { del: PRIMARY });
     const report = checkHistory({ layout: FAULT_LAYOUT, events: log.events, histories: [] });
     expect(report.violations.map((v) => v.message)).toEqual([
