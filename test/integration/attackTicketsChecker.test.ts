@@ -1,7 +1,6 @@
 import type { Etcd3 } from "etcd3";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { ClusterLayout } from "../../src/config/index.js";
-import { ID_TICKET_VALUE } from "../../src/etcd/codec.js";
 import { ClusterStore } from "../../src/etcd/index.js";
 import { silentLogger } from "../../src/logging.js";
 import { readEtcdHistory } from "../../src/testing/etcdHistory.js";
@@ -15,11 +14,9 @@ const KEYS = LAYOUT.keys;
 const record = (name: string) => ({ name, address: "127.0.0.1:1" });
 
 /**
- * The history checker's ID rules were written for the compare-and-swap counter, which put
- * `id_key` in the same revision as the new member key: "ID registered without a fresh allocation"
- * fires unless the counter was put in that revision. Under tickets the counter put (the ticket)
- * and the member key (the claim) are two revisions, and a burnt ticket's slot is advertised
- * although it never lived. Replayed on an etcd history made by the store's own transactions.
+ * The history checker's ID rules under tickets: the ticket (a put of `id_key`) and the claim (the
+ * member key) are two revisions, and a burnt ticket's slot is advertised although it never lived.
+ * Replayed on an etcd history made by the store's own transactions.
  */
 describe("history checker on the ticket scheme", () => {
   let etcd: EtcdCluster;
@@ -39,10 +36,7 @@ describe("history checker on the ticket scheme", () => {
     return report.violations.filter((v) => v.rule === "ids" || v.rule === "slots").map((v) => v.message);
   };
 
-  // BUG (checker, false alarms): every ticket allocation is reported as "registered without a fresh
-  // allocation", and the primary's advertisement of a burnt ticket's slot as "advertised but it
-  // never failed"; a fault run with tickets cannot pass the checker.
-  test.fails("fresh IDs by ticket, and a burnt ticket's slot advertised and claimed, break no rule", async () => {
+  test("fresh IDs by ticket, and a burnt ticket's slot advertised and claimed, break no rule", async () => {
     const a = await store.allocateFreshId(record("a"), await lease());
     const primaryLease = await lease();
     const primary = await store.allocateFreshId(record("p"), primaryLease);
@@ -53,7 +47,7 @@ describe("history checker on the ticket scheme", () => {
     const won = await store.campaign(0, 1, { ...record("p"), id: 1 }, primaryLease);
     if (won.kind !== "won") throw new Error("the primary seat was vacant");
     // The put of a ticket whose reply was lost: etcd applied it, nobody claims slot 2.
-    await client.put(KEYS.idKey).value(ID_TICKET_VALUE);
+    await client.put(KEYS.idKey).value("3");
     expect(await store.allocateFreshId(record("b"), await lease())).toEqual({ kind: "allocated", id: 3 });
     expect(
       await store.advertiseFailedSlot({ grouping: 0, seat: 1, token: won.token }, primaryLease, 2, 1),
@@ -62,15 +56,13 @@ describe("history checker on the ticket scheme", () => {
     expect(await idViolations()).toEqual([]);
   });
 
-  // BUG (checker, false pass): the rule accepts any first member key written together with a put of
-  // id_key, whatever its ID; a member key of an ID above the high-water mark (never handed out)
-  // passes when id_key is put in the same transaction.
-  test.fails("a member key of an ID never handed out is a violation, even beside a put of id_key", async () => {
+  // The rule once accepted any first member key written together with a put of id_key, whatever its ID.
+  test("a member key of an ID never handed out is a violation, even beside a put of id_key", async () => {
     const holder = await lease();
     await client
       .if(KEYS.idKey, "Create", "==", 0)
       .then(
-        client.put(KEYS.idKey).value(ID_TICKET_VALUE),
+        client.put(KEYS.idKey).value("1"),
         client
           .put(KEYS.memberKey(1, 4))
           .value(JSON.stringify({ ...record("x"), id: 4 }))
