@@ -1,12 +1,12 @@
 import {
   combineLatest,
-  defer,
   distinctUntilChanged,
   map,
   type Observable,
   of,
   shareReplay,
   switchMap,
+  tap,
   timer,
 } from "rxjs";
 import type { ClusterLayout } from "../config/index.js";
@@ -134,12 +134,12 @@ export function adoptedOrphans(leaders: PrefixSnapshot, layout: ClusterLayout, g
  */
 export const UNSEEN_SLOT_GRACE_MS = 2_000;
 
-/** Per view: the slots seen with a member, and since when each never-seen slot has been empty. */
+/** Per grouping membership: the slots seen with a member, and since when each never-seen slot has been empty. */
 class UnseenSlotGrace {
   private readonly seenLive = new Set<number>();
   private readonly emptySince = new Map<number, number>();
 
-  sawLive(live: ReadonlySet<number>): void {
+  sawLive(live: Iterable<number>): void {
     for (const id of live) {
       this.seenLive.add(id);
       this.emptySince.delete(id);
@@ -153,6 +153,9 @@ class UnseenSlotGrace {
     return now - since >= UNSEEN_SLOT_GRACE_MS;
   }
 }
+
+const idsOf = (members: MemberViewsByGroup) =>
+  new Set([...members.values()].flatMap((records) => records.map((r) => r.id)));
 
 const sameIds = (a: readonly number[], b: readonly number[]) =>
   a.length === b.length && a.every((id, i) => id === b[i]);
@@ -177,11 +180,14 @@ export class GroupingViews {
     private readonly log: Logger,
   ) {
     const keys = layout.keys;
+    const unseenSlots = new UnseenSlotGrace();
     this.leaders$ = watch(keys.leaderPrefix(grouping)).pipe(
       map((s) => leadersOf(s, layout, grouping)),
       shareReplay({ bufferSize: 1, refCount: true }),
     );
     this.members$ = this.membersOfGroups(layout.groupsOf(grouping)).pipe(
+      // Every member seen while in the grouping, so a slot that dies before this node is primary has no grace.
+      tap((members) => unseenSlots.sawLive(idsOf(members))),
       shareReplay({ bufferSize: 1, refCount: true }),
     );
 
@@ -206,32 +212,30 @@ export class GroupingViews {
     const live$ = advertisedGroupings$.pipe(
       switchMap((groupings) => {
         const groups = groupings.flatMap((k) => layout.groupsOf(k));
-        return this.membersOfGroups(groups).pipe(
-          map((members) => ({
-            groups,
-            live: new Set([...members.values()].flatMap((records) => records.map((r) => r.id))),
-          })),
-        );
+        return this.membersOfGroups(groups).pipe(map((members) => ({ groups, live: idsOf(members) })));
       }),
     );
-    this.missingSlots$ = defer(() => {
-      const unseenSlots = new UnseenSlotGrace();
-      return combineLatest([live$, allocated$, advertised$, timer(0, UNSEEN_SLOT_GRACE_MS / 2)]).pipe(
-        map(([{ groups, live }, allocated, advertised]) => {
-          const now = performance.now();
-          unseenSlots.sawLive(live);
-          // Only IDs already handed out can have failed: the work grows with them, not the capacity.
-          const missing: number[] = [];
-          for (const group of groups) {
-            const { first, last } = layout.idRangeOf(group);
-            for (let id = first; id <= Math.min(last, allocated - 1); id++)
-              if (!live.has(id) && !advertised.has(id) && unseenSlots.failed(id, now)) missing.push(id);
-          }
-          return missing;
-        }),
-        distinctUntilChanged(sameIds),
-      );
-    }).pipe(shareReplay({ bufferSize: 1, refCount: true }));
+    this.missingSlots$ = combineLatest([
+      live$,
+      allocated$,
+      advertised$,
+      timer(0, UNSEEN_SLOT_GRACE_MS / 2),
+    ]).pipe(
+      map(([{ groups, live }, allocated, advertised]) => {
+        const now = performance.now();
+        unseenSlots.sawLive(live);
+        // Only IDs already handed out can have failed: the work grows with them, not the capacity.
+        const missing: number[] = [];
+        for (const group of groups) {
+          const { first, last } = layout.idRangeOf(group);
+          for (let id = first; id <= Math.min(last, allocated - 1); id++)
+            if (!live.has(id) && !advertised.has(id) && unseenSlots.failed(id, now)) missing.push(id);
+        }
+        return missing;
+      }),
+      distinctUntilChanged(sameIds),
+      shareReplay({ bufferSize: 1, refCount: true }),
+    );
   }
 
   private membersOfGroups(groups: readonly number[]): Observable<MemberViewsByGroup> {

@@ -91,6 +91,27 @@ test("a handed-out slot never seen with a member counts as failed only after the
   sub.unsubscribe();
 });
 
+test("a slot seen with a member before the node became primary has no grace", async () => {
+  const feed = new Feed();
+  const views = new GroupingViews(feed.watch, LAYOUT, 0, silentLogger());
+  // A member follows its grouping's members from the start; missingSlots$ only once it is primary.
+  const members = views.members$.subscribe();
+  feed.set(KEYS.allLeadersPrefix, {
+    [KEYS.leaderKey(0, 1)]: { value: JSON.stringify({ id: 0, name: "n0", address: "h:1" }) },
+  });
+  feed.set(KEYS.idKey, { [KEYS.idKey]: { value: "2", version: 2 } });
+  feed.set(KEYS.membershipPrefix(0), { ...member(0), ...member(1) });
+  feed.set(KEYS.membershipPrefix(0), member(0));
+  let missing: readonly number[] = [];
+  const sub = views.missingSlots$.subscribe((m) => {
+    missing = m;
+  });
+  await vi.advanceTimersByTimeAsync(0);
+  expect(missing).toEqual([1]);
+  sub.unsubscribe();
+  members.unsubscribe();
+});
+
 test("the high-water mark is id_key's version; its decimal value counts when it is higher", async () => {
   const feed = new Feed();
   const views = new GroupingViews(feed.watch, LAYOUT, 0, silentLogger());
