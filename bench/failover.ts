@@ -546,7 +546,7 @@ function report(scenarios: Scenario[], opts: Options) {
     [8, 9],
   );
   const notes = [
-    `lease TTL ${opts.ttl} s; ratios are ours / etcd3 Election (same TTL, same etcd); percentiles are nearest-rank.`,
+    `${opts.only === "all" ? `lease TTL ${opts.ttl} s where a row names none` : "lease TTL as each row names it"}; ratios are ours / etcd3 Election (same TTL, same etcd); percentiles are nearest-rank.`,
     "Goals are information only; a goal with failed trials is not met.",
   ];
   return { table: `${table}\n\n${notes.join("\n")}`, json };
