@@ -165,11 +165,14 @@ export class ClusterStore {
    * `idHighWaterMark`), which writes the mark read before it plus one, a lower bound, so that a
    * reader of the value alone sees a count that is exact when nobody raced. A put whose reply is
    * lost is not settled: its ticket is burnt, a gap that the primaries advertise as a failed slot
-   * and a later node fills; the caller retries.
+   * and a later node fills; the caller retries. Once the mark read is at the capacity, no put.
    */
   private async takeTicket(): Promise<number> {
     const seen = await this.readIdKey(this.callOptions());
-    const next = Math.min(this.highWaterMark(seen) + 1, this.layout.capacity);
+    const mark = this.highWaterMark(seen);
+    // Every ID was handed out already: a put would only burn a ticket beyond the capacity.
+    if (mark >= this.layout.capacity) return mark;
+    const next = mark + 1;
     const prev = await this.client
       .put(this.keys.idKey)
       .value(String(next))

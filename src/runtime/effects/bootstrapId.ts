@@ -1,4 +1,4 @@
-import { filter, type Subscription } from "rxjs";
+import { filter, map, type Subscription } from "rxjs";
 import type { bootstrapIdMachine } from "../../../machines/bootstrapId.js";
 import { reclaimId } from "../../etcd/idClaims.js";
 import { backoffDelay, OutcomeUnknownError, revokeLease } from "../../etcd/index.js";
@@ -10,9 +10,19 @@ type Actions = NonNullable<Parameters<(typeof bootstrapIdMachine)["provide"]>[0]
 
 const RETRY_BACKOFF = { initialMs: 100, maxMs: 2_000 };
 
-/** While the cluster is full: a view of the advertisements, telling the node when one appears. */
+/** Between wakes for advertisements this node tried already (one it could not claim may become claimable). */
+const RETRY_TRIED_AD = { initialMs: 250, maxMs: 5_000 };
+
+/**
+ * While the cluster is full: a view of the advertisements, telling the node when one appears. An
+ * advertisement it was woken for already (by key and mod revision) and could not claim (its member
+ * is live, its key names no slot) wakes it again only after a backoff, so a stale one does not
+ * make it loop; a new or changed one wakes it at once.
+ */
 export class AdvertisedSlotWatch {
   private subscription: Subscription | undefined;
+  private tried = new Set<string>();
+  private retries = 0;
 
   constructor(private readonly ctx: EffectContext) {}
 
@@ -20,15 +30,33 @@ export class AdvertisedSlotWatch {
     const scope = this.ctx.scope();
     this.ctx.log.info("cluster is full; waiting for an advertised failed slot");
     this.stop();
+    let retryScheduled = false;
     this.subscription = this.ctx
       .watch(this.ctx.layout.keys.failoverPrefix)
-      .pipe(filter((ads) => ads.entries.size > 0))
+      .pipe(
+        map((ads) => [...ads.entries.values()].map((e) => `${e.key}@${e.modRevision}`)),
+        filter((ads) => ads.length > 0),
+      )
       .subscribe({
-        next: () => scope.send({ type: "SLOT_ADVERTISED" }),
+        next: (ads) => {
+          if (ads.some((ad) => !this.tried.has(ad))) {
+            this.tried = new Set(ads);
+            scope.send({ type: "SLOT_ADVERTISED" });
+          } else if (!retryScheduled) {
+            retryScheduled = true;
+            scope.sendAfter(backoffDelay(this.retries++, RETRY_TRIED_AD), { type: "SLOT_ADVERTISED" });
+          }
+        },
         error: (err) => this.ctx.log.error("failover watch failed", { error: String(err) }),
       });
     // A shutdown ends the scope before it closes the client the view runs on.
     scope.own(this.subscription);
+  }
+
+  /** The node holds an ID: the next wait starts afresh. */
+  claimed(): void {
+    this.tried.clear();
+    this.retries = 0;
   }
 
   stop(): void {
@@ -201,6 +229,7 @@ export function bootstrapIdEffects(
             (await reclaimPrevious(scope)) ??
             (await ctx.store.claimAdvertisedSlot(nodeRecord(ctx), scope.leaseId));
           if (id === undefined) return { type: "NO_SLOT_CLAIMED" };
+          slotWatch.claimed();
           await sticky.held(ctx, id, scope.leaseId);
           return { type: "SLOT_CLAIMED", id };
         },
@@ -216,6 +245,7 @@ export function bootstrapIdEffects(
             () => scope.isCurrent,
           );
           if (result.kind === "full") return { type: "CLUSTER_FULL" };
+          slotWatch.claimed();
           await sticky.held(ctx, result.id, scope.leaseId);
           return { type: "ID_ALLOCATED", id: result.id };
         },
