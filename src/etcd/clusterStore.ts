@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3, IKeyValue } from "etcd3";
 import type { ClusterLayout, LeaderSeat } from "../config/index.js";
 import type { Logger } from "../logging.js";
-import { decodeFailoverAd, idHighWaterMark, type NodeRecord } from "./codec.js";
+import { classifyKey, decodeFailoverAd, idHighWaterMark, type NodeRecord } from "./codec.js";
 import { type FencedWrite, FencedWriter, type TxnOperation } from "./fencedWrite.js";
 import { FenceLostError, type FencingToken } from "./fencing.js";
 import { type BackupSeat, type HandoffResult, handOffPrimary } from "./handoff.js";
@@ -153,11 +153,52 @@ export class ClusterStore {
       if (round > 0) await sleep(backoffDelay(round - 1, TICKET_BACKOFF));
       if (!stillWanted()) throw new Error("fresh-ID allocation abandoned: its session is over");
       const ticket = await this.takeTicket();
-      if (ticket >= this.layout.capacity) return { kind: "full" };
+      if (ticket >= this.layout.capacity) {
+        const free = await this.claimFreeSlotOfLeaderlessCluster(record, leaseId);
+        return free === undefined ? { kind: "full" } : { kind: "allocated", id: free };
+      }
       const id = await this.claimTicket(ticket, record, leaseId);
       if (id !== undefined) return { kind: "allocated", id };
     }
     throw new Error(`no fresh ID after ${MAX_ALLOCATION_ROUNDS} tickets from ${this.keys.idKey}`);
+  }
+
+  /**
+   * A full cluster without a single leader key (every member died together: a power cut, with no
+   * state directories to take IDs back) has nobody to advertise its free slots, and never would:
+   * a leader needs a member. So a newcomer claims the lowest free slot itself, by the same claim as
+   * a ticket's (member key absent). Once anyone leads, newcomers wait for advertisements again.
+   */
+  private async claimFreeSlotOfLeaderlessCluster(
+    record: Omit<NodeRecord, "id">,
+    leaseId: string,
+  ): Promise<number | undefined> {
+    const leaders = await this.client
+      .getAll()
+      .prefix(this.keys.allLeadersPrefix)
+      .options(this.callOptions())
+      .count();
+    if (leaders > 0) return undefined;
+    const memberKeys = await this.client
+      .getAll()
+      .prefix(this.keys.allMembersPrefix)
+      .options(this.callOptions())
+      .keys();
+    const held = new Set(
+      memberKeys.flatMap((key) => {
+        const kind = classifyKey(this.layout, key);
+        return kind.kind === "member" ? [kind.id] : [];
+      }),
+    );
+    this.log.warn("cluster is full and nobody leads it; claiming a free slot directly", {
+      members: held.size,
+    });
+    for (let id = 0; id < this.layout.capacity; id++) {
+      if (held.has(id)) continue;
+      const claimed = await this.claimTicket(id, record, leaseId);
+      if (claimed !== undefined) return claimed;
+    }
+    return undefined;
   }
 
   /**
