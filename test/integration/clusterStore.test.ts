@@ -185,8 +185,9 @@ describe("ClusterStore over a link that loses replies", () => {
       expect(await kvOf(KEYS.failoverKey(0))).toBeUndefined();
     });
 
-    test("a ticket at the capacity means full; nothing is registered", async () => {
+    test("a ticket at the capacity means full while someone leads (it advertises failed slots); nothing is registered", async () => {
       await env.direct.put(KEYS.idKey).value(String(LAYOUT.capacity));
+      await holdLeaderKey(1, await grantLease());
       const lease = await grantLease();
       expect(await store().allocateFreshId(RECORD, lease)).toEqual({ kind: "full" });
       expect(await keysUnder(KEYS.allMembersPrefix, lease)).toEqual([]);
