@@ -307,6 +307,8 @@ class Replay {
       // A put on a live key updates its life in place: its lease before the put is kept here.
       const leasesBefore = new Map(group.map((e) => [e.key, this.state.get(e.key)?.lease]));
       for (const event of group) this.apply(event, foreign);
+      // Every put of id_key counts, the scenario's own too: its version is the high-water mark.
+      this.trackIdHighWater(group);
       if (foreign) continue;
       const kinds = group.map((e) => ({
         event: e,
@@ -467,6 +469,15 @@ class Replay {
         this.fail("ids", revision, `lease ${lease} holds member keys of IDs ${ids.join(", ")}`);
   }
 
+  private trackIdHighWater(events: readonly ObservedEvent[]): void {
+    for (const event of events) {
+      if (classifyKey(this.layout, event.key).kind !== "counter") continue;
+      this.idKeyVersion = event.type === "put" ? this.idKeyVersion + 1 : 0;
+      const kv = event.type === "put" ? { value: event.value, version: this.idKeyVersion } : undefined;
+      this.idHighWater = Math.max(this.idHighWater, idHighWaterMark(kv, this.layout.capacity).allocated);
+    }
+  }
+
   /**
    * A dead member's slot is advertised at most once per death, only while it has no member, or, never
    * having lived, once handed out (a burnt ticket); an ID lives first only once handed out (below the
@@ -474,12 +485,6 @@ class Replay {
    * a claim that deletes its advertisement or by its previous holder taking it back (sticky identity).
    */
   private checkSlots(revision: number, kinds: Touched[]): void {
-    for (const { kind, event } of kinds) {
-      if (kind.kind !== "counter") continue;
-      this.idKeyVersion = event.type === "put" ? this.idKeyVersion + 1 : 0;
-      const kv = event.type === "put" ? { value: event.value, version: this.idKeyVersion } : undefined;
-      this.idHighWater = Math.max(this.idHighWater, idHighWaterMark(kv, this.layout.capacity).allocated);
-    }
     const adDeleted = new Set(
       kinds.flatMap(({ kind, event }) =>
         kind.kind === "failover" && event.type === "delete" ? [kind.id] : [],

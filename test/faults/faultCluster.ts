@@ -197,8 +197,8 @@ export class FaultCluster {
 
   /**
    * Waits until every grouping with members has a primary and (with two or more) a backup among
-   * the active processes, each saying so in its log; every active process is a member once; no
-   * slot is missing.
+   * the active processes, each saying so in its log; every active process is a member once; every
+   * missing slot is advertised.
    */
   /** The primary key's create revision now, or undefined when the seat is vacant. */
   async primaryToken(): Promise<number | undefined> {
@@ -222,7 +222,9 @@ export class FaultCluster {
           const settled =
             leaders.every((l) => l !== false) &&
             members.join() === active.join() &&
-            status.groups.every((g) => g.missing.length === 0) &&
+            // A missing slot is settled once advertised: a burnt ticket (a hand-made put of id_key,
+            // a lost reply) leaves a gap that waits for a newcomer.
+            status.groups.every((g) => g.missing.every((id) => status.advertised.some((a) => a.id === id))) &&
             status.problems.length === 0;
           const first = leaders[0] || undefined;
           if (!settled || !first?.backup) return undefined;
