@@ -3,10 +3,12 @@ export { assertEtcdReachable, connectEtcd, type Etcd3, EtcdUnreachableError } fr
 export type { ClusterStoreOptions } from "./clusterStore.js";
 export {
   type CampaignResult,
+  ClaimAbandonedError,
   ClusterStore,
   FenceLostError,
   type FencingToken,
   type FreshIdResult,
+  readIdHighWaterMark,
 } from "./clusterStore.js";
 export {
   type ClusterKey,
@@ -20,6 +22,7 @@ export {
   decodeValue,
   type FailoverAd,
   failoverAdSchema,
+  idHighWaterMark,
   type NodeRecord,
   nodeRecordSchema,
 } from "./codec.js";
