@@ -37,7 +37,14 @@ describe("which orphaned groupings a primary adopts", () => {
     const snapshot = seats([0, 1], [1, 1], [2, 1], [3, 1], [4, 1]);
     const entries = new Map(snapshot.entries);
     const stray = `${layout.keys.allLeadersPrefix}7-1`;
-    entries.set(stray, { key: stray, value: "{}", createRevision: 3, modRevision: 3, version: 1, lease: "0" });
+    entries.set(stray, {
+      key: stray,
+      value: "{}",
+      createRevision: 3,
+      modRevision: 3,
+      version: 1,
+      lease: "0",
+    });
     expect(adoptedOrphans({ ...snapshot, entries }, layout, 2)).toEqual([]);
   });
 });
