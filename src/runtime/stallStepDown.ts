@@ -1,3 +1,4 @@
+import { filter, firstValueFrom } from "rxjs";
 import type { ClusterLayout } from "../config/index.js";
 import { type BackoffPolicy, backoffDelay, type FencingToken } from "../etcd/index.js";
 import type { Logger } from "../logging.js";
@@ -16,7 +17,8 @@ const VACATE_RETRY: BackoffPolicy = { initialMs: 100, maxMs: 1_000 };
  * main one at its first timed-out call and no new connection opens through a one-way stall. In a
  * full partition nothing arrives and the lease's expiry frees the seat as before.
  *
- * The delete is retried with jittered backoff until etcd answers or the session is over. Until then
+ * The delete is retried with jittered backoff, once a keepalive is acknowledged again (before that
+ * a retry only dials an etcd that is down or cut off), until etcd answers or the session is over. Until then
  * the node is not told its session is valid again (`beforeResume`), so it never resumes the seat
  * it is deleting; then campaigns are held off (`holdCampaigns`), so the node that took the seat is
  * not raced by the one that left it.
@@ -78,6 +80,12 @@ export class StallStepDown {
         const retryInMs = backoffDelay(attempt, VACATE_RETRY);
         this.log.debug("stall step-down not settled, retrying", { error: String(err), retryInMs });
         await new Promise<void>((resolve) => this.timers.after(retryInMs, resolve));
+        // The first attempt is the one a one-way stall lets through. Its outcome is learnt once a
+        // keepalive is acknowledged again: retrying before that, with etcd down or cut off, would
+        // only dial it again and again on every endpoint.
+        await firstValueFrom(session.health$.pipe(filter((health) => health !== "expiredLocally")), {
+          defaultValue: "lost",
+        });
       }
     }
   }
