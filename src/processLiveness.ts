@@ -10,6 +10,19 @@ function statFields(pid: number): string[] | undefined {
   }
 }
 
+/**
+ * This host's current boot (Linux's random boot id); undefined where it cannot be read. Two
+ * processes that saw the same boot id ran on the same host since its last boot.
+ */
+export function currentBootId(): string | undefined {
+  try {
+    const id = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+    return /^[0-9a-f-]{36}$/.test(id) ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat); undefined off Linux. */
 export function processStartTicks(pid: number): number | undefined {
   const start = statFields(pid)?.[19];

@@ -3,7 +3,7 @@ import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } 
 import { open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { ConfigError } from "../config/index.js";
-import { isProcessAlive, processStartTicks } from "../processLiveness.js";
+import { currentBootId, isProcessAlive, processStartTicks } from "../processLiveness.js";
 
 /** Another live process holds the state directory: two processes must never share one node ID. */
 export class StateDirLockedError extends Error {
@@ -18,13 +18,17 @@ export class StateDirLockedError extends Error {
 
 const LOCK_FILE = "lock";
 const ID_FILE = "node-id";
-/** A node ID, and the lease it was last held under (absent in files that predate it). */
-const STORED_ID = /^(0|[1-9]\d{0,8})(?: ([1-9]\d{0,19}))?\n?$/;
+/** A node ID, and the lease it was last held under and the host's boot id then (absent in files that predate them). */
+const STORED_ID = /^(0|[1-9]\d{0,8})(?: ([1-9]\d{0,19})(?: ([0-9a-f-]{36}))?)?\n?$/;
 
-/** What the ID file holds: the ID the node held last, and the lease of the session that held it. */
+/**
+ * What the ID file holds: the ID the node held last, the lease of the session that held it, and
+ * the boot id of the host it ran on (`currentBootId`).
+ */
 export interface StoredIdentity {
   id: number;
   lease?: string;
+  bootId?: string;
 }
 
 /** What a lock file holds: the holder's pid and, on Linux, its start time (a reused pid is another process). */
@@ -70,7 +74,8 @@ export class NodeIdFile {
       throw new ConfigError(this.file, [
         `not a node ID: ${JSON.stringify(text.slice(0, 40))} (remove the file to start without a previous ID)`,
       ]);
-    return match[2] === undefined ? { id: Number(match[1]) } : { id: Number(match[1]), lease: match[2] };
+    const [, id, lease, bootId] = match;
+    return { id: Number(id), ...(lease && { lease }), ...(bootId && { bootId }) };
   }
 
   /**
@@ -81,7 +86,8 @@ export class NodeIdFile {
     const temporary = `${this.file}.${process.pid}.tmp`;
     const handle = await open(temporary, "w");
     try {
-      await handle.writeFile(`${id} ${lease}\n`);
+      const bootId = currentBootId();
+      await handle.writeFile(bootId ? `${id} ${lease} ${bootId}\n` : `${id} ${lease}\n`);
       await handle.sync();
     } finally {
       await handle.close();

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { ClusterLayout, ConfigError } from "../../src/config/index.js";
+import { currentBootId } from "../../src/processLiveness.js";
 import { type ClusterNode, createClusterNode } from "../../src/runtime/clusterNode.js";
 import { StateDirLockedError } from "../../src/runtime/stateDir.js";
 import { crashNode } from "../../src/runtime/testing.js";
@@ -50,7 +51,7 @@ describe("a node with a state directory", () => {
     const joined = await first.start();
     expect(joined).toMatchObject({ id: 2, joinedVia: "fresh" });
     expect(joined.previousId).toBeUndefined();
-    expect(await readFile(join(dir, "node-id"), "utf8")).toBe(`2 ${joined.leaseId}\n`);
+    expect(await readFile(join(dir, "node-id"), "utf8")).toBe(`2 ${joined.leaseId} ${currentBootId()}\n`);
 
     expect(() => withStateDir("second")).toThrow(StateDirLockedError);
     expect(() => withStateDir("second")).toThrow(`${dir} is locked by process ${process.pid}`);
@@ -80,6 +81,23 @@ describe("a node with a state directory", () => {
     expect(
       logs.records.some((r) => r.message.startsWith("revoked the lease of this node's previous process")),
     ).toBe(true);
+  }, 60_000);
+
+  test("an ID file from another host or boot (a copied directory) never revokes the lease stored in it", async () => {
+    const [, live] = await env.factory.startMany(2);
+    const liveLease = live?.status.leaseId;
+    expect(live?.status.id).toBe(1);
+    // As if the directory were copied from the host where node 1 runs: its ID, its lease, another boot.
+    await writeFile(join(dir, "node-id"), `1 ${liveLease} 00000000-0000-4000-8000-000000000000\n`);
+    const clone = await withStateDir("clone").start({ timeoutMs: 30_000 });
+    expect(clone.id).not.toBe(1);
+    expect(clone.previousId).toBe(1);
+    const held = (await env.client.get(LAYOUT.keys.memberKey(LAYOUT.nodeGroup(1), 1)).exec()).kvs[0];
+    expect(String(held?.lease)).toBe(liveLease);
+    expect(live?.status.id).toBe(1);
+    expect(
+      logs.records.some((r) => r.message.startsWith("revoked the lease of this node's previous process")),
+    ).toBe(false);
   }, 60_000);
 
   test("an ID file that holds no node ID refuses the node, naming the file, and leaves no lock", async () => {

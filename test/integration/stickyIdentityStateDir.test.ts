@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, test } from "vitest";
 import { ConfigError } from "../../src/config/index.js";
+import { currentBootId } from "../../src/processLiveness.js";
 import { NodeStateDir, StateDirLockedError, takeOverStale } from "../../src/runtime/stateDir.js";
 
 let dir: string;
@@ -22,8 +23,11 @@ test("the ID kept survives a release and a new lock; none is there at first", as
   await first.idFile.write(17, "7587882263457384456");
   first.release();
   const second = NodeStateDir.lock(dir);
-  expect(second.idFile.read()).toEqual({ id: 17, lease: "7587882263457384456" });
-  expect(await readFile(join(dir, "node-id"), "utf8")).toBe("17 7587882263457384456\n");
+  const bootId = currentBootId();
+  expect(second.idFile.read()).toEqual({ id: 17, lease: "7587882263457384456", bootId });
+  expect(await readFile(join(dir, "node-id"), "utf8")).toBe(`17 7587882263457384456 ${bootId}\n`);
+  await writeFile(join(dir, "node-id"), "4 7587882263457384456\n");
+  expect(second.idFile.read()).toEqual({ id: 4, lease: "7587882263457384456" });
   await writeFile(join(dir, "node-id"), "4\n");
   expect(second.idFile.read()).toEqual({ id: 4 });
   second.release();

@@ -2,6 +2,7 @@ import { filter, map, type Subscription } from "rxjs";
 import type { bootstrapIdMachine } from "../../../machines/bootstrapId.js";
 import { reclaimId } from "../../etcd/idClaims.js";
 import { backoffDelay, OutcomeUnknownError, revokeLease } from "../../etcd/index.js";
+import { currentBootId } from "../../processLiveness.js";
 import type { SessionScope } from "../sessionScope.js";
 import { NodeIdFile } from "../stateDir.js";
 import { type EffectContext, nodeRecord } from "./context.js";
@@ -76,7 +77,9 @@ export class StickyIdentity {
   /**
    * The lease under which the ID in the state directory was held: a previous process's, dead or
    * stopped, since this one holds the directory's lock. Revoked before the first reclaim, so that
-   * a restart after `kill -9` finds its member key gone instead of waiting out its TTL.
+   * a restart after `kill -9` finds its member key gone instead of waiting out its TTL. Only when
+   * stored in this host's current boot: a lock proves nothing about a process on another host (a
+   * directory copied with a machine image, a shared volume), and after a reboot the lease is gone.
    */
   private previousLease: string | undefined;
   /** An ID this node held before but found taken by another node; reported with the one it joins with. */
@@ -87,7 +90,8 @@ export class StickyIdentity {
   constructor(private readonly idFile?: NodeIdFile) {
     const stored = idFile?.read();
     this.previous = stored?.id;
-    this.previousLease = stored?.lease;
+    const sameBoot = stored?.bootId !== undefined && stored.bootId === currentBootId();
+    this.previousLease = sameBoot ? stored?.lease : undefined;
   }
 
   /** Seeded from the node's state directory, when its settings name one. */
