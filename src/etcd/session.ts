@@ -71,6 +71,7 @@ export class EtcdSession {
     private readonly options: SessionOptions,
     private readonly log: Logger,
     private readonly stepDownClients: readonly Etcd3[],
+    private readonly client: Etcd3,
   ) {
     this.leaseId = leaseId;
     this.marginMs = marginOf(options);
@@ -88,7 +89,15 @@ export class EtcdSession {
     });
     lease.on("lost", () => undefined); // loss is tracked by our own deadline and keepalive results
     const leaseId = await lease.grant();
-    const session = new EtcdSession(lease, String(leaseId), sentAt, options, log, stepDownClientsOf(client));
+    const session = new EtcdSession(
+      lease,
+      String(leaseId),
+      sentAt,
+      options,
+      log,
+      stepDownClientsOf(client),
+      client,
+    );
     session.warmStepDown();
     return session;
   }
@@ -104,10 +113,12 @@ export class EtcdSession {
    * outcome is unknown, which the caller settles.
    */
   async deleteOwnKey(key: string, createRevision: number, timeoutMs: number): Promise<boolean> {
-    if (this.stepDownClients.length === 0) throw new Error("no step-down connection");
+    // Without step-down connections (a client whose endpoints could not be read) the main one still
+    // settles it once the link is back, so the node is never kept suspended for want of a connection.
+    const clients = this.stepDownClients.length > 0 ? this.stepDownClients : [this.client];
     // On every endpoint's connection at once: the first to arrive deletes, the others find the key gone.
     const answers = await Promise.allSettled(
-      this.stepDownClients.map((client) =>
+      clients.map((client) =>
         client
           .if(key, "Create", "==", createRevision)
           .and(key, "Lease", "==", this.leaseId)

@@ -1,5 +1,5 @@
 import { performance } from "node:perf_hooks";
-import type { Etcd3 } from "etcd3";
+import { Etcd3 } from "etcd3";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { ClusterLayout } from "../../src/config/index.js";
 import { EtcdSession, leaseSecondsLeft } from "../../src/etcd/index.js";
@@ -196,6 +196,27 @@ describe("stall step-down: a node past its local deadline vacates its seat itsel
     } finally {
       await mine.revoke();
       await other.revoke();
+    }
+  });
+
+  test("(f) without step-down connections (a client whose endpoints cannot be read) the delete goes on the main client", async () => {
+    const bare = new Etcd3({ hosts: etcd.endpoints });
+    // etcd3 keeps its constructor options on the instance; without them no step-down client can be built.
+    delete (bare as unknown as { options?: unknown }).options;
+    const session = await EtcdSession.open(
+      bare,
+      { ttlSeconds: TTL_SECONDS, keepaliveIntervalMs: TTL_MS / 3 },
+      silentLogger(),
+    );
+    try {
+      const key = "stall/bare";
+      await client.put(key).value("mine").lease(session.leaseId).exec();
+      const token = Number((await client.get(key).exec()).kvs[0]?.create_revision);
+      expect(await session.deleteOwnKey(key, token, 5_000)).toBe(true);
+      expect((await client.get(key).exec()).kvs).toHaveLength(0);
+    } finally {
+      await session.revoke();
+      bare.close();
     }
   });
 
