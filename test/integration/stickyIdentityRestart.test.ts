@@ -84,17 +84,18 @@ describe("a node with a state directory", () => {
   }, 60_000);
 
   test("an ID file from another host or boot (a copied directory) never revokes the lease stored in it", async () => {
-    const [, live] = await env.factory.startMany(2);
+    const [live] = await env.factory.startMany(2);
+    const liveId = live?.status.id ?? -1;
     const liveLease = live?.status.leaseId;
-    expect(live?.status.id).toBe(1);
-    // As if the directory were copied from the host where node 1 runs: its ID, its lease, another boot.
-    await writeFile(join(dir, "node-id"), `1 ${liveLease} 00000000-0000-4000-8000-000000000000\n`);
+    // As if the directory were copied from the host where that node runs: its ID, its lease, another boot.
+    await writeFile(join(dir, "node-id"), `${liveId} ${liveLease} 00000000-0000-4000-8000-000000000000\n`);
     const clone = await withStateDir("clone").start({ timeoutMs: 30_000 });
-    expect(clone.id).not.toBe(1);
-    expect(clone.previousId).toBe(1);
-    const held = (await env.client.get(LAYOUT.keys.memberKey(LAYOUT.nodeGroup(1), 1)).exec()).kvs[0];
+    expect(clone.id).not.toBe(liveId);
+    expect(clone.previousId).toBe(liveId);
+    const held = (await env.client.get(LAYOUT.keys.memberKey(LAYOUT.nodeGroup(liveId), liveId)).exec())
+      .kvs[0];
     expect(String(held?.lease)).toBe(liveLease);
-    expect(live?.status.id).toBe(1);
+    expect(live?.status.id).toBe(liveId);
     expect(
       logs.records.some((r) => r.message.startsWith("revoked the lease of this node's previous process")),
     ).toBe(false);
