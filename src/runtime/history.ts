@@ -16,7 +16,14 @@ export type HistoryRecord = {
   deadlineMs?: number;
 } & (
   | { kind: "transition"; from: string; to: string; role: NodeRole; id?: number; event: string }
-  | { kind: "identity"; id: number; group: number }
+  | {
+      kind: "identity";
+      id: number;
+      group: number;
+      /** How the node got the ID; `reclaimed` with `previousId` equal to `id`: it took its own ID back. */
+      joinedVia?: "fresh" | "advertised" | "reclaimed";
+      previousId?: number;
+    }
   | {
       kind: "leader";
       action: LeaderAction;

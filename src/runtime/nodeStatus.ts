@@ -151,7 +151,13 @@ export class StatusProjection {
       const from = this.reported ? prev.state : "";
       const joining = next.id !== undefined && next.state.startsWith("member") && !from.startsWith("member");
       if (joining && next.id !== undefined)
-        this.history.record({ kind: "identity", id: next.id, group: this.layout.nodeGroup(next.id) });
+        this.history.record({
+          kind: "identity",
+          id: next.id,
+          group: this.layout.nodeGroup(next.id),
+          joinedVia: next.joinedVia,
+          previousId: next.previousId,
+        });
       this.history.record({ kind: "transition", from, to: next.state, role: next.role, id: next.id, event });
       this.log.info("transition", {
         id: next.id,

@@ -297,6 +297,8 @@ class Replay {
     private readonly resignedTokens: ReadonlySet<number>,
     /** Leases of nodes that recorded a graceful stop: only such a primary hands its key off. */
     private readonly stoppingLeases: ReadonlySet<string> = new Set(),
+    /** `lease/id` of every identity a node's history records as its own ID taken back. */
+    private readonly reclaims: ReadonlySet<string> = new Set(),
   ) {}
 
   run(events: readonly ObservedEvent[]): void {
@@ -516,7 +518,9 @@ class Replay {
           );
         const name = parseJson(event.value)?.name;
         const death = this.openDeaths.get(kind.id);
-        const reclaimed = name !== undefined && death?.name === name;
+        const reclaimed =
+          death !== undefined &&
+          ((name !== undefined && death.name === name) || this.reclaims.has(`${event.lease}/${kind.id}`));
         if (reclaimed && death.adPuts.length === 0) death.reclaimedAt = revision;
         if (this.everLived.has(kind.id) && !adDeleted.has(kind.id) && !reclaimed)
           this.fail("slots", revision, `ID ${kind.id} reused without claiming its advertisement`);
@@ -1114,11 +1118,20 @@ export function checkHistory(input: CheckInput): CheckReport {
       r.kind === "transition" && r.to === "stopping" && r.lease ? [r.lease] : [],
     ),
   );
+  // A node that took its own ID back says so in its history: under that lease, that ID.
+  const reclaims = new Set(
+    input.histories.flatMap((r) =>
+      r.kind === "identity" && r.joinedVia === "reclaimed" && r.previousId === r.id && r.lease
+        ? [`${r.lease}/${r.id}`]
+        : [],
+    ),
+  );
   const replay = new Replay(
     input.layout,
     input.foreignRevisions ?? new Set(),
     resignedTokens,
     stoppingLeases,
+    reclaims,
   );
   replay.run(input.events);
   const vacancy = measureVacancies(input, replay);

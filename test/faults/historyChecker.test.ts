@@ -368,6 +368,34 @@ describe("history checker", () => {
     expect(report.violations.map((v) => v.message)).toEqual([]);
   });
 
+  test("a restarted process (another name) taking its ID back passes when its history says so, and only then", () => {
+    const log = new EtcdLog();
+    log.join(0, "10");
+    log.join(1, "11");
+    log.txn({ del: member(1) });
+    log.txn({
+      put: member(1),
+      value: JSON.stringify({ id: 1, name: "n1-restarted", address: "h:1" }),
+      lease: "12",
+    });
+    const reclaimed = record("n1-restarted", "12", {
+      kind: "identity",
+      id: 1,
+      group: FAULT_LAYOUT.nodeGroup(1),
+      joinedVia: "reclaimed",
+      previousId: 1,
+    });
+    const slots = (histories: HistoryRecord[]) =>
+      checkHistory({ layout: FAULT_LAYOUT, events: log.events, histories })
+        .violations.filter((v) => v.rule === "slots")
+        .map((v) => v.message);
+    expect(slots([reclaimed])).toEqual([]);
+    expect(slots([{ ...reclaimed, lease: "13" } as HistoryRecord])).toEqual([
+      expect.stringContaining("ID 1 reused without claiming its advertisement"),
+      expect.stringContaining("slot 1 expired"),
+    ]);
+  });
+
   test("an ID above the high-water mark registered beside an id_key put, and a slot above it advertised", () => {
     const log = new EtcdLog();
     log.txn({ put: keys.idKey, value: "1" }, { put: member(1), value: node(1), lease: "11" });
