@@ -38,7 +38,7 @@ import { watchLeaders } from "./leaderWatch.js";
 import { type NodeStatus, StatusProjection } from "./nodeStatus.js";
 import type { NodeRole } from "./roles.js";
 import { SessionScope, Timers } from "./sessionScope.js";
-import { NodeStateDir } from "./stateDir.js";
+import { NodeStateDir, type StoredIdentity } from "./stateDir.js";
 import { ROOT_ACTOR_ID } from "./timeline.js";
 import {
   awaitStatus,
@@ -122,7 +122,7 @@ export class ClusterNode {
     const { settings } = options;
     this.layout = layoutIn(settings.namespace, options.cluster);
     this.settings = settings;
-    const { stateDir, storedId } = lockStateDir(settings.stateDir);
+    const { stateDir, stored } = lockStateDir(settings.stateDir);
     this.stateDir = stateDir;
     this.log = (options.logger ?? createLogger()).child({ node: settings.nodeName });
     const callTimeoutMs = callTimeoutFor(settings.leaseTtlSeconds);
@@ -140,7 +140,7 @@ export class ClusterNode {
       this.log,
       history,
       snapshot,
-      storedId,
+      stored?.id,
     );
     // Views re-read their keys once per TTL and on every reconnect: a missed event delays a decision by a TTL at most.
     const resync = { resyncIntervalMs: settings.leaseTtlSeconds * 1000, callTimeoutMs };
@@ -160,6 +160,7 @@ export class ClusterNode {
     const machine = boundNodeMachine({
       ...etcd,
       settings,
+      stateDir: stateDir && { idFile: stateDir.idFile, stored },
       store: this.store,
       grouping: this.grouping,
       timers: this.timers,
@@ -465,12 +466,12 @@ export class NotPrimaryError extends Error {
   }
 }
 
-/** The state directory locked and its stored ID read; the lock is given back when the ID file is bad. */
-function lockStateDir(dir: string | undefined): { stateDir?: NodeStateDir; storedId?: number } {
+/** The state directory locked and its stored identity read; the lock is given back when the ID file is bad. */
+function lockStateDir(dir: string | undefined): { stateDir?: NodeStateDir; stored?: StoredIdentity } {
   if (dir === undefined) return {};
   const stateDir = NodeStateDir.lock(dir);
   try {
-    return { stateDir, storedId: stateDir.idFile.read()?.id };
+    return { stateDir, stored: stateDir.idFile.read() };
   } catch (err) {
     stateDir.release();
     throw err;

@@ -4,7 +4,7 @@ import { reclaimId } from "../../etcd/idClaims.js";
 import { backoffDelay, OutcomeUnknownError, revokeLease } from "../../etcd/index.js";
 import { currentBootId } from "../../processLiveness.js";
 import type { SessionScope } from "../sessionScope.js";
-import { NodeIdFile } from "../stateDir.js";
+import type { NodeIdFile, StoredIdentity } from "../stateDir.js";
 import { type EffectContext, nodeRecord } from "./context.js";
 
 type Actions = NonNullable<Parameters<(typeof bootstrapIdMachine)["provide"]>[0]["actions"]>;
@@ -87,17 +87,18 @@ export class StickyIdentity {
   /** A lease under which a reclaim's outcome was unknown: its request may still reach etcd. */
   private unsettledLease: string | undefined;
 
-  constructor(private readonly idFile?: NodeIdFile) {
-    const stored = idFile?.read();
+  constructor(
+    private readonly idFile?: NodeIdFile,
+    stored?: StoredIdentity,
+  ) {
     this.previous = stored?.id;
     const sameBoot = stored?.bootId !== undefined && stored.bootId === currentBootId();
     this.previousLease = sameBoot ? stored?.lease : undefined;
   }
 
-  /** Seeded from the node's state directory, when its settings name one. */
+  /** Seeded from the node's state directory, when its settings name one (read once, when it was locked). */
   static of(ctx: EffectContext): StickyIdentity {
-    const dir = ctx.settings.stateDir;
-    return new StickyIdentity(dir === undefined ? undefined : new NodeIdFile(dir));
+    return new StickyIdentity(ctx.stateDir?.idFile, ctx.stateDir?.stored);
   }
 
   get previousId(): number | undefined {

@@ -7,11 +7,14 @@ import type { GroupingEvents } from "../groupingEvents.js";
 import type { RecordingStore } from "../recordingStore.js";
 import { type NodeSnapshot, officeOf } from "../roles.js";
 import type { SessionScope, Timers } from "../sessionScope.js";
+import type { NodeIdFile, StoredIdentity } from "../stateDir.js";
 
 /** What the effects of every machine may use: the node's etcd access, its scopes and its machine. */
 export interface EffectContext {
   readonly layout: ClusterLayout;
   readonly settings: NodeSettings;
+  /** With `settings.stateDir`: its ID file, and what it held when the node locked the directory. */
+  readonly stateDir?: { idFile: NodeIdFile; stored?: StoredIdentity };
   readonly log: Logger;
   readonly etcd: Etcd3;
   readonly store: RecordingStore;
