@@ -209,8 +209,7 @@ export class ClusterStore {
    * and a later node fills; the caller retries. Once the mark read is at the capacity, no put.
    */
   private async takeTicket(): Promise<number> {
-    const seen = await this.readIdKey(this.callOptions());
-    const mark = this.highWaterMark(seen);
+    const mark = await this.allocatedCount();
     // Every ID was handed out already: a put would only burn a ticket beyond the capacity.
     if (mark >= this.layout.capacity) return mark;
     const next = mark + 1;
@@ -220,11 +219,6 @@ export class ClusterStore {
       .options(this.callOptions())
       .getPrevious();
     return this.highWaterMark(prev.key ? idKeyValue(prev) : undefined);
-  }
-
-  private async readIdKey(options: { deadline: Date }) {
-    const found = (await this.client.get(this.keys.idKey).options(options).exec()).kvs[0];
-    return found && idKeyValue(found);
   }
 
   private highWaterMark(kv: { value: string; version: number } | undefined): number {
@@ -300,14 +294,8 @@ export class ClusterStore {
 
   /** The high-water mark of node IDs (`idHighWaterMark`), read from `id_key`. */
   async allocatedCount(): Promise<number> {
-    const { allocated, problem, value } = await readIdHighWaterMark(
-      this.client,
-      this.layout,
-      this.callTimeoutMs,
-    );
-    if (problem)
-      this.log.warn("ignoring bad node ID counter", { key: this.keys.idKey, value: value?.slice(0, 64) });
-    return allocated;
+    const found = (await this.client.get(this.keys.idKey).options(this.callOptions()).exec()).kvs[0];
+    return this.highWaterMark(found && idKeyValue(found));
   }
 
   /**
