@@ -114,6 +114,39 @@ async function revokeDetails(node: NodeProc, killedAt: number): Promise<ProcessT
   };
 }
 
+/** A fresh-keys cluster (two groupings of two groups of two) for one bench, its config written to `dir`. */
+function benchCluster(tag: string, dir: string): { layout: ClusterLayout; configFile: string } {
+  const config: ClusterConfig = freshKeysConfig(
+    tag,
+    { ...SEED_CONFIG, groups: 2, group_size: 2, reads: 2 },
+    tag,
+  );
+  const configFile = join(dir, `${tag}.yaml`);
+  writeFileSync(configFile, yaml.dump(config));
+  return { layout: new ClusterLayout(config), configFile };
+}
+
+interface SeatHolder {
+  name: string;
+  lease: string;
+  token: number;
+}
+
+/** Who holds `seat` of grouping 0 now (node name, lease, token), if anyone. */
+async function seatHolder(
+  client: Etcd3,
+  layout: ClusterLayout,
+  seat: 1 | 2,
+): Promise<SeatHolder | undefined> {
+  const kv = (await client.get(layout.keys.leaderKey(0, seat)).exec()).kvs[0];
+  if (!kv) return undefined;
+  return {
+    name: (JSON.parse(kv.value.toString()) as { name: string }).name,
+    lease: String(kv.lease),
+    token: Number(kv.create_revision),
+  };
+}
+
 /** `rdeebee-cluster node` processes of one fresh-keys grouping; the primary is killed trial after trial. */
 export class NodeProcessBench {
   private readonly nodes: NodeProc[] = [];
@@ -130,14 +163,7 @@ export class NodeProcessBench {
     /** false: the nodes run with `--no-watchdog`, so a killed primary fails over by its lease's expiry. */
     private readonly watchdog = true,
   ) {
-    const config: ClusterConfig = freshKeysConfig(
-      tag,
-      { ...SEED_CONFIG, groups: 2, group_size: 2, reads: 2 },
-      tag,
-    );
-    this.layout = new ClusterLayout(config);
-    this.configFile = join(dir, `${tag}.yaml`);
-    writeFileSync(this.configFile, yaml.dump(config));
+    ({ layout: this.layout, configFile: this.configFile } = benchCluster(tag, dir));
   }
 
   private spawnNode(): void {
@@ -150,10 +176,8 @@ export class NodeProcessBench {
     );
   }
 
-  private async seat(seat: 1 | 2): Promise<{ name: string; lease: string } | undefined> {
-    const kv = (await this.client.get(this.layout.keys.leaderKey(0, seat)).exec()).kvs[0];
-    if (!kv) return undefined;
-    return { name: (JSON.parse(kv.value.toString()) as { name: string }).name, lease: String(kv.lease) };
+  private seat(seat: 1 | 2): Promise<SeatHolder | undefined> {
+    return seatHolder(this.client, this.layout, seat);
   }
 
   async trial(trial: number): Promise<ProcessTrial> {
@@ -349,14 +373,7 @@ export class StallProcessBench {
     tag: string,
     dir: string,
   ) {
-    const config: ClusterConfig = freshKeysConfig(
-      tag,
-      { ...SEED_CONFIG, groups: 2, group_size: 2, reads: 2 },
-      tag,
-    );
-    this.layout = new ClusterLayout(config);
-    this.configFile = join(dir, `${tag}.yaml`);
-    writeFileSync(this.configFile, yaml.dump(config));
+    ({ layout: this.layout, configFile: this.configFile } = benchCluster(tag, dir));
   }
 
   private async spawnNode(): Promise<void> {
@@ -366,14 +383,8 @@ export class StallProcessBench {
     this.nodes.push(new ProxiedNode(proxy, `s${this.spawned}`, args));
   }
 
-  private async seat(seat: 1 | 2): Promise<{ name: string; lease: string; token: number } | undefined> {
-    const kv = (await this.client.get(this.layout.keys.leaderKey(0, seat)).exec()).kvs[0];
-    if (!kv) return undefined;
-    return {
-      name: (JSON.parse(kv.value.toString()) as { name: string }).name,
-      lease: String(kv.lease),
-      token: Number(kv.create_revision),
-    };
+  private seat(seat: 1 | 2): Promise<SeatHolder | undefined> {
+    return seatHolder(this.client, this.layout, seat);
   }
 
   /** A primary and a backup in place, every node out of suspension; the primary's node and key. */
