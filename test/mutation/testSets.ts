@@ -68,3 +68,25 @@ export const ETCD_TESTS: readonly string[] = [
   "test/integration/seatLiveness.test.ts",
   "test/integration/badValues.test.ts",
 ];
+
+/**
+ * MUTATION_TESTS=store: the pure tests plus the integration files that call `ClusterStore` (and the
+ * handoff and fencing it runs) directly against a real etcd, without nodes, so that each finishes
+ * under load. Left out of this set: the node-level tests that reach the store through a node
+ * (`badValues`, `seatLiveness`, `attackTickets{Advertise,OwnKey,Restart,Spin}`, `handoffNode`), the
+ * ones that never call it (`etcd3RetryPins`, `session*`, `watchStream`, `prefixView`), and
+ * `attackTicketsRace` (a randomized run of twelve rounds: the ticket rules it checks are each
+ * checked by a file kept here, and it would run for every mutant of the allocation path).
+ */
+export const STORE_TESTS: readonly string[] = [
+  ...PURE_TESTS,
+  "test/integration/clusterStore.test.ts",
+  "test/integration/clusterStoreMutants*.test.ts",
+  "test/integration/idTickets.test.ts",
+  "test/integration/attackTicketsChecker.test.ts",
+  "test/integration/attackTicketsIdKey.test.ts",
+  "test/integration/attackTicketsLateClaim.test.ts",
+  "test/integration/handoff.test.ts",
+  "test/integration/attackHandoffTokenOnly.test.ts",
+  "test/integration/fencedWriteMarkers.test.ts",
+];
