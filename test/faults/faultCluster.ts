@@ -135,6 +135,18 @@ export class FaultCluster {
   }
 
   /**
+   * Starts `count` processes together (a cluster powered on at once): all spawned concurrently, each
+   * as soon as its proxies listen, within milliseconds of each other. `extra(i)` gives the i-th its
+   * options (a state directory).
+   */
+  async addNodes(
+    count: number,
+    extra: (index: number) => Pick<NodeProcessOptions, "stateDir"> = () => ({}),
+  ): Promise<NodeProcess[]> {
+    return Promise.all(Array.from({ length: count }, (_, i) => this.addNode(undefined, extra(i))));
+  }
+
+  /**
    * Runs `fault` and records its span as an impairment: of `node` (its link or process), or of etcd
    * itself when no node is given. The checker does not count that span against a vacant seat.
    */
