@@ -1,7 +1,8 @@
 import { ClientClosedError, type Etcd3, type IEvent, type IKeyValue, type IRangeResponse } from "etcd3";
 import { Observable, type Subscriber } from "rxjs";
 import type { Logger } from "../logging.js";
-import { type BackoffPolicy, backoffDelay, jitteredInterval } from "./watchBackoff.js";
+import { prefixListsOf } from "./prefixLists.js";
+import { type BackoffPolicy, backoffDelay } from "./watchBackoff.js";
 import { type WatchHandle, type WatchListener, watchStreamOf } from "./watchStream.js";
 
 export interface KeyEntry {
@@ -98,6 +99,8 @@ class PrefixView {
   private watch: WatchHandle | undefined;
   private listFailures = 0;
   private listTimer: NodeJS.Timeout | undefined;
+  private stopResync: (() => void) | undefined;
+  private listsInFlight = 0;
   private stopped = false;
 
   constructor(
@@ -116,6 +119,8 @@ class PrefixView {
     this.stopped = true;
     clearTimeout(this.listTimer);
     this.listTimer = undefined;
+    this.stopResync?.();
+    this.stopResync = undefined;
     this.watch?.cancel();
     this.watch = undefined;
   }
@@ -147,14 +152,13 @@ class PrefixView {
   private async list(reason: string): Promise<void> {
     let listed: IRangeResponse | undefined;
     let failure: unknown;
+    this.listsInFlight += 1;
     try {
-      listed = await this.client
-        .getAll()
-        .prefix(this.prefix)
-        .options({ deadline: new Date(Date.now() + this.timing.callTimeoutMs) })
-        .exec();
+      listed = await prefixListsOf(this.client).list(this.prefix, this.timing.callTimeoutMs);
     } catch (err) {
       failure = err;
+    } finally {
+      this.listsInFlight -= 1;
     }
     if (this.stopped) return;
     if (listed !== undefined) this.onListed(listed);
@@ -211,11 +215,17 @@ class PrefixView {
     this.emit("list");
   }
 
+  /**
+   * On the client's shared clock, so that the views of one client re-list in one transaction. A
+   * tick while a list is in flight or a failed one waits for its retry is skipped: a slow etcd
+   * does not get more lists, and a failing one only the retries' backoff.
+   */
   private scheduleResync(): void {
     const intervalMs = this.timing.resyncIntervalMs;
-    if (intervalMs === undefined) return;
-    clearTimeout(this.listTimer);
-    this.listTimer = setTimeout(() => this.requestList("resync"), jitteredInterval(intervalMs));
+    if (intervalMs === undefined || this.stopResync !== undefined) return;
+    this.stopResync = prefixListsOf(this.client).resyncEvery(intervalMs, () => {
+      if (this.listsInFlight === 0 && this.listTimer === undefined) this.requestList("resync");
+    });
   }
 
   private listener(): WatchListener {
