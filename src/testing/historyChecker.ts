@@ -192,6 +192,16 @@ interface Death {
   adPuts: number[];
   /** The revision at which the same node took the ID back (sticky identity): nothing to advertise. */
   reclaimedAt?: number;
+  /** The revision at which a newcomer claimed the slot of a full cluster that nobody led: nobody to advertise. */
+  claimedLeaderlessAt?: number;
+}
+
+/** A stretch of revisions in which no key existed under the leaders prefix (nobody led any grouping). */
+interface LeaderlessSpan {
+  from: number;
+  /** The revision that put a leader key again, and when the observer saw it; undefined while it lasts. */
+  to?: number;
+  toAt?: number;
 }
 
 type LeaderRecord = Extract<HistoryRecord, { kind: "leader" }>;
@@ -299,7 +309,15 @@ class Replay {
     private readonly stoppingLeases: ReadonlySet<string> = new Set(),
     /** `lease/id` of every identity a node's history records as its own ID taken back. */
     private readonly reclaims: ReadonlySet<string> = new Set(),
+    /**
+     * `lease/id` of every identity a node's history records as a fresh ID, with the wall time of
+     * its first record under that lease (its session opened then, before any read for the claim).
+     */
+    private readonly freshClaims: ReadonlyMap<string, number> = new Map(),
   ) {}
+
+  /** Leaderless from revision 0: nobody leads before the first campaign. */
+  private readonly leaderless: LeaderlessSpan[] = [{ from: 0 }];
 
   run(events: readonly ObservedEvent[]): void {
     for (const [revision, group] of byRevision(events)) {
@@ -309,6 +327,7 @@ class Replay {
       // A put on a live key updates its life in place: its lease before the put is kept here.
       const leasesBefore = new Map(group.map((e) => [e.key, this.state.get(e.key)?.lease]));
       for (const event of group) this.apply(event, foreign);
+      this.trackLeaderless(revision, group);
       // Every put of id_key counts, the scenario's own too: its version is the high-water mark.
       this.trackIdHighWater(group);
       if (foreign) continue;
@@ -471,6 +490,34 @@ class Replay {
         this.fail("ids", revision, `lease ${lease} holds member keys of IDs ${ids.join(", ")}`);
   }
 
+  /** Opens a leaderless span when the last key under the leaders prefix goes (valid or not: the runtime counts any), closes it when one is put. */
+  private trackLeaderless(revision: number, events: readonly ObservedEvent[]): void {
+    const prefix = this.layout.keys.allLeadersPrefix;
+    if (!events.some((e) => e.key.startsWith(prefix))) return;
+    const led = [...this.state.keys()].some((key) => key.startsWith(prefix));
+    const open = this.leaderless.at(-1);
+    if (led && open && open.to === undefined) {
+      open.to = revision;
+      open.toAt = this.revisionTimes.get(revision);
+    } else if (!led && (!open || open.to !== undefined)) this.leaderless.push({ from: revision });
+  }
+
+  /**
+   * A member key of a dead ID created at `revision` without an advertisement is a newcomer's claim
+   * of a full cluster's free slot that nobody leads (`claimFreeSlotOfLeaderlessCluster`) when: the
+   * node recorded the ID as fresh under that lease, every ID was handed out (the high-water mark at
+   * the capacity: the newcomer's ticket read said full), and some leaderless span began before the
+   * claim and lasted past the moment the node's session opened (its read of the leaders came after
+   * that, and a span closed by a put the observer saw earlier was over before the read).
+   */
+  private claimedLeaderless(lease: string, id: number, revision: number): boolean {
+    const openedAt = this.freshClaims.get(`${lease}/${id}`);
+    if (openedAt === undefined || this.idHighWater < this.layout.capacity) return false;
+    return this.leaderless.some(
+      (span) => span.from < revision && (span.to === undefined || (span.toAt ?? 0) > openedAt),
+    );
+  }
+
   private trackIdHighWater(events: readonly ObservedEvent[]): void {
     for (const event of events) {
       if (classifyKey(this.layout, event.key).kind !== "counter") continue;
@@ -484,7 +531,8 @@ class Replay {
    * A dead member's slot is advertised at most once per death, only while it has no member, or, never
    * having lived, once handed out (a burnt ticket); an ID lives first only once handed out (below the
    * `id_key` high-water mark, replayed from its puts as `idHighWaterMark` reads it), and again only by
-   * a claim that deletes its advertisement or by its previous holder taking it back (sticky identity).
+   * a claim that deletes its advertisement, by its previous holder taking it back (sticky identity), or
+   * by a newcomer claiming it in a full cluster that nobody leads (see `claimedLeaderless`).
    */
   private checkSlots(revision: number, kinds: Touched[]): void {
     const adDeleted = new Set(
@@ -522,8 +570,11 @@ class Replay {
           death !== undefined &&
           ((name !== undefined && death.name === name) || this.reclaims.has(`${event.lease}/${kind.id}`));
         if (reclaimed && death.adPuts.length === 0) death.reclaimedAt = revision;
-        if (this.everLived.has(kind.id) && !adDeleted.has(kind.id) && !reclaimed)
-          this.fail("slots", revision, `ID ${kind.id} reused without claiming its advertisement`);
+        if (this.everLived.has(kind.id) && !adDeleted.has(kind.id) && !reclaimed) {
+          if (!this.claimedLeaderless(event.lease, kind.id, revision))
+            this.fail("slots", revision, `ID ${kind.id} reused without claiming its advertisement`);
+          else if (death && death.adPuts.length === 0) death.claimedLeaderlessAt = revision;
+        }
         this.openDeaths.delete(kind.id);
         this.everLived.add(kind.id);
       } else if (kind.kind === "failover" && event.type === "put") {
@@ -849,6 +900,7 @@ function checkDeaths(input: CheckInput, replay: Replay): Violation[] {
     if (
       death.adPuts.length === 0 &&
       death.reclaimedAt === undefined &&
+      death.claimedLeaderlessAt === undefined &&
       !gracefulLeases.has(death.lease) &&
       !stoppedGracefully(death)
     )
@@ -1126,12 +1178,27 @@ export function checkHistory(input: CheckInput): CheckReport {
         : [],
     ),
   );
+  // A node that took a fresh ID says so too; its first record under the lease dates its session.
+  const sessionsOpened = new Map<string, number>();
+  for (const r of input.histories)
+    if (r.lease) {
+      const key = `${r.node}/${r.lease}`;
+      sessionsOpened.set(key, Math.min(sessionsOpened.get(key) ?? r.t, r.t));
+    }
+  const freshClaims = new Map(
+    input.histories.flatMap((r) =>
+      r.kind === "identity" && r.joinedVia === "fresh" && r.lease
+        ? [[`${r.lease}/${r.id}`, sessionsOpened.get(`${r.node}/${r.lease}`) ?? r.t] as const]
+        : [],
+    ),
+  );
   const replay = new Replay(
     input.layout,
     input.foreignRevisions ?? new Set(),
     resignedTokens,
     stoppingLeases,
     reclaims,
+    freshClaims,
   );
   replay.run(input.events);
   const vacancy = measureVacancies(input, replay);

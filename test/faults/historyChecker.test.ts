@@ -707,3 +707,108 @@ describe("two nodes acting as primary at once", () => {
     expect(checkHistory({ layout: twoGroupings, events: [], histories: elsewhere }).violations).toEqual([]);
   });
 });
+
+describe("a full cluster that nobody leads (every member died at once, no state directories)", () => {
+  const capacity = FAULT_LAYOUT.capacity;
+  const newcomer = (id: number) => JSON.stringify({ id, name: `new${id}`, address: "h:1" });
+
+  /**
+   * Every ID handed out and held, node 0 primary; every member dies at once (their leases expire),
+   * the primary key with them unless `primaryLives`. `newcomersOpenedAt` is the wall time at which
+   * the newcomers' sessions opened (their first history record), relative to the observer's clock.
+   */
+  function powerCut({ primaryLives = false, full = true } = {}) {
+    const log = new EtcdLog();
+    const ids = [...Array(full ? capacity : capacity - 1).keys()];
+    for (const id of ids) log.join(id, `${10 + id}`);
+    const token = log.txn({ put: PRIMARY, value: node(0), lease: "10" });
+    const sessionsOpenedAt = log.now; // the newcomers booted while the old leases still lived
+    log.txn(...ids.filter((id) => !primaryLives || id !== 0).map((id) => ({ del: member(id) })));
+    if (!primaryLives) log.txn({ del: PRIMARY });
+    return { log, token, sessionsOpenedAt };
+  }
+
+  /** A newcomer's history: its session opened at `openedAt`, then it recorded `id` as a fresh ID. */
+  function freshClaim(id: number, lease: string, openedAt: number, joinedVia = "fresh"): HistoryRecord[] {
+    const name = `new${id}`;
+    return [
+      {
+        ...record(name, lease, { kind: "transition", from: "connecting", to: "bootstrapping" }),
+        t: openedAt,
+      },
+      {
+        ...record(name, lease, { kind: "identity", id, group: FAULT_LAYOUT.nodeGroup(id), joinedVia }),
+        t: openedAt + 1_000,
+      },
+    ];
+  }
+
+  const slotMessages = (log: EtcdLog, histories: HistoryRecord[]) =>
+    checkHistory({ layout: FAULT_LAYOUT, events: log.events, histories }).violations.map(
+      (v) => `${v.rule}: ${v.message}`,
+    );
+
+  test("a newcomer claiming a free slot itself (no advertisement: nobody leads) passes, and the dead slot needs no advertisement", () => {
+    const { log, sessionsOpenedAt } = powerCut();
+    log.txn({ put: member(0), value: newcomer(0), lease: "50" });
+    log.txn({ put: member(1), value: newcomer(1), lease: "51" });
+    const histories = [...freshClaim(0, "50", sessionsOpenedAt), ...freshClaim(1, "51", sessionsOpenedAt)];
+    // Nothing about slots 0 and 1; the slots nobody claimed are still deaths no one advertised.
+    expect(slotMessages(log, histories)).toEqual(
+      [2, 3, 4, 5, 6, 7, 8].map((id) => expect.stringContaining(`slot ${id} expired`)),
+    );
+  });
+
+  const reused = [expect.stringContaining("ID 1 reused without claiming its advertisement")];
+
+  test("the same claim while a leader key lives stays a violation", () => {
+    const { log, sessionsOpenedAt } = powerCut({ primaryLives: true });
+    log.txn({ put: member(1), value: newcomer(1), lease: "51" });
+    expect(slotMessages(log, freshClaim(1, "51", sessionsOpenedAt))).toEqual(expect.arrayContaining(reused));
+  });
+
+  test("the same claim in a cluster that is not full (a ticket would do) stays a violation", () => {
+    const { log, sessionsOpenedAt } = powerCut({ full: false });
+    log.txn({ put: member(1), value: newcomer(1), lease: "51" });
+    expect(slotMessages(log, freshClaim(1, "51", sessionsOpenedAt))).toEqual(expect.arrayContaining(reused));
+  });
+
+  test("the same claim by a node whose session opened after the leaderless span ended stays a violation", () => {
+    // Nobody led for a while, then a newcomer campaigned; a node that booted after that read a led cluster.
+    const { log, sessionsOpenedAt } = powerCut();
+    log.txn({ put: member(0), value: newcomer(0), lease: "50" });
+    log.txn({ put: PRIMARY, value: newcomer(0), lease: "50" });
+    const bootedAfter = log.now + 100;
+    log.wait(200);
+    log.txn({ put: member(1), value: newcomer(1), lease: "51" });
+    const messages = slotMessages(log, [
+      ...freshClaim(0, "50", sessionsOpenedAt),
+      ...freshClaim(1, "51", bootedAfter),
+    ]);
+    expect(messages).toEqual(expect.arrayContaining(reused));
+    expect(messages).not.toContainEqual(expect.stringContaining("ID 0 reused"));
+  });
+
+  test("the same claim without a fresh identity in the node's history stays a violation", () => {
+    const { log, sessionsOpenedAt } = powerCut();
+    log.txn({ put: member(1), value: newcomer(1), lease: "51" });
+    expect(slotMessages(log, freshClaim(1, "51", sessionsOpenedAt, "advertised"))).toEqual(
+      expect.arrayContaining(reused),
+    );
+  });
+
+  test("two newcomers holding one ID stays a violation: the key moved to another lease while live, and two nodes claim it", () => {
+    const { log, sessionsOpenedAt } = powerCut();
+    log.txn({ put: member(0), value: newcomer(0), lease: "50" });
+    log.txn({ put: member(0), value: newcomer(0), lease: "51" });
+    const histories = [
+      ...freshClaim(0, "50", sessionsOpenedAt),
+      ...freshClaim(0, "51", sessionsOpenedAt),
+    ].map((r, i) => (i >= 2 ? ({ ...r, node: "intruder" } as HistoryRecord) : r));
+    expect(slotMessages(log, histories)).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining("ids: member key of ID 0 moved from lease 50 to 51 while live"),
+      ]),
+    );
+  });
+});
