@@ -18,6 +18,7 @@ import { type Logger, silentLogger } from "../../src/logging.js";
 import { ONE_GROUPING, SEED_CONFIG } from "../support/clusterNodes.js";
 import { proxiedEtcdPerTest } from "../support/proxiedEtcd.js";
 import { recordingLogger } from "../support/recordingLogger.js";
+import { waitUntil } from "../support/waitUntil.js";
 
 /**
  * ClusterStore's compares, guards and error paths, one rule a test, each against a real etcd: the
@@ -250,6 +251,14 @@ describe("ClusterStore against etcd: what each compare, guard and error path dec
       );
     });
 
+    test("a stopping primary's resignation", async () => {
+      const lease = await grantLease();
+      const fence = await holdLeaderKey(0, 1, lease);
+      await unknownOutcome(KEYS.leaderKey(0, 1), `resignation from ${KEYS.leaderKey(0, 1)}`, () =>
+        store().handoff(fence, lease, undefined),
+      );
+    });
+
     test("resignation, deregistration and advertisement", async () => {
       const lease = await grantLease();
       const fence = await holdLeaderKey(0, 1, lease);
@@ -279,6 +288,8 @@ describe("ClusterStore against etcd: what each compare, guard and error path dec
         () => ids.deregister(5, lease),
         () => ids.advertiseFailedSlot(fence, lease, 2, 0),
         () => ids.campaign(1, 1, record, lease),
+        () => ids.handoff(fence, lease, undefined),
+        () => ids.handoff(fence, lease, { token: fence.token, lease, value: "{}" }),
       ])
         expect(await failureOf(call())).toBeInstanceOf(ClientClosedError);
       expect(await kvOf(KEYS.leaderKey(0, 1))).toBeDefined();
@@ -459,6 +470,30 @@ describe("ClusterStore against etcd: what each compare, guard and error path dec
     });
   });
 
+  describe("handoff", () => {
+    test("a resignation whose reply was lost, read back after another node took the seat, is resigned", async () => {
+      const lease = await grantLease();
+      const fence = await holdLeaderKey(0, 1, lease);
+      const slowReads = new ClusterStore(
+        env.track(connectEtcd([env.proxy.endpoint])),
+        LAYOUT,
+        silentLogger(),
+        {
+          callTimeoutMs: 10_000,
+        },
+      );
+      env.proxy.setMode("drop-reply", { match: KEYS.leaderKey(0, 1), afterwards: "blackhole" });
+      const stopping = failureOf(slowReads.handoff(fence, lease, undefined));
+      await waitUntil("the resignation applied and its reply dropped", () => env.proxy.repliesDropped === 1);
+      const next = await holdLeaderKey(0, 1, await grantLease());
+      linkBack();
+      const result = await stopping;
+      expect(result).toBeInstanceOf(Succeeded);
+      expect((result as Succeeded).value).toEqual({ kind: "resigned" });
+      expect(Number((await kvOf(KEYS.leaderKey(0, 1)))?.create_revision)).toBe(next.token);
+    });
+  });
+
   describe("advertiseFailedSlot", () => {
     test("a slot that has a member is not advertised: false, and nothing written", async () => {
       const lease = await grantLease();
@@ -482,7 +517,13 @@ describe("ClusterStore against etcd: what each compare, guard and error path dec
       const lease = await grantLease();
       const fence = await holdLeaderKey(0, 1, lease);
       await holdLeaderKey(0, 1, lease);
-      await expect(store().advertiseFailedSlot(fence, lease, 2, 0)).rejects.toBeInstanceOf(FenceLostError);
+      const err = await failureOf(store().advertiseFailedSlot(fence, lease, 2, 0));
+      expect(err).toBeInstanceOf(FenceLostError);
+      expect(err).toMatchObject({
+        name: "FenceLostError",
+        fence,
+        message: `leader key of grouping 0 seat 1 no longer has create revision ${fence.token}`,
+      });
       expect(await kvOf(KEYS.failoverKey(2))).toBeUndefined();
     });
 
