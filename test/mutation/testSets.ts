@@ -71,7 +71,7 @@ export const ETCD_TESTS: readonly string[] = [
 
 /**
  * MUTATION_TESTS=store: the pure tests plus the integration files that call `ClusterStore` (and the
- * handoff and fencing it runs) directly against a real etcd, without nodes, so that each finishes
+ * handoff and fencing it runs) or `reclaimId` directly against a real etcd, without nodes, so that each finishes
  * under load. Left out of this set: the node-level tests that reach the store through a node
  * (`badValues`, `seatLiveness`, `attackTickets{Advertise,OwnKey,Restart,Spin}`, `handoffNode`), the
  * ones that never call it (`etcd3RetryPins`, `session*`, `watchStream`, `prefixView`), and
@@ -82,6 +82,7 @@ export const STORE_TESTS: readonly string[] = [
   ...PURE_TESTS,
   "test/integration/clusterStore.test.ts",
   "test/integration/clusterStoreMutants*.test.ts",
+  "test/integration/idClaimsMutants.test.ts",
   "test/integration/idTickets.test.ts",
   "test/integration/attackTicketsChecker.test.ts",
   "test/integration/attackTicketsIdKey.test.ts",
