@@ -30,7 +30,7 @@ export type { FencedWrite } from "./fencedWrite.js";
 export type { BackupSeat, HandoffResult } from "./handoff.js";
 export { leaseSecondsLeft, type RevokeResult, revokeLease } from "./lease.js";
 export { OutcomeUnknownError, WriteNotCommittedError, WriteOutcomeUnknownError } from "./outcome.js";
-export { MAX_LISTS_PER_TXN, PrefixLists, prefixListsOf } from "./prefixLists.js";
+export { listTransactionsSent, MAX_LISTS_PER_TXN, PrefixLists, prefixListsOf } from "./prefixLists.js";
 export {
   type KeyEntry,
   type PrefixSnapshot,

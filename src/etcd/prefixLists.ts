@@ -17,6 +17,12 @@ interface PendingList {
 }
 
 const batchers = new WeakMap<Etcd3, PrefixLists>();
+let sentInProcess = 0;
+
+/** Read-only list transactions sent by every client of this process so far (benchmarks subtract them from etcd's Txn count). */
+export function listTransactionsSent(): number {
+  return sentInProcess;
+}
 
 /** The list batcher of `client`, created on first use. */
 export function prefixListsOf(client: Etcd3): PrefixLists {
@@ -86,6 +92,7 @@ export class PrefixLists {
     // The batch waits as long as its most patient list allows.
     const timeoutMs = Math.max(...batch.map((p) => p.timeoutMs));
     this.transactions += 1;
+    sentInProcess += 1;
     try {
       const res = await this.client.kv.txn({ compare: [], success, failure: [] }, deadlineIn(timeoutMs));
       batch.forEach((pending, i) => {
