@@ -1,7 +1,7 @@
 import type { Office } from "../../../machines/events.js";
 import type { nodeMachine } from "../../../machines/node.js";
 import type { BackupSeat } from "../../etcd/index.js";
-import { EtcdSession, type FencingToken } from "../../etcd/index.js";
+import { type BackoffPolicy, backoffDelay, EtcdSession, type FencingToken } from "../../etcd/index.js";
 import { CampaignHoldStore } from "../campaignHold.js";
 import type { LeaderView } from "../groupingViews.js";
 import { StallStepDown } from "../stallStepDown.js";
@@ -10,12 +10,20 @@ import type { EffectContext } from "./context.js";
 
 type Actions = NonNullable<Parameters<(typeof nodeMachine)["provide"]>[0]["actions"]>;
 
-const RECONNECT_MIN_MS = 250;
-const RECONNECT_JITTER_MS = 750;
+/** The first reconnect comes 250–500 ms after the session was lost or failed to open; each next one waits twice as long, up to a TTL. */
+const RECONNECT_FIRST_MS = 500;
+
+function reconnectBackoff(ctx: Pick<EffectContext, "settings">): BackoffPolicy {
+  return {
+    initialMs: RECONNECT_FIRST_MS,
+    maxMs: Math.max(RECONNECT_FIRST_MS, ctx.settings.leaseTtlSeconds * 1000),
+  };
+}
 const LEAVE_TIMEOUT_MS = 800;
 
 /** The node machine's effects: its session, its grouping watch, and leaving the cluster. */
 export function nodeEffects(ctx: EffectContext, slotWatch: AdvertisedSlotWatch): Actions {
+  const reconnects = { failures: 0 };
   const stepDown = new StallStepDown(ctx.layout, ctx.callTimeoutMs, ctx.timers, ctx.log, () =>
     holdCampaignsOneTtl(ctx),
   );
@@ -25,11 +33,18 @@ export function nodeEffects(ctx: EffectContext, slotWatch: AdvertisedSlotWatch):
       if (id !== undefined && office)
         stepDown.vacate(ctx.scope(), { grouping: ctx.layout.groupingOfNode(id), ...office });
     },
-    // Jittered, so that nodes that lost their sessions together do not all come back at once.
-    scheduleReconnect: () =>
-      ctx.timers.after(RECONNECT_MIN_MS + Math.random() * RECONNECT_JITTER_MS, () =>
-        ctx.send({ type: "RECONNECT" }),
-      ),
+    // Jittered, so that nodes that lost their sessions together do not all come back at once, and
+    // growing until the node is a member again, so that a restart storm on an overloaded etcd (or
+    // process) is not fed lease grants at a constant rate.
+    scheduleReconnect: () => {
+      const delayMs = backoffDelay(reconnects.failures, reconnectBackoff(ctx));
+      reconnects.failures += 1;
+      ctx.log.info("opening a new etcd session after a delay", {
+        attempt: reconnects.failures,
+        inMs: Math.round(delayMs),
+      });
+      ctx.timers.after(delayMs, () => ctx.send({ type: "RECONNECT" }));
+    },
     abandonSession: () => {
       const scope = ctx.scope();
       const session = scope.session;
@@ -38,7 +53,10 @@ export function nodeEffects(ctx: EffectContext, slotWatch: AdvertisedSlotWatch):
       // Best effort: a lease this node gave up on should not hold its keys for another TTL.
       session?.revoke().catch(() => session.abandon());
     },
-    watchGrouping: (_, { id }) => ctx.grouping.start(id, ctx.scope()),
+    watchGrouping: (_, { id }) => {
+      reconnects.failures = 0;
+      ctx.grouping.start(id, ctx.scope());
+    },
     unwatchGrouping: () => ctx.grouping.stop(),
     stopAwaitingAdvertisedSlot: () => slotWatch.stop(),
     leaveCluster: (_, { id, office }) => leaveCluster(ctx, id, office),
