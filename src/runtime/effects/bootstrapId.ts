@@ -50,6 +50,22 @@ export class AdvertisedSlotWatch {
         },
         error: (err) => this.ctx.log.error("failover watch failed", { error: String(err) }),
       });
+    // Nobody leads any more (the leaders this node saw were dead, and their leases have expired
+    // since, as after a power cut): nobody will advertise, so the node allocates again and claims
+    // a free slot itself.
+    this.subscription.add(
+      this.ctx
+        .watch(this.ctx.layout.keys.allLeadersPrefix)
+        .pipe(filter((leaders) => leaders.entries.size === 0))
+        .subscribe({
+          next: () => {
+            if (retryScheduled) return;
+            retryScheduled = true;
+            scope.sendAfter(backoffDelay(this.retries++, RETRY_TRIED_AD), { type: "SLOT_ADVERTISED" });
+          },
+          error: (err) => this.ctx.log.error("leaders watch failed", { error: String(err) }),
+        }),
+    );
     // A shutdown ends the scope before it closes the client the view runs on.
     scope.own(this.subscription);
   }
