@@ -1,4 +1,6 @@
+import { filter, take } from "rxjs";
 import type { candidateMachine } from "../../../machines/candidate.js";
+import type { LeaderSeat } from "../../../machines/events.js";
 import { campaignTurnMs, seatTakenSince } from "../campaignTurn.js";
 import { type EffectContext, identityOf, nodeRecord } from "./context.js";
 
@@ -15,15 +17,11 @@ export function candidateEffects(ctx: EffectContext): Actions {
       ctx.scope().run(
         "campaign",
         async (scope) => {
-          if (!scope.isValid()) return { type: "CAMPAIGN_LOST" };
           const { id, grouping } = identityOf(ctx);
           const turnMs = campaignTurnMs(id, ctx.layout, ctx.grouping.leaders$.value);
-          if (turnMs > 0) {
-            const seenBefore = ctx.grouping.leaders$.value?.revision ?? 0;
-            await new Promise<void>((resolve) => ctx.timers.after(turnMs, resolve));
-            if (!scope.isValid() || seatTakenSince(ctx.grouping.leaders$.value, seenBefore, seat))
-              return { type: "CAMPAIGN_LOST" };
-          }
+          if (turnMs > 0 && (await seatTakenWithin(ctx, turnMs, seat))) return { type: "CAMPAIGN_LOST" };
+          // Checked after the turn, right before the transaction: the wait may have outlasted the session.
+          if (!scope.isValid()) return { type: "CAMPAIGN_LOST" };
           const result = await ctx.store.campaign(grouping, seat, nodeRecord(ctx, id), scope.leaseId);
           if (result.kind === "lost") return { type: "CAMPAIGN_LOST" };
           scope.noteWrite(result.token);
@@ -32,4 +30,21 @@ export function candidateEffects(ctx: EffectContext): Actions {
         (error) => ({ type: "ETCD_FAILED", error }),
       ),
   };
+}
+
+/** Waits `turnMs`, or less when a newer view of the leader keys shows `seat` taken: then true. */
+function seatTakenWithin(ctx: EffectContext, turnMs: number, seat: LeaderSeat): Promise<boolean> {
+  const seenBefore = ctx.grouping.leaders$.value?.revision ?? 0;
+  return new Promise((resolve) => {
+    const taken = ctx.grouping.leaders$
+      .pipe(
+        filter((leaders) => seatTakenSince(leaders, seenBefore, seat)),
+        take(1),
+      )
+      .subscribe(() => resolve(true));
+    ctx.timers.after(turnMs, () => {
+      taken.unsubscribe();
+      resolve(false);
+    });
+  });
 }
