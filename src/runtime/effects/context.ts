@@ -3,8 +3,8 @@ import type { NodeEvent } from "../../../machines/node.js";
 import type { ClusterLayout, NodeSettings } from "../../config/index.js";
 import type { Etcd3, FencingToken, NodeRecord, PrefixSnapshot } from "../../etcd/index.js";
 import type { Logger } from "../../logging.js";
+import type { CampaignHoldStore } from "../campaignHold.js";
 import type { GroupingEvents } from "../groupingEvents.js";
-import type { RecordingStore } from "../recordingStore.js";
 import { type NodeSnapshot, officeOf } from "../roles.js";
 import type { SessionScope, Timers } from "../sessionScope.js";
 import type { NodeIdFile, StoredIdentity } from "../stateDir.js";
@@ -17,7 +17,8 @@ export interface EffectContext {
   readonly stateDir?: { idFile: NodeIdFile; stored?: StoredIdentity };
   readonly log: Logger;
   readonly etcd: Etcd3;
-  readonly store: RecordingStore;
+  /** The node's store: every leader action recorded in its history, campaigns held off after a resign or a step-down. */
+  readonly store: CampaignHoldStore;
   readonly grouping: GroupingEvents;
   readonly timers: Timers;
   /** Deadline of each etcd call. */

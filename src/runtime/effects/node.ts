@@ -2,7 +2,6 @@ import type { Office } from "../../../machines/events.js";
 import type { nodeMachine } from "../../../machines/node.js";
 import type { BackupSeat } from "../../etcd/index.js";
 import { type BackoffPolicy, backoffDelay, EtcdSession, type FencingToken } from "../../etcd/index.js";
-import { CampaignHoldStore } from "../campaignHold.js";
 import type { LeaderView } from "../groupingViews.js";
 import { StallStepDown } from "../stallStepDown.js";
 import type { AdvertisedSlotWatch } from "./bootstrapId.js";
@@ -65,7 +64,7 @@ export function nodeEffects(ctx: EffectContext, slotWatch: AdvertisedSlotWatch):
 
 /** As `resign()` does: one TTL in which the node campaigns for no seat. */
 function holdCampaignsOneTtl(ctx: EffectContext): void {
-  if (ctx.store instanceof CampaignHoldStore) ctx.store.holdCampaigns(ctx.settings.leaseTtlSeconds * 1000);
+  ctx.store.holdCampaigns(ctx.settings.leaseTtlSeconds * 1000);
 }
 
 function openSession(ctx: EffectContext, stepDown: StallStepDown): void {
