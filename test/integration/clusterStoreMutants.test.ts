@@ -162,6 +162,8 @@ describe("ClusterStore against etcd: what each compare, guard and error path dec
       const others = await grantLease();
       for (let id = 0; id < SMALL.capacity; id++)
         if (id !== 4 && id !== 6) await putMember(id, others, SMALL);
+      // Under the members prefix but not a member key of this layout: not counted, not a slot.
+      await env.direct.put(SMALL.keys.memberKey(0, 99)).value("{}").lease(others).exec();
       await env.direct.put(SMALL.keys.idKey).value(String(SMALL.capacity)).exec();
       const idKeyBefore = await kvOf(SMALL.keys.idKey);
       const { logger, records } = recordingLogger();
@@ -181,6 +183,24 @@ describe("ClusterStore against etcd: what each compare, guard and error path dec
       ]);
       expect((await kvOf(SMALL.keys.idKey))?.mod_revision).toBe(idKeyBefore?.mod_revision);
     });
+
+    test("a full cluster nobody leads: a free slot another node claims between the read of the member keys and the claim costs only that claim; the next free one is taken", async () => {
+      const others = await grantLease();
+      for (let id = 0; id < SMALL.capacity; id++)
+        if (id !== 4 && id !== 6) await putMember(id, others, SMALL);
+      await env.direct.put(SMALL.keys.idKey).value(String(SMALL.capacity)).exec();
+      const { logger, records } = recordingLogger();
+      const slow = new ClusterStore(env.track(connectEtcd([env.proxy.endpoint])), SMALL, logger, {
+        callTimeoutMs: 20_000,
+      });
+      // Every chunk a second late each way: the claim sent after the warning reaches etcd a second later.
+      env.proxy.setMode("delay", { delayMs: 1_000 });
+      const allocation = slow.allocateFreshId(RECORD, await grantLease());
+      await waitUntil("the member keys read", () => records.length > 0, 60_000, 5);
+      await putMember(4, others, SMALL);
+      expect(await allocation).toEqual({ kind: "allocated", id: 6 });
+      env.proxy.setMode("pass");
+    }, 120_000);
 
     test("a full cluster nobody leads with every slot held is full: nothing registered beyond its slots", async () => {
       const others = await grantLease();
