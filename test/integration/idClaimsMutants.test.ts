@@ -57,6 +57,7 @@ describe("reclaimId: what its compare, guards and error paths decide", () => {
     const lease = await grantLease();
     expect(await reclaim(env.direct, lease)).toEqual({ kind: "reclaimed", id: ID, via: "advertised" });
     expect(await members()).toEqual([{ key: MEMBER, lease }]);
+    expect(JSON.parse((await env.direct.get(MEMBER).string()) ?? "")).toEqual({ ...RECORD, id: ID });
     expect((await env.direct.get(AD).exec()).kvs).toEqual([]);
   });
 
