@@ -10,7 +10,7 @@ import { waitUntil } from "../support/waitUntil.js";
 
 const RECONNECTING = "opening a new etcd session after a delay";
 
-describe("a node that cannot open a session backs off, and starts over once it is a member", () => {
+describe("a node that cannot open a session backs off, and starts over once it has been a member for a TTL", () => {
   let etcd: EtcdCluster;
 
   beforeEach(async () => {
@@ -21,7 +21,7 @@ describe("a node that cannot open a session backs off, and starts over once it i
     await etcd.stop();
   });
 
-  test("the delays between attempts grow up to a TTL while etcd is down, and the first after membership is short again", async () => {
+  test("the delays between attempts grow up to a TTL while etcd is down, and the first after a membership that lasted a TTL is short again", async () => {
     const member = etcd.members[0];
     if (member === undefined) throw new Error("no etcd member");
     const { logger, records } = recordingLogger();
@@ -56,6 +56,8 @@ describe("a node that cannot open a session backs off, and starts over once it i
 
       await member.restart();
       await waitUntil("the node to be a member", () => node.id !== undefined, 60_000);
+      // A membership that lasts a TTL starts the backoff over.
+      await sleep(ttlSeconds * 1000 + 500);
       const before = delays().length;
       // Its lease revoked from outside: the node learns the lease is gone and opens a new session.
       const client = etcd.client();

@@ -1,7 +1,13 @@
 import type { Office } from "../../../machines/events.js";
 import type { nodeMachine } from "../../../machines/node.js";
 import type { BackupSeat } from "../../etcd/index.js";
-import { type BackoffPolicy, backoffDelay, EtcdSession, type FencingToken } from "../../etcd/index.js";
+import {
+  type BackoffPolicy,
+  backoffDelay,
+  EtcdSession,
+  type FencingToken,
+  monotonicNow,
+} from "../../etcd/index.js";
 import type { LeaderView } from "../groupingViews.js";
 import { StallStepDown } from "../stallStepDown.js";
 import type { AdvertisedSlotWatch } from "./bootstrapId.js";
@@ -22,7 +28,7 @@ const LEAVE_TIMEOUT_MS = 800;
 
 /** The node machine's effects: its session, its grouping watch, and leaving the cluster. */
 export function nodeEffects(ctx: EffectContext, slotWatch: AdvertisedSlotWatch): Actions {
-  const reconnects = { failures: 0 };
+  const reconnects: { failures: number; memberSince?: number } = { failures: 0 };
   const stepDown = new StallStepDown(ctx.layout, ctx.callTimeoutMs, ctx.timers, ctx.log, () =>
     holdCampaignsOneTtl(ctx),
   );
@@ -33,9 +39,14 @@ export function nodeEffects(ctx: EffectContext, slotWatch: AdvertisedSlotWatch):
         stepDown.vacate(ctx.scope(), { grouping: ctx.layout.groupingOfNode(id), ...office });
     },
     // Jittered, so that nodes that lost their sessions together do not all come back at once, and
-    // growing until the node is a member again, so that a restart storm on an overloaded etcd (or
-    // process) is not fed lease grants at a constant rate.
+    // growing until the node has been a member again for a TTL, so that a restart storm on an
+    // overloaded etcd (or process) is not fed lease grants at a constant rate.
     scheduleReconnect: () => {
+      // Only a membership that lasted a TTL starts the backoff over: one lost right after each join
+      // (a lease revoked again and again) counts as one more failure.
+      const memberForMs = reconnects.memberSince === undefined ? 0 : monotonicNow() - reconnects.memberSince;
+      if (memberForMs >= ctx.settings.leaseTtlSeconds * 1000) reconnects.failures = 0;
+      reconnects.memberSince = undefined;
       const delayMs = backoffDelay(reconnects.failures, reconnectBackoff(ctx));
       reconnects.failures += 1;
       ctx.log.info("opening a new etcd session after a delay", {
@@ -53,7 +64,7 @@ export function nodeEffects(ctx: EffectContext, slotWatch: AdvertisedSlotWatch):
       session?.revoke().catch(() => session.abandon());
     },
     watchGrouping: (_, { id }) => {
-      reconnects.failures = 0;
+      reconnects.memberSince ??= monotonicNow();
       ctx.grouping.start(id, ctx.scope());
     },
     unwatchGrouping: () => ctx.grouping.stop(),
