@@ -35,7 +35,7 @@ function revokeLeasesExcept(client: Etcd3, spare: () => readonly (string | undef
 /**
  * The reconnect backoff (949b3d7) starts over when the node is a member again. Attacks on that
  * reset: sessions that die before the node joins must keep backing off (they do), and so should
- * a node that joins and loses its lease again and again (it does not: red).
+ * a node that joins and loses its lease again and again (it did not before 892609e).
  */
 describe("attack: reconnect backoff under flapping sessions", () => {
   let etcd: EtcdCluster;
@@ -99,11 +99,10 @@ describe("attack: reconnect backoff under flapping sessions", () => {
     expect(holder.role).toBe("primary");
   }, 150_000);
 
-  // RED today (a finding, not a guard): the reset at membership lets a node whose lease is lost
-  // right after every join loop at a constant rate: measured 24 lease grants, 24 ID claims and
-  // member keys in 10 s, every reconnect "attempt 1" (250-500 ms). The rule is that every retry
-  // loop backs off; the fix proposed: start the backoff over only once the node has stayed a member
-  // for a TTL (or halve the count then), so that a join that does not last counts as a failure.
+  // Guards 892609e: before it, the reset at membership let a node whose lease was lost right after
+  // every join loop at a constant rate (measured: 24 lease grants, ID claims and member keys in
+  // 10 s, every reconnect "attempt 1", 250-500 ms). The backoff now starts over only after a
+  // membership that lasted a TTL; resetting it at every join again turns this red.
   test("a node that loses its lease again and again right after joining backs off further each time", async () => {
     makeFactory(SEED_CONFIG);
     const node = factory.create("flapper");
