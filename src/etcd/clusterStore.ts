@@ -164,7 +164,7 @@ export class ClusterStore {
   }
 
   /**
-   * A full cluster without a single leader key (every member died together: a power cut, with no
+   * A full cluster without a single leader key bound to a lease (every member died together: a power cut, with no
    * state directories to take IDs back) has nobody to advertise its free slots, and never would:
    * a leader needs a member. So a newcomer claims the lowest free slot itself, by the same claim as
    * a ticket's (member key absent). Once anyone leads, newcomers wait for advertisements again.
@@ -173,12 +173,13 @@ export class ClusterStore {
     record: Omit<NodeRecord, "id">,
     leaseId: string,
   ): Promise<number | undefined> {
-    const leaders = await this.client
+    const leaderKeys = await this.client
       .getAll()
       .prefix(this.keys.allLeadersPrefix)
       .options(this.callOptions())
-      .count();
-    if (leaders > 0) return undefined;
+      .exec();
+    // A leader key without a lease is poisoned (no runtime writes one) and never expires: it leads nobody.
+    if (leaderKeys.kvs.some((kv) => String(kv.lease) !== "0")) return undefined;
     const memberKeys = await this.client
       .getAll()
       .prefix(this.keys.allMembersPrefix)

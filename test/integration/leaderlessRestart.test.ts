@@ -1,4 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { ClusterStore } from "../../src/etcd/index.js";
+import { silentLogger } from "../../src/logging.js";
 import { crashNode } from "../../src/runtime/testing.js";
 import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
@@ -41,5 +43,23 @@ describe("a newcomer that found a full cluster whose leaders are dead", () => {
     const status = await started;
     expect(status.id).toBe(0);
     await waitUntil("the newcomer to lead", () => newcomer.role === "primary");
+  });
+
+  test("a leader key without a lease (poisoned, it never expires) does not count as a leader: the free slot is claimed", async () => {
+    const client = etcd.client();
+    const layout = factory.layout;
+    await client.put(layout.keys.idKey).value(String(layout.capacity));
+    await client.put(layout.keys.leaderKey(0, 1)).value("garbage");
+    const lease = await client.lease(30, { autoKeepAlive: false }).grant();
+    const store = new ClusterStore(client, layout, silentLogger(), { callTimeoutMs: 5_000 });
+    const record = { name: "newcomer", address: "127.0.0.1:1" };
+    expect(await store.allocateFreshId(record, lease)).toEqual({ kind: "allocated", id: 0 });
+
+    // A leader key bound to a lease leads (its holder may be alive): the cluster stays full.
+    await client.delete().key(layout.keys.memberKey(0, 0));
+    await client.put(layout.keys.leaderKey(0, 2)).value("garbage").lease(lease);
+    const other = await client.lease(30, { autoKeepAlive: false }).grant();
+    expect(await store.allocateFreshId(record, other)).toEqual({ kind: "full" });
+    client.close();
   });
 });

@@ -1,7 +1,7 @@
 import { filter, map, type Subscription } from "rxjs";
 import type { bootstrapIdMachine } from "../../../machines/bootstrapId.js";
 import { reclaimId } from "../../etcd/idClaims.js";
-import { backoffDelay, OutcomeUnknownError, revokeLease } from "../../etcd/index.js";
+import { backoffDelay, type KeyEntry, OutcomeUnknownError, revokeLease } from "../../etcd/index.js";
 import { currentBootId } from "../../processLiveness.js";
 import type { SessionScope } from "../sessionScope.js";
 import type { NodeIdFile, StoredIdentity } from "../stateDir.js";
@@ -51,12 +51,12 @@ export class AdvertisedSlotWatch {
         error: (err) => this.ctx.log.error("failover watch failed", { error: String(err) }),
       });
     // Nobody leads any more (the leaders this node saw were dead, and their leases have expired
-    // since, as after a power cut): nobody will advertise, so the node allocates again and claims
-    // a free slot itself.
+    // since, as after a power cut; a poisoned key without a lease leads nobody either): nobody will
+    // advertise, so the node allocates again and claims a free slot itself.
     this.subscription.add(
       this.ctx
         .watch(this.ctx.layout.keys.allLeadersPrefix)
-        .pipe(filter((leaders) => leaders.entries.size === 0))
+        .pipe(filter((leaders) => [...leaders.entries.values()].every(isLeaseless)))
         .subscribe({
           next: () => {
             if (retryScheduled) return;
@@ -81,6 +81,9 @@ export class AdvertisedSlotWatch {
     this.subscription = undefined;
   }
 }
+
+/** A leader key with no lease is poisoned (no runtime writes one): it never expires, and leads nobody. */
+const isLeaseless = (entry: KeyEntry) => entry.lease === "0";
 
 /**
  * The ID a node held last, across its sessions: a node that lost its member key (its lease
