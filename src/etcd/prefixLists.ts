@@ -1,5 +1,5 @@
 import type { Etcd3, IRangeResponse, IRequestOp } from "etcd3";
-import { Range } from "etcd3";
+import { EtcdPermissionDeniedError, GRPCInvalidArgumentError, GRPCResourceExhastedError, Range } from "etcd3";
 import { deadlineIn } from "./outcome.js";
 import { jitteredInterval } from "./watchBackoff.js";
 
@@ -14,6 +14,20 @@ interface PendingList {
   readonly timeoutMs: number;
   readonly resolve: (listed: IRangeResponse) => void;
   readonly reject: (error: unknown) => void;
+}
+
+/**
+ * etcd's answers that refuse a transaction for what is in it, not for the link or the load: more
+ * operations than its `--max-txn-ops`, a reply larger than gRPC's receive limit, a range the user may
+ * not read. Smaller batches may pass, so a refused batch is split; anything else fails it whole, so
+ * an overloaded etcd is not sent more calls.
+ */
+function refusedAsAWhole(err: unknown): boolean {
+  return (
+    err instanceof GRPCInvalidArgumentError ||
+    err instanceof GRPCResourceExhastedError ||
+    err instanceof EtcdPermissionDeniedError
+  );
 }
 
 const batchers = new WeakMap<Etcd3, PrefixLists>();
@@ -103,7 +117,12 @@ export class PrefixLists {
         else pending.resolve({ ...listed, header: res.header });
       });
     } catch (err) {
-      for (const pending of batch) pending.reject(err);
+      if (batch.length > 1 && refusedAsAWhole(err)) {
+        // Halves until each part passes or a single list is refused on its own: at most 2n − 1 calls.
+        const half = Math.ceil(batch.length / 2);
+        void this.send(batch.slice(0, half));
+        void this.send(batch.slice(half));
+      } else for (const pending of batch) pending.reject(err);
     }
   }
 }

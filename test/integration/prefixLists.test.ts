@@ -6,6 +6,7 @@ import { MAX_LISTS_PER_TXN, type PrefixSnapshot, prefixListsOf, watchPrefix } fr
 import { silentLogger } from "../../src/logging.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { FlapProxy } from "../support/flapProxy.js";
+import { recordingLogger } from "../support/recordingLogger.js";
 import { waitUntil } from "../support/waitUntil.js";
 
 const contents = (s: PrefixSnapshot | undefined) =>
@@ -162,5 +163,39 @@ describe("a re-sync tick does not pile lists onto a slow etcd", () => {
     // One list per 600 ms answer: about 5; a tick every 25–50 ms would have sent about 80.
     expect(counted.lists() - before).toBeLessThanOrEqual(10);
     expect(counted.lists() - before).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe("a batch etcd refuses for what is in it is split until its parts pass", () => {
+  let etcd: EtcdCluster;
+  let viewer: Etcd3;
+
+  afterEach(async () => {
+    viewer.close();
+    await etcd.stop();
+  });
+
+  test("with etcd's --max-txn-ops below the batch, every view gets its first list without a failure", async () => {
+    etcd = await startEtcd({ extraArgs: ["--max-txn-ops", "4"] });
+    viewer = etcd.client();
+    const writer = etcd.client();
+    const prefixes = Array.from({ length: 12 }, (_, i) => `m${i}/`);
+    for (const p of prefixes) await writer.put(`${p}k`).value(p);
+    writer.close();
+    const counted = countTxns(viewer);
+    const { logger, records } = recordingLogger();
+    const latest = new Map<string, PrefixSnapshot>();
+    const subscriptions = prefixes.map((prefix) =>
+      watchPrefix(viewer, prefix, logger).subscribe((s) => latest.set(prefix, s)),
+    );
+    try {
+      await waitUntil("every view's first list", () => latest.size === prefixes.length, 30_000);
+      for (const p of prefixes) expect(contents(latest.get(p))).toEqual({ [`${p}k`]: p });
+      expect(records.filter((r) => r.message === "listing a prefix failed, retrying")).toEqual([]);
+      // 12 refused, two of 6 refused, four of 3 passed: 7 transactions.
+      expect(counted.txns()).toBe(7);
+    } finally {
+      for (const s of subscriptions) s.unsubscribe();
+    }
   });
 });
