@@ -95,6 +95,14 @@ describe("reclaimId: what its compare, guards and error paths decide", () => {
     expect((await env.direct.get(AD).exec()).kvs).toHaveLength(1);
   });
 
+  test("a lost reply of a reclaim that committed is read back: reclaimed, one member key", async () => {
+    const lease = await grantLease();
+    env.proxy.setMode("drop-reply", { match: MEMBER });
+    expect(await reclaim(proxied(), lease)).toEqual({ kind: "reclaimed", id: ID, via: "free" });
+    expect(env.proxy.repliesDropped).toBe(1);
+    expect(await members()).toEqual([{ key: MEMBER, lease }]);
+  });
+
   test("a lost reply that cannot be read back is an unknown outcome naming the reclaim", async () => {
     env.proxy.setMode("drop-reply", { match: MEMBER, afterwards: "blackhole" });
     const err = await failureOf(reclaim(proxied(), await grantLease()));
