@@ -202,6 +202,22 @@ describe("ClusterStore against etcd: what each compare, guard and error path dec
       env.proxy.setMode("pass");
     }, 120_000);
 
+    test("a full cluster whose only leader key has no lease (poisoned) is led by nobody; one leased leader key among them leads it", async () => {
+      const others = await grantLease();
+      for (let id = 0; id < SMALL.capacity; id++) if (id !== 4) await putMember(id, others, SMALL);
+      await env.direct.put(SMALL.keys.idKey).value(String(SMALL.capacity)).exec();
+      await env.direct.put(SMALL.keys.leaderKey(0, 1)).value("{}").exec();
+      await env.direct.put(SMALL.keys.leaderKey(0, 2)).value("{}").lease(others).exec();
+      expect(await store(silentLogger(), SMALL).allocateFreshId(RECORD, await grantLease())).toEqual({
+        kind: "full",
+      });
+      await env.direct.delete().key(SMALL.keys.leaderKey(0, 2)).exec();
+      expect(await store(silentLogger(), SMALL).allocateFreshId(RECORD, await grantLease())).toEqual({
+        kind: "allocated",
+        id: 4,
+      });
+    });
+
     test("a full cluster nobody leads with every slot held is full: nothing registered beyond its slots", async () => {
       const others = await grantLease();
       for (let id = 0; id < SMALL.capacity; id++) await putMember(id, others, SMALL);
