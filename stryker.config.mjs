@@ -30,14 +30,16 @@ function mutateGlobs() {
  * MUTATION_TESTS=pure runs only the tests that need no etcd (test/mutation/testSets.ts), the fast way
  * to score machines/ and src/config/; MUTATION_TESTS=etcd adds the tests that drive src/etcd directly
  * against etcd, the affordable way to score src/etcd; MUTATION_TESTS=store only those that call the
- * ClusterStore directly, for its transactions (clusterStore.ts, handoff.ts, fencing.ts). Unset, every
- * test related to a mutated file runs.
+ * ClusterStore directly, for its transactions (clusterStore.ts, handoff.ts, fencing.ts);
+ * MUTATION_TESTS=views only those that drive prefix views directly (prefixView.ts, prefixLists.ts).
+ * Unset, every test related to a mutated file runs.
  */
 const VITEST_CONFIGS = {
   all: "test/mutation/vitest.config.ts",
   pure: "test/mutation/vitest.pure.config.ts",
   etcd: "test/mutation/vitest.etcd.config.ts",
   store: "test/mutation/vitest.store.config.ts",
+  views: "test/mutation/vitest.views.config.ts",
 };
 
 function vitestConfigFile() {

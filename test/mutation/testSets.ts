@@ -91,3 +91,15 @@ export const STORE_TESTS: readonly string[] = [
   "test/integration/attackHandoffTokenOnly.test.ts",
   "test/integration/fencedWriteMarkers.test.ts",
 ];
+
+/**
+ * MUTATION_TESTS=views: the pure tests plus the integration files that drive prefix views and their
+ * batched lists (`watchPrefix`, `PrefixLists`) directly against a real etcd, without nodes, the
+ * affordable way to score `prefixView.ts` and `prefixLists.ts`.
+ */
+export const VIEW_TESTS: readonly string[] = [
+  ...PURE_TESTS,
+  "test/integration/prefixView.test.ts",
+  "test/integration/prefixLists.test.ts",
+  "test/integration/attackBatchedLists.test.ts",
+];
