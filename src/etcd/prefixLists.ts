@@ -60,8 +60,6 @@ export class PrefixLists {
   private pending: PendingList[] = [];
   private flushScheduled = false;
   private readonly clocks = new Map<number, ResyncClock>();
-  /** Transactions sent so far; tests count them. */
-  transactions = 0;
 
   constructor(private readonly client: Etcd3) {}
 
@@ -105,7 +103,6 @@ export class PrefixLists {
     });
     // The batch waits as long as its most patient list allows.
     const timeoutMs = Math.max(...batch.map((p) => p.timeoutMs));
-    this.transactions += 1;
     sentInProcess += 1;
     try {
       const res = await this.client.kv.txn({ compare: [], success, failure: [] }, deadlineIn(timeoutMs));

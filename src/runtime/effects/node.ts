@@ -17,6 +17,7 @@ type Actions = NonNullable<Parameters<(typeof nodeMachine)["provide"]>[0]["actio
 
 /** The first reconnect comes 250–500 ms after the session was lost or failed to open; each next one waits twice as long, up to a TTL. */
 const RECONNECT_FIRST_MS = 500;
+const LEAVE_TIMEOUT_MS = 800;
 
 function reconnectBackoff(ctx: Pick<EffectContext, "settings">): BackoffPolicy {
   return {
@@ -24,7 +25,6 @@ function reconnectBackoff(ctx: Pick<EffectContext, "settings">): BackoffPolicy {
     maxMs: Math.max(RECONNECT_FIRST_MS, ctx.settings.leaseTtlSeconds * 1000),
   };
 }
-const LEAVE_TIMEOUT_MS = 800;
 
 /** The node machine's effects: its session, its grouping watch, and leaving the cluster. */
 export function nodeEffects(ctx: EffectContext, slotWatch: AdvertisedSlotWatch): Actions {
