@@ -1,14 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3 } from "etcd3";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
+import { NodeFactory, ONE_SLOT, SEED_CONFIG } from "../support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { type LogRecord, recordingLogger } from "../support/recordingLogger.js";
 import { waitUntil } from "../support/waitUntil.js";
 
 const RECONNECTING = "opening a new etcd session after a delay";
-/** A cluster of one slot: its node is its primary, and a newcomer finds it full. */
-const ONE_SLOT = { ...SEED_CONFIG, groups: 1, group_size: 1, reads: 1, writes: 1 };
 const TTL_SECONDS = 2;
 
 /**

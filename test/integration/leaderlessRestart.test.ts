@@ -2,12 +2,9 @@ import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { ClusterStore } from "../../src/etcd/index.js";
 import { silentLogger } from "../../src/logging.js";
 import { crashNode } from "../../src/runtime/testing.js";
-import { NodeFactory, SEED_CONFIG } from "../support/clusterNodes.js";
+import { NodeFactory, ONE_SLOT } from "../support/clusterNodes.js";
 import { type EtcdCluster, startEtcd } from "../support/etcdCluster.js";
 import { waitUntil } from "../support/waitUntil.js";
-
-/** A cluster of one slot: its one node is its primary, and a newcomer finds it full while that node's lease lives. */
-const ONE_SLOT = { ...SEED_CONFIG, groups: 1, group_size: 1, reads: 1, writes: 1 };
 
 describe("a newcomer that found a full cluster whose leaders are dead", () => {
   let etcd: EtcdCluster;
@@ -44,6 +41,24 @@ describe("a newcomer that found a full cluster whose leaders are dead", () => {
     expect(status.id).toBe(0);
     await waitUntil("the newcomer to lead", () => newcomer.role === "primary");
   });
+
+  test("a poisoned leader key (no lease, it never expires) does not keep a cluster whose every member died from forming again", async () => {
+    const [old] = await factory.startMany(1);
+    if (old === undefined) throw new Error("no node");
+    await waitUntil("the node to be primary", () => old.role === "primary");
+    const client = etcd.client();
+    // Garbage in the backup seat, without a lease (as `status` reports a poisoned leader key).
+    await client.put(factory.layout.keys.leaderKey(0, 2)).value("not a node record");
+    crashNode(old);
+    const newcomer = factory.create("newcomer");
+    const started = newcomer.start({ timeoutMs: 30_000 });
+    await waitUntil("the dead node's member key to expire", async () => {
+      const members = await client.getAll().prefix(factory.layout.keys.allMembersPrefix).keys();
+      return members.length === 0;
+    });
+    client.close();
+    expect((await started).id).toBe(0);
+  }, 60_000);
 
   test("a leader key without a lease (poisoned, it never expires) does not count as a leader: the free slot is claimed", async () => {
     const client = etcd.client();

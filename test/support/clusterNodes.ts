@@ -19,6 +19,9 @@ export const SEED_CONFIG: ClusterConfig = {
 /** One grouping of three groups of three: nine node IDs compete for its two leader keys. */
 export const ONE_GROUPING: ClusterConfig = { ...SEED_CONFIG, groups: 3 };
 
+/** A cluster of one slot: its one node is its primary, and a newcomer finds it full while that node's lease lives. */
+export const ONE_SLOT: ClusterConfig = { ...SEED_CONFIG, groups: 1, group_size: 1, reads: 1, writes: 1 };
+
 export interface NodeFactoryOptions {
   endpoints: string[];
   config?: ClusterConfig;
