@@ -57,9 +57,8 @@ describe("attack: batched prefix lists that etcd refuses as a whole", () => {
   };
 
   // Guards: a batch larger than etcd's --max-txn-ops (128 by default; MAX_LISTS_PER_TXN is 64) is
-  // refused whole. The views must still converge through their own backed-off retries, which do
-  // not all land in one turn. A change that retried a refused batch as one batch again (or that
-  // made the retries of one failure share a turn) would starve every view: this test goes red.
+  // refused whole. It is split in halves until its parts pass (prefixLists.test.ts counts the
+  // transactions); here the views must get their keys and follow changes, tick after tick.
   test("with etcd's --max-txn-ops below the batch, every view still gets its keys and follows changes", async () => {
     etcd = await startEtcd({ extraArgs: ["--max-txn-ops", "4"] });
     const writer = etcd.client();
@@ -82,8 +81,8 @@ describe("attack: batched prefix lists that etcd refuses as a whole", () => {
       () => prefixes.every((p) => contents(latest.get(p))[`${p}k`] === "after"),
       30_000,
     );
-    // Re-syncs keep ticking on the shared clock: each tick's batch of 12 is refused, and each view
-    // is listed again only by its retry. Counted, for the report; the views stay right.
+    // Re-syncs keep ticking on the shared clock: each tick's batch of 12 is refused and split.
+    // Counted, for the report; the views stay right.
     const refusedBefore = counted.refused();
     const sentBefore = counted.sent();
     await new Promise((r) => setTimeout(r, 5_000));
@@ -95,23 +94,29 @@ describe("attack: batched prefix lists that etcd refuses as a whole", () => {
     expect(prefixes.every((p) => contents(latest.get(p))[`${p}k`] === "after")).toBe(true);
   }, 120_000);
 
-  // Guards: a Txn of ranges needs only read permission on each range, so a user whose role may
-  // only read the namespace can list (a change that put a compare or a write into the batch, or
-  // sent it with a lease, would need more and go red here).
-  test("a user whose role may only read a prefix lists it through the batched transaction", async () => {
-    etcd = await startEtcd({ name: "ro", rootPassword: "root-secret" });
+  /** An etcd with auth on, and a client of a user whose role may only read the prefix `ro/`. */
+  const readerOf = async (name: string): Promise<{ root: Etcd3; reader: Etcd3 }> => {
+    etcd = await startEtcd({ name, rootPassword: "root-secret" });
     const root = etcd.client();
     await root.role("reader").create();
     await root.role("reader").grant({ permission: "Read", range: Range.prefix("ro/") });
     await root.user("reader").create("reader-secret");
     await root.user("reader").addRole("reader");
-    await root.put("ro/a/1").value("a");
-    await root.put("ro/b/1").value("b");
     const reader = connectEtcd({
       endpoints: etcd.endpoints,
       auth: { username: "reader", password: "reader-secret" },
     });
     clients.push(reader);
+    return { root, reader };
+  };
+
+  // Guards: a Txn of ranges needs only read permission on each range, so a user whose role may
+  // only read the namespace can list (a change that put a compare or a write into the batch, or
+  // sent it with a lease, would need more and go red here).
+  test("a user whose role may only read a prefix lists it through the batched transaction", async () => {
+    const { root, reader } = await readerOf("ro");
+    await root.put("ro/a/1").value("a");
+    await root.put("ro/b/1").value("b");
     const { latest } = views(reader, ["ro/a/", "ro/b/"]);
     await waitUntil("both read-only views' first lists", () => latest.size === 2, 30_000);
     expect(contents(latest.get("ro/a/"))).toEqual({ "ro/a/1": "a" });
@@ -127,19 +132,9 @@ describe("attack: batched prefix lists that etcd refuses as a whole", () => {
   // etcd refuses the whole batch ("permission denied"). The permitted views must not be starved
   // by it: they get their keys through their own retries, and keep following changes.
   test("a view the user may not read does not starve the views it may read on the same client", async () => {
-    etcd = await startEtcd({ name: "rbac", rootPassword: "root-secret" });
-    const root = etcd.client();
-    await root.role("reader").create();
-    await root.role("reader").grant({ permission: "Read", range: Range.prefix("ro/") });
-    await root.user("reader").create("reader-secret");
-    await root.user("reader").addRole("reader");
+    const { root, reader } = await readerOf("rbac");
     await root.put("ro/a/1").value("a");
     await root.put("secret/1").value("s");
-    const reader = connectEtcd({
-      endpoints: etcd.endpoints,
-      auth: { username: "reader", password: "reader-secret" },
-    });
-    clients.push(reader);
     const counted = countTxns(reader);
     const { latest, listFailures } = views(reader, ["ro/a/", "secret/", "ro/c/"], 1_000);
     await waitUntil(
