@@ -50,6 +50,19 @@ describe("campaign turns: the lowest unseated ID of a grouping runs first", () =
     expect(campaignTurnMs(4, layout, leaders(5, 7, 12))).toBe(4 * CAMPAIGN_TURN_STEP_MS);
   });
 
+  test("only seated IDs below this one, of this grouping, move it up; an unreadable seat moves nobody", () => {
+    // The node's own ID seated (a view that is behind) is not below it.
+    expect(campaignTurnMs(4, layout, leaders(5, 4))).toBe(4 * CAMPAIGN_TURN_STEP_MS);
+    // An ID of another grouping below this grouping's first (only a forged record could name one).
+    expect(campaignTurnMs(11, layout, leaders(5, 3))).toBe(2 * CAMPAIGN_TURN_STEP_MS);
+    // A poisoned key (held, no record) in either seat, and a vacant primary with a held backup.
+    const poisoned: LeaderView = { problem: "not a node record", token: 10, modRevision: 10, lease: "0" };
+    expect(campaignTurnMs(4, layout, { revision: 5, primary: poisoned, backup: poisoned })).toBe(
+      4 * CAMPAIGN_TURN_STEP_MS,
+    );
+    expect(campaignTurnMs(4, layout, leaders(5, undefined, 1))).toBe(3 * CAMPAIGN_TURN_STEP_MS);
+  });
+
   test("no rank waits past the cap", () => {
     expect(campaignTurnMs(19, wide, undefined)).toBe(CAMPAIGN_TURN_MAX_RANK * CAMPAIGN_TURN_STEP_MS);
     expect(campaignTurnMs(CAMPAIGN_TURN_MAX_RANK, wide, undefined)).toBe(
