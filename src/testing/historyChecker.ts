@@ -490,11 +490,15 @@ class Replay {
         this.fail("ids", revision, `lease ${lease} holds member keys of IDs ${ids.join(", ")}`);
   }
 
-  /** Opens a leaderless span when the last key under the leaders prefix goes (valid or not: the runtime counts any), closes it when one is put. */
+  /**
+   * Opens a leaderless span when the last key under the leaders prefix bound to a lease goes (valid
+   * or not: the runtime counts any such key; one without a lease is poisoned and leads nobody),
+   * closes it when one is put.
+   */
   private trackLeaderless(revision: number, events: readonly ObservedEvent[]): void {
     const prefix = this.layout.keys.allLeadersPrefix;
     if (!events.some((e) => e.key.startsWith(prefix))) return;
-    const led = [...this.state.keys()].some((key) => key.startsWith(prefix));
+    const led = [...this.state].some(([key, life]) => key.startsWith(prefix) && life.lease !== "0");
     const open = this.leaderless.at(-1);
     if (led && open && open.to === undefined) {
       open.to = revision;

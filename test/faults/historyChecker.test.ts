@@ -761,6 +761,24 @@ describe("a full cluster that nobody leads (every member died at once, no state 
 
   const reused = [expect.stringContaining("ID 1 reused without claiming its advertisement")];
 
+  test("a poisoned leader key (no lease) leads nobody: the claim beside it passes; one bound to a lease does not", () => {
+    // The poisoned key is there before the power cut and stays after it.
+    const poisoned = (lease?: string) => {
+      const log = new EtcdLog();
+      const ids = [...Array(capacity).keys()];
+      for (const id of ids) log.join(id, `${10 + id}`);
+      log.txn({ put: PRIMARY, value: node(0), lease: "10" });
+      log.txn({ put: BACKUP, value: "not a node record", ...(lease === undefined ? {} : { lease }) });
+      const sessionsOpenedAt = log.now;
+      log.txn(...ids.map((id) => ({ del: member(id) })));
+      log.txn({ del: PRIMARY });
+      log.txn({ put: member(1), value: newcomer(1), lease: "51" });
+      return slotMessages(log, freshClaim(1, "51", sessionsOpenedAt));
+    };
+    expect(poisoned()).not.toContainEqual(expect.stringContaining("ID 1 reused"));
+    expect(poisoned("77")).toEqual(expect.arrayContaining(reused));
+  });
+
   test("the same claim while a leader key lives stays a violation", () => {
     const { log, sessionsOpenedAt } = powerCut({ primaryLives: true });
     log.txn({ put: member(1), value: newcomer(1), lease: "51" });
